@@ -1,0 +1,467 @@
+"""Drive adapter for GNU xorriso (libburn), the Linux burning tool.
+
+Two kinds of drive go through the same commands:
+
+* a real drive, addressed by its device node (``/dev/sr0``);
+* a file-backed drive: each medium is a file ``<media_dir>/<label>.medium``
+  that xorriso writes through its ``stdio:`` pseudo-drive, so the real
+  program runs end to end without optical hardware.
+
+Commands used::
+
+    xorriso -outdev DEV -toc -tell_media_space      status()
+    xorriso -as cdrecord -v dev=DEV -dao IMAGE      burn()
+    xorriso -outdev DEV -eject all                  eject() on a real drive
+
+where DEV is ``mmc:/dev/sr0`` or ``stdio:<medium file>``. The ``mmc:``
+prefix matters: given a bare path that is not an optical drive (a typo, a
+missing USB drive), xorriso would quietly treat it as a ``stdio:`` file and
+"burn" into it.
+
+What xorriso 1.5 prints, as far as this module relies on it:
+
+* ``-toc`` reports on stdout, among other lines, ``Drive type   : vendor
+  'V' product 'P' revision 'R'``, ``Media current: DVD-R sequential
+  recording`` (``stdio file, overwriteable`` for files), ``Media status :
+  is blank`` / ``is written , is appendable`` / ``is written , is closed`` /
+  ``is not present``, and ``-tell_media_space`` adds ``Media space  : NNNs``
+  (free 2048-byte sectors). For ``stdio:`` files the space is the free
+  space of the file system, not a disc capacity.
+* During a burn, about once a second on stderr:
+  ``xorriso : UPDATE :  152 of 1430 MB written (fifo  0%) [buf  50%]  52.3x.``
+  (MB are MiB, rounded down; the speed is in the medium's "x" units). Short
+  burns print none.
+* Failures are ``... : SORRY : ...`` / ``... : FAILURE : ...`` lines on stderr
+  and a non-zero exit status; SCSI errors read like
+  ``WRITE@LBA=330h failed with SK=3h/ASC=0Ch/ACQ=00h``.
+* A burn onto a ``stdio:`` file pads it beyond the image (to whole sectors
+  and more), so a medium is always read back by length, never to its end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ._media import MediumSlot, check_writable, read_medium
+from .base import BurnResult, DriveError, MediumStatus, Progress
+
+TOOL_MISSING = ("xorriso is not installed: install it (Debian/Ubuntu: apt-get install xorriso) "
+                "or set the drive's adapter in the config")
+"""The one-line message of DriveError ``tool-missing``."""
+
+STOP_GRACE = 5.0
+"""Seconds a timed-out xorriso gets after SIGTERM before SIGKILL."""
+
+MIB = 1 << 20
+
+_SENSE = re.compile(r"SK=([0-9A-Fa-f]+)h/ASC=([0-9A-Fa-f]+)h/ACQ=([0-9A-Fa-f]+)h")
+_UPDATE = re.compile(r"UPDATE\s*:\s*(\d+)\s+of\s+\d+\s+MB written(?:.*?\s(\d+(?:\.\d+)?x)\.?\s*$)?")
+_DRIVE_TYPE = re.compile(r"vendor '([^']*)' product '([^']*)' revision '([^']*)'")
+_PROBLEM = re.compile(r" : (?:SORRY|FAILURE|FATAL|ABORT) : ")
+
+
+def classify_sense(text: str, default: str = "write-error") -> str:
+    """Map the first SCSI sense report in xorriso's output to a failure class.
+
+    ``text`` is xorriso/libburn output containing lines such as
+    ``WRITE@LBA=330h failed with SK=3h/ASC=0Ch/ACQ=00h`` (sense key, additional
+    sense code and qualifier, in hex). The first report is taken, as later
+    ones are usually consequences of it:
+
+    * ASC 3Ah (medium not present) -> ``no-medium``; other SK 2 -> ``not-ready``
+    * ASC 73h (power calibration / OPC failure) -> ``calibration``
+    * SK 3 (medium error) -> ``read-error`` for a READ command or ASC 11h,
+      else ``write-error``
+    * SK 5 with ASC 72h (session fixation, e.g. CLOSE SESSION failed)
+      -> ``medium-error``
+    * SK 6 (unit attention: medium changed, drive reset) -> ``not-ready``
+
+    Anything else, or no sense report at all, gives ``default``.
+    """
+    for line in text.splitlines():
+        m = _SENSE.search(line)
+        if not m:
+            continue
+        sk, asc = int(m[1], 16), int(m[2], 16)
+        command = line[:m.start()].upper()
+        if asc == 0x3A:
+            return "no-medium"
+        if sk == 2:
+            return "not-ready"
+        if asc == 0x73:
+            return "calibration"
+        if sk == 3:
+            reading = asc == 0x11 or ("READ" in command and "WRITE" not in command)
+            return "read-error" if reading else "write-error"
+        if sk == 5 and asc == 0x72:
+            return "medium-error"
+        if sk == 6:
+            return "not-ready"
+        return default
+    return default
+
+
+def parse_status(text: str) -> MediumStatus:
+    """Build a MediumStatus from the stdout of ``xorriso -toc -tell_media_space``.
+
+    ``free_sectors`` is the ``Media space`` in 2048-byte sectors (0 for a
+    closed or absent medium). Raises ValueError if the text has no
+    ``Media status`` line or reports an unrecognizable medium.
+    """
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    vendor = model = firmware = ""
+    if m := _DRIVE_TYPE.search(fields.get("Drive type", "")):
+        vendor, model, firmware = (part.strip() for part in m.groups())
+    status = fields.get("Media status")
+    if status is None:
+        raise ValueError("xorriso reported no 'Media status'")
+    if "is not present" in status:
+        return MediumStatus("no-medium", None, 0, vendor, model, firmware)
+    if "is blank" in status:
+        state = "blank"
+    elif "is appendable" in status:
+        state = "appendable"
+    elif "is closed" in status:
+        state = "closed"
+    else:
+        raise ValueError(f"the medium is not usable: Media status {status!r}")
+    free = 0
+    if state != "closed" and (m := re.match(r"(\d+)s", fields.get("Media space", ""))):
+        free = int(m[1])
+    return MediumStatus(state, _medium_type(fields.get("Media current", "")), free,
+                        vendor, model, firmware)
+
+
+def _medium_type(current: str) -> str | None:
+    """``DVD-R sequential recording`` -> ``DVD-R``; ``stdio file, overwriteable``
+    -> ``stdio file``; ``is not recognizable`` -> None."""
+    profile = current.split(",")[0].strip()
+    if not profile or profile.startswith("is not"):
+        return None
+    return profile if profile.startswith("stdio") else profile.split()[0]
+
+
+def parse_progress(line: str) -> tuple[int, str | None] | None:
+    """Parse one xorriso burn progress line.
+
+    ``xorriso : UPDATE :  152 of 1430 MB written (fifo  0%) [buf  50%]  52.3x.``
+    gives ``(152 * 2**20, "52.3x")``: bytes written so far (MiB resolution)
+    and the speed as printed (None when the line has none). Other lines give
+    None.
+    """
+    m = _UPDATE.search(line)
+    if not m:
+        return None
+    return int(m[1]) * MIB, m[2]
+
+
+@dataclass
+class _Run:
+    """The outcome of one xorriso invocation (text decoded as UTF-8)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class XorrisoDrive:
+    """A real drive (``device``) or a file-backed drive (``media_dir``) driven by xorriso.
+
+    Exactly one of ``device`` and ``media_dir`` is given. ``xorriso`` is the
+    program's name or path; ``timeout`` is the limit in seconds for each
+    xorriso run (None or 0: no limit). Raises DriveError ``config`` on a bad
+    combination. A missing xorriso is reported by every operation
+    (DriveError ``tool-missing``), not here, so a config can be loaded on a
+    host without it.
+    """
+
+    adapter = "xorriso"
+
+    def __init__(self, name: str, device: str | None = None, media_dir: str | None = None,
+                 xorriso: str = "xorriso", timeout: float | None = None):
+        if (device is None) == (media_dir is None):
+            raise DriveError(
+                f"drive {name}: give exactly one of device (a drive such as /dev/sr0) "
+                "or media_dir (a folder of medium files)", "config")
+        if device is not None and re.match(r"[A-Za-z]+:", device):
+            raise DriveError(f"drive {name}: device {device!r} must be a device node such as "
+                             "/dev/sr0, without a prefix; for medium files set media_dir",
+                             "config")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, (int, float)) or timeout < 0):
+            raise DriveError(f"drive {name}: timeout must be a number of seconds >= 0, "
+                             f"not {timeout!r}", "config")
+        self.name = name
+        self.device = device
+        self.media_dir = os.fspath(media_dir) if media_dir is not None else None
+        self.xorriso = xorriso
+        self.timeout = timeout or None
+        self._slot = MediumSlot(name, self.media_dir) if self.media_dir is not None else None
+
+    def __repr__(self) -> str:
+        where = f"device={self.device!r}" if self.device else f"media_dir={self.media_dir!r}"
+        return f"XorrisoDrive({self.name!r}, {where})"
+
+    # -- the Drive interface ------------------------------------------------
+
+    def status(self) -> MediumStatus:
+        """Ask xorriso about the drive and its medium.
+
+        A file-backed drive with nothing loaded (or whose medium file has
+        gone) reports ``no-medium`` without running xorriso. Raises
+        DriveError ``tool-missing``, ``timeout``, ``medium-error`` (medium
+        not recognizable) or the class of xorriso's failure (default
+        ``not-ready``).
+        """
+        self._exe()
+        if self._slot is not None and (self._slot.current is None
+                                       or not os.path.isfile(self._slot.current)):
+            return MediumStatus("no-medium", None, 0)
+        run = self._run(["-outdev", self._target(), "-toc", "-tell_media_space"],
+                        "read the medium status")
+        try:
+            status = parse_status(run.stdout)
+        except ValueError as exc:
+            if run.returncode != 0:
+                raise self._failure(run, "read the medium status", "not-ready") from None
+            raise DriveError(f"drive {self.name}: {exc}", "medium-error") from None
+        if run.returncode != 0 and status.state != "no-medium":
+            raise self._failure(run, "read the medium status", "not-ready")
+        return status
+
+    def load_blank(self, label: str) -> None:
+        """Load a blank medium.
+
+        File-backed: the medium becomes ``<media_dir>/<label>.medium``
+        (created empty, ``media_dir`` too if needed). Real drive: checks that
+        the inserted disc is blank; ``label`` is not used. Raises DriveError
+        ``medium-not-blank``, ``no-medium``, ``config`` (bad label or
+        folder), ``tool-missing``, or whatever :meth:`status` raises.
+        """
+        self._exe()
+        if self._slot is not None:
+            self._slot.load_blank(label)
+            return
+        status = self._require_medium()
+        if status.state != "blank":
+            raise DriveError(f"drive {self.name}: the disc in {self.device} is {status.state}, "
+                             "not blank; insert a blank disc", "medium-not-blank")
+
+    def load(self, medium_path: str | None) -> None:
+        """Load an existing medium.
+
+        File-backed: ``medium_path`` becomes the current medium. Real drive:
+        checks a disc is in the drive; ``medium_path`` is not used. Raises
+        DriveError ``no-medium``, ``tool-missing``, or what :meth:`status` raises.
+        """
+        self._exe()
+        if self._slot is not None:
+            self._slot.load(medium_path)
+        else:
+            self._require_medium()
+
+    def burn(self, image_path: str, progress: Progress | None = None) -> BurnResult:
+        """Burn the image at ``image_path`` in one DAO session.
+
+        Checks first that the medium is blank and that the image's 2048-byte
+        sectors (size rounded up) fit ``status().free_sectors``.
+        ``progress`` gets ``(done_bytes, image_bytes)``: 0 at the start, each
+        of xorriso's progress lines, and the full size at the end.
+
+        Raises DriveError ``no-medium``, ``medium-not-blank``,
+        ``medium-too-small`` (message gives both sector counts),
+        ``tool-missing``, ``timeout`` (xorriso ran longer than ``timeout``
+        seconds and was killed), or the class :func:`classify_sense` finds in
+        xorriso's output (default ``write-error``). OSError if the image
+        cannot be read. After a failure the medium must not be trusted.
+        """
+        self._exe()
+        medium = self._slot.require() if self._slot is not None else None
+        size = os.path.getsize(image_path)
+        check_writable(self.name, self.status(), size)
+        image = os.path.abspath(image_path)
+        done = 0
+        speed: str | None = None
+
+        def on_line(line: str) -> None:
+            nonlocal done, speed
+            parsed = parse_progress(line)
+            if parsed is None:
+                return
+            written, line_speed = parsed
+            speed = line_speed or speed
+            if progress and min(written, size) > done:
+                done = min(written, size)
+                progress(done, size)
+
+        started = time.monotonic()
+        if progress:
+            progress(0, size)
+        doing = f"burn {image}"
+        run = self._run(["-as", "cdrecord", "-v", f"dev={self._target()}", "-dao", image],
+                        doing, on_line, "; the medium must not be trusted")
+        if run.returncode != 0:
+            raise self._failure(run, doing, "write-error")
+        if progress and done < size:
+            progress(size, size)
+        return BurnResult(medium_path=medium, speed=speed, seconds=time.monotonic() - started)
+
+    def read(self, length: int, progress: Progress | None = None,
+             chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Stream the first ``length`` bytes of the medium, read directly from
+        the device node or medium file (xorriso is not run).
+
+        Raises DriveError ``tool-missing`` or ``no-medium`` (file-backed,
+        nothing loaded) at once; while iterating, ``no-medium`` or
+        ``read-error`` naming the byte offset and sector where the medium
+        ended or failed.
+        """
+        self._exe()
+        path = self._slot.require() if self._slot is not None else self.device
+        return read_medium(path, length, progress, chunk, self.name)
+
+    def eject(self) -> None:
+        """Open the tray (real drive) or unload the medium file (file-backed).
+
+        Raises DriveError ``tool-missing``, ``timeout`` or xorriso's failure
+        class (default ``not-ready``).
+        """
+        self._exe()
+        if self._slot is not None:
+            self._slot.eject()
+            return
+        run = self._run(["-outdev", self._target(), "-eject", "all"], "eject the disc")
+        if run.returncode != 0:
+            raise self._failure(run, "eject the disc", "not-ready")
+
+    # -- helpers ------------------------------------------------------------
+
+    def _exe(self) -> str:
+        """Path of the xorriso program. Raises DriveError ``tool-missing``."""
+        path = shutil.which(self.xorriso)
+        if path is None:
+            raise DriveError(TOOL_MISSING, "tool-missing")
+        return path
+
+    def _target(self) -> str:
+        """The drive address xorriso takes: ``mmc:<device>`` or ``stdio:<medium file>``.
+
+        ``mmc:`` makes xorriso refuse anything but a real optical drive; a bare
+        path that is not one would silently become a ``stdio:`` file.
+        """
+        if self._slot is None:
+            return "mmc:" + self.device
+        return "stdio:" + self._slot.require()
+
+    def _require_medium(self) -> MediumStatus:
+        status = self.status()
+        if status.state == "no-medium":
+            raise DriveError(f"drive {self.name}: no disc in {self.device}; insert one",
+                             "no-medium")
+        return status
+
+    def _run(self, args: list[str], doing: str, on_line: Callable[[str], None] | None = None,
+             timeout_note: str = "") -> _Run:
+        """Run xorriso with ``args`` in its own process group, collecting its output.
+
+        ``on_line`` is called with each output line as it arrives. If the run
+        takes more than ``self.timeout`` seconds the whole group is stopped
+        (SIGTERM, then SIGKILL after STOP_GRACE seconds) and DriveError
+        ``timeout`` is raised; ``doing`` and ``timeout_note`` word its message.
+        """
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        proc = subprocess.Popen([self._exe(), *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        output = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+        partial = {proc.stdout: b"", proc.stderr: b""}
+        try:
+            with selectors.DefaultSelector() as sel:
+                for stream in output:
+                    sel.register(stream, selectors.EVENT_READ)
+                while sel.get_map():
+                    for key, _ in sel.select(_left(deadline)):
+                        data = os.read(key.fd, 65536)
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            continue
+                        output[key.fileobj] += data
+                        if on_line:
+                            *lines, partial[key.fileobj] = re.split(
+                                rb"[\r\n]", partial[key.fileobj] + data)
+                            for line in lines:
+                                on_line(line.decode("utf-8", "replace"))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise subprocess.TimeoutExpired(args, self.timeout)
+                proc.wait(_left(deadline))
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise DriveError(f"drive {self.name}: xorriso took longer than {self.timeout:g} s "
+                             f"to {doing} and was stopped{timeout_note}", "timeout") from None
+        finally:
+            if proc.poll() is None:      # interrupted (e.g. KeyboardInterrupt)
+                _stop(proc)
+            proc.stdout.close()
+            proc.stderr.close()
+        return _Run(proc.returncode, output[proc.stdout].decode("utf-8", "replace"),
+                    output[proc.stderr].decode("utf-8", "replace"))
+
+    def _failure(self, run: _Run, doing: str, default: str) -> DriveError:
+        """A one-line DriveError for a failed xorriso run, with its failure class."""
+        text = run.stderr + "\n" + run.stdout
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = (next((line for line in lines if _SENSE.search(line)), None)
+                  or next((line for line in lines if _PROBLEM.search(line)), None)
+                  or (lines[-1] if lines else "no output"))
+        return DriveError(f"drive {self.name}: xorriso could not {doing} "
+                          f"(exit {run.returncode}): {reason}", _classify(text, default))
+
+
+def _classify(text: str, default: str) -> str:
+    """Failure class of xorriso's output: the sense data, else a few known phrases."""
+    if _SENSE.search(text):
+        return classify_sense(text, default)
+    if re.search(r"\bbusy\b", text, re.IGNORECASE):
+        return "drive-busy"
+    if re.search(r"no media|media status : is not present", text, re.IGNORECASE):
+        return "no-medium"
+    return default
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (a time.monotonic() value), at least 0; None for no limit."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and everything in its process group, and reap it.
+
+    SIGTERM first so xorriso can release the drive, SIGKILL to the group
+    after STOP_GRACE seconds for whatever is left.
+    """
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

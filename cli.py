@@ -1,0 +1,247 @@
+"""discarchive's command line: thin commands over the stage modules.
+
+Exit status: 0 done; 1 the job ran but a copy or a check failed; 2 bad
+input, usage or configuration; 3 a drive or its tool cannot work; 130
+interrupted. Errors are one line on stderr saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+import config
+from burners import DriveError
+from config.home import init_home
+from daemon import jobs
+from inventory.store import Inventory, InventoryError
+from manifests.catalog import ScanError
+from manifests.signing import SigningError
+from mastering.iso import MasteringError
+
+EXIT_FAILED, EXIT_INPUT, EXIT_DRIVE = 1, 2, 3
+_INPUT_ERRORS = (config.ConfigError, ScanError, SigningError, MasteringError, InventoryError,
+                 jobs.JobError)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"discarchive: error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors():
+    """Turn the stages' errors into one line and an exit status."""
+    try:
+        yield
+    except _INPUT_ERRORS as exc:
+        _fail(str(exc), EXIT_INPUT)
+    except DriveError as exc:
+        _fail(str(exc), EXIT_DRIVE)
+    except KeyboardInterrupt:
+        _fail("interrupted; run `discarchive discs` to see what was recorded", 130)
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc} ({exc.filename or 'I/O'}): check the path and its "
+              "permissions and free space", EXIT_INPUT)
+
+
+class TerminalReporter:
+    """Progress bars on a terminal (stderr); quiet when stderr is not a terminal."""
+
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self._bar = None
+        self._stage = None
+
+    def progress(self, stage: str):
+        def update(done: int, total: int) -> None:
+            if not self.tty:
+                return
+            if self._stage != stage:
+                self._close()
+                self._stage = stage
+                self._bar = click.progressbar(length=max(total, 1), label=f"{stage:<12}",
+                                              file=sys.stderr, show_pos=False, width=30)
+                self._bar.__enter__()
+            self._bar.update(done - self._bar.pos)
+            if done >= total:
+                self._close()
+        return update
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        self._stage = None
+
+    def note(self, text: str) -> None:
+        self._close()
+        if self.tty:
+            click.echo(text, err=True)
+
+
+def _home_option(f):
+    return click.option("--home", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="Archive home (default: $DISCARCHIVE_HOME or the "
+                        "platform's data directory).")(f)
+
+
+def _config(home: Path | None) -> config.Config:
+    return config.load(home or config.default_home())
+
+
+def _inventory(home: Path | None) -> Inventory:
+    cfg = _config(home)
+    return Inventory.open(cfg.inventory_path)
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="discarchive")
+def main():
+    """Keep electronic archives alive on optical discs."""
+
+
+@main.command()
+@_home_option
+@click.option("--file-drives", is_flag=True,
+              help="Configure two file-backed drives (media are files under HOME/media) "
+                   "instead of /dev/sr0: for trying discarchive without a burner.")
+def init(home, file_drives):
+    """Make a new archive home: config, inventory, images folder, signing key."""
+    with _errors():
+        path = init_home(home or config.default_home(), file_drives=file_drives)
+    click.echo(f"archive home ready at {path}")
+    click.echo(f"  config:    {path / config.CONFIG_NAME}")
+    click.echo(f"  back up the signing key {path / 'keys' / 'signing.key'} somewhere safe")
+
+
+@main.command()
+@_home_option
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--media", default=None, help="Medium profile (dvd-r, bd-r, ...); default from the config.")
+@click.option("--copies", type=int, default=None, help="Copies to burn; default from the config.")
+def archive(home, source, media, copies):
+    """Pack SOURCE into a bag, master it, burn verified copies, record them."""
+    with _errors():
+        cfg = _config(home)
+        result = jobs.archive(cfg, source, media=media, copies=copies, reporter=TerminalReporter())
+    click.echo(f"disc set {result.set_id}: {result.records} records, {result.files} files, "
+               f"image {result.image.sectors} sectors, sha256 {result.image.sha256}")
+    for disc_id, state in result.copies.items():
+        why = result.failures.get(disc_id)
+        click.echo(f"  {disc_id}: {state}{f' ({why})' if why else ''}")
+    if not result.ok:
+        _fail(f"disc set {result.set_id} is not archived: a copy failed; burn it again "
+              "on a new blank medium", EXIT_FAILED)
+
+
+_DISC_FIELDS = ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "adapter",
+                "medium_path", "burned_at", "due_at", "verification", "verified_at",
+                "image_sha256", "image_sectors", "failure", "failure_class"]
+
+
+@main.command()
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def discs(home, as_json):
+    """List every disc copy with its state, burn date and re-burn due date."""
+    with _errors():
+        inv = _inventory(home)
+        rows = inv.discs()
+        inv.close()
+    if as_json:
+        _emit_json([{k: r[k] for k in _DISC_FIELDS + ["record_count"]} for r in rows])
+        return
+    if not rows:
+        click.echo("no discs yet: run `discarchive archive SOURCE`")
+        return
+    fmt = "{:<18} {:<9} {:<7} {:>7} {:<10} {:<10} {:<8}"
+    click.echo(fmt.format("DISC", "STATE", "MEDIUM", "RECORDS", "BURNED", "DUE", "VERIFIED"))
+    for r in rows:
+        click.echo(fmt.format(r["disc_id"], r["state"], r["medium"], r["record_count"],
+                              (r["burned_at"] or "-")[:10], r["due_at"] or "-",
+                              r["verification"] or "-"))
+
+
+@main.command()
+@_home_option
+@click.argument("disc_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(home, disc_id, as_json):
+    """Show one disc copy: its set, image, burn, verification and events."""
+    with _errors():
+        inv = _inventory(home)
+        disc = inv.disc(disc_id)
+        if disc is None:
+            inv.close()
+            _fail(f"no disc {disc_id}: see `discarchive discs` for the disc IDs", EXIT_INPUT)
+        events = inv.events(disc_id=disc_id)
+        inv.close()
+    disc["events"] = events
+    if as_json:
+        _emit_json(disc)
+        return
+    for k in ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "medium_path",
+              "burned_at", "due_at", "verification", "verified_at", "failure",
+              "record_count", "file_count", "payload_bytes", "years", "retention",
+              "image_sha256", "image_sectors", "image_bytes", "image_path"]:
+        if disc.get(k) is not None:
+            click.echo(f"{k:<14} {disc[k]}")
+    click.echo("events:")
+    for e in events:
+        click.echo(f"  {e['at']}  {e['event_type']:<12} {e['outcome']}")
+
+
+@main.command()
+@_home_option
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def find(home, text, as_json):
+    """Find records by 档号, 件号, title words, path or SHA-256, with their discs."""
+    with _errors():
+        inv = _inventory(home)
+        rows = inv.find(text)
+        inv.close()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        _fail(f"nothing matches {text!r}", EXIT_FAILED)
+    for r in rows:
+        click.echo(f"{r['archival_code'] or '-'}  {r['item_number'] or '-'}  "
+                   f"{r['title'] or r['path']}")
+        click.echo(f"    {r['disc_path']}  {r['size']} bytes  sha256 {r['sha256']}")
+        copies = ", ".join(f"{c['disc_id']} ({c['verification'] or c['state']})" for c in r["copies"])
+        click.echo(f"    on: {copies}")
+
+
+@main.command()
+@_home_option
+@click.argument("disc_id")
+def verify(home, disc_id):
+    """Read DISC_ID back in full and check it; exit 0 only if it passes."""
+    with _errors():
+        cfg = _config(home)
+        report = jobs.verify_disc(cfg, disc_id, reporter=TerminalReporter())
+    if report.passed:
+        click.echo(f"{disc_id}: passed ({report.files_checked} files, image sha256 "
+                   f"{report.image_sha256})")
+        return
+    for path, why in report.damaged:
+        click.echo(f"{disc_id}: damaged: {path}: {why}")
+    for p in report.problems:
+        click.echo(f"{disc_id}: {p}")
+    _fail(f"{disc_id} failed verification: read it in another drive, and re-burn it from "
+          "a good copy if it fails again", EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

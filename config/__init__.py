@@ -1,0 +1,146 @@
+"""Configuration: the archive home, its TOML config, and the media profiles.
+
+An *archive home* is one folder holding everything discarchive keeps::
+
+    HOME/discarchive.toml   the configuration (commented TOML)
+    HOME/inventory.db       the inventory (SQLite, WAL)
+    HOME/images/            retained ISO images, one per disc
+    HOME/keys/signing.key   the Ed25519 signing key (PEM, mode 0600)
+    HOME/keys/signing.pub   its public key (PEM)
+    HOME/work/              scratch space for one job (tag files, read-back)
+    HOME/media/             medium files of file-backed drives (optional)
+
+The defaults live in ``config/defaults.toml`` beside this module; ``init``
+copies that file into the home, so every default is visible and editable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import platformdirs
+
+CONFIG_NAME = "discarchive.toml"
+INVENTORY_NAME = "inventory.db"
+
+MEDIA_SECTORS: dict[str, int] = {
+    "cd-r": 359_849,
+    "dvd-r": 2_298_496,
+    "dvd+r": 2_295_104,
+    "dvd-r-dl": 4_171_712,
+    "dvd+r-dl": 4_173_824,
+    "bd-r": 12_219_392,
+    "bd-r-dl": 24_438_784,
+    "bd-r-xl": 48_878_592,
+}
+"""Recordable capacity of each medium profile in 2048-byte sectors (the brief's table)."""
+
+RETENTION_CODES = {"永久": "Y", "100年": "D100", "50年": "D50", "30年": "D30", "10年": "D10"}
+"""Retention periods (保管期限) and their DA/T 22-2015 codes."""
+
+RETENTION_YEARS = {"永久": None, "100年": 100, "50年": 50, "30年": 30, "10年": 10}
+"""Retention periods in years; None is permanent."""
+
+
+class ConfigError(Exception):
+    """The home or its config is missing or wrong; the message says what to do."""
+
+
+def default_home() -> Path:
+    """The archive home: ``$DISCARCHIVE_HOME``, else the platform's data directory."""
+    env = os.environ.get("DISCARCHIVE_HOME")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_data_dir("discarchive", appauthor=False))
+
+
+def defaults_text() -> str:
+    """The commented default config file, as shipped in ``config/defaults.toml``."""
+    return resources.files(__package__).joinpath("defaults.toml").read_text(encoding="utf-8")
+
+
+def media_sectors(name: str) -> int:
+    """Capacity in 2048-byte sectors of a medium profile.
+
+    ``name`` is a profile from :data:`MEDIA_SECTORS` or ``custom:SECTORS``
+    (a made-up medium, for tests and odd media). Raises ConfigError.
+    """
+    key = name.strip().lower()
+    if key in MEDIA_SECTORS:
+        return MEDIA_SECTORS[key]
+    if key.startswith("custom:") and key[7:].isdigit() and int(key[7:]) > 0:
+        return int(key[7:])
+    raise ConfigError(
+        f"unknown medium {name!r}: use one of {', '.join(MEDIA_SECTORS)} or custom:SECTORS")
+
+
+@dataclass
+class Config:
+    """The settings of one archive home (see ``config/defaults.toml``)."""
+
+    home: Path
+    source_organization: str = "区社会保险局"
+    fonds: str = "160"
+    media: str = "dvd-r"
+    copies: int = 2
+    reburn_years: int = 4
+    keep_images: bool = True
+    retention: dict[str, str] = field(default_factory=dict)
+    drives: list[dict] = field(default_factory=list)
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.home / INVENTORY_NAME
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "keys" / "signing.key"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.home / "keys" / "signing.pub"
+
+
+def load(home: Path) -> Config:
+    """Read ``HOME/discarchive.toml``. Raises ConfigError with the fix."""
+    path = home / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"no archive home at {home}: run `discarchive init --home {home}` first "
+            "or set DISCARCHIVE_HOME")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
+    arch = data.get("archive", {})
+    cfg = Config(home=home)
+    for key in ("source_organization", "fonds", "media", "copies", "reburn_years", "keep_images"):
+        if key in arch:
+            setattr(cfg, key, arch[key])
+    cfg.retention = dict(arch.get("retention", {}))
+    for r in cfg.retention.values():
+        if r not in RETENTION_CODES:
+            raise ConfigError(f"{path}: retention {r!r} is not one of {', '.join(RETENTION_CODES)}")
+    if not isinstance(cfg.copies, int) or not 1 <= cfg.copies <= 9:
+        raise ConfigError(f"{path}: archive.copies must be a whole number from 1 to 9")
+    media_sectors(cfg.media)
+    drives = data.get("drives", [])
+    for i, d in enumerate(drives):
+        d = dict(d)
+        d.setdefault("name", f"drive{i + 1}")
+        if d.get("media_dir") and not os.path.isabs(d["media_dir"]):
+            d["media_dir"] = str(home / d["media_dir"])
+        cfg.drives.append(d)
+    return cfg

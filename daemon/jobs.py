@@ -1,0 +1,315 @@
+"""The main job, stage by stage: scan -> bag -> image -> burn -> read back -> record.
+
+Used by the CLI now and by the scheduler later. What is durable at each step
+(the inventory commits before the next step starts):
+
+1. scan, tag files, image, image check: nothing in the inventory yet. A
+   failure or a kill here leaves at most a scratch folder and a ``.part``
+   image, both remade by the next run.
+2. ``record_set``: the set (``mastered``), its items and the capture and
+   message digest calculation events, in one transaction.
+3. per copy: the disc row (``burning``) before the drive is touched; then
+   ``burned`` with its medium and due date, with a replication event; then
+   ``verified`` or ``failed`` with a fixity check event.
+4. the set becomes ``archived`` only when every copy verified, else ``failed``.
+
+A kill during 3 leaves a disc ``burning`` or ``burned`` and the set
+``mastered``: never anything shown as archived that was not read back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import burners
+from burners import DriveError
+from config import Config, media_sectors
+from inventory.store import ITEM_COLUMNS, Inventory, utcnow
+from manifests import signing
+from manifests.bag import write_tag_files
+from manifests.catalog import Item, scan
+from mastering.iso import Image, Layout
+from verification.readback import Report, copy_to_file, verify_image
+
+COPY_LABELS = "ABCDEFGHI"
+
+
+class JobError(Exception):
+    """The job cannot run with this input; the message says what to do. Nothing was recorded."""
+
+
+class Reporter(Protocol):
+    """Where a job tells the operator how it is going."""
+
+    def progress(self, stage: str) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callback for a long stage (``scan``, ``master``...)."""
+
+    def note(self, text: str) -> None:
+        """One line of news."""
+
+
+class QuietReporter:
+    """A reporter that says nothing (the daemon's log takes events instead)."""
+
+    def progress(self, stage: str) -> Callable[[int, int], None]:
+        return lambda done, total: None
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class ArchiveResult:
+    """What one archive run made: the set ID, its image and each copy's outcome."""
+
+    set_id: str
+    image: Image
+    records: int
+    files: int
+    copies: dict[str, str] = field(default_factory=dict)   # disc_id -> verified | failed
+    failures: dict[str, str] = field(default_factory=dict)  # disc_id -> reason
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.copies) and all(v == "verified" for v in self.copies.values())
+
+
+def due_date(burned: dt.date, years: int) -> dt.date:
+    """The re-burn due date: ``years`` after the burn date (29 Feb -> 28 Feb)."""
+    try:
+        return burned.replace(year=burned.year + years)
+    except ValueError:
+        return burned.replace(year=burned.year + years, day=28)
+
+
+def open_drives(cfg: Config) -> list:
+    """Every configured drive, each checked to answer (the tool is installed).
+
+    Raises JobError when none is configured, DriveError when one cannot work.
+    """
+    if not cfg.drives:
+        raise JobError(f"no drive is configured: add a [[drives]] table to {cfg.home}/discarchive.toml")
+    drives = [burners.open_drive(spec) for spec in cfg.drives]
+    for d in drives:
+        d.status()
+    return drives
+
+
+def _item_row(set_id: str, item: Item) -> dict:
+    row = {"set_id": set_id, "path": item.path, "disc_path": "data/" + item.path,
+           "size": item.size, "sha256": item.sha256, "is_record": int(item.is_record)}
+    row.update({c: getattr(item, c) for c in ITEM_COLUMNS})
+    return row
+
+
+def _changed_files(source: Path, items: list[Item]) -> list[str]:
+    changed = []
+    for i in items:
+        try:
+            st = os.stat(source / i.path)
+        except OSError:
+            changed.append(i.path)
+            continue
+        if st.st_size != i.size or st.st_mtime_ns != i.mtime_ns:
+            changed.append(i.path)
+    return changed
+
+
+def archive(cfg: Config, source: Path, media: str | None = None, copies: int | None = None,
+            reporter: Reporter | None = None) -> ArchiveResult:
+    """Run the main job once on ``source``: one disc set, ``copies`` verified copies.
+
+    Raises JobError, ScanError, MasteringError, ConfigError, SigningError or
+    DriveError before anything is recorded when the input cannot be
+    archived; a copy that fails to burn or verify is recorded as failed and
+    reported in the result (``ok`` is then False).
+    """
+    ui = reporter or QuietReporter()
+    media = media or cfg.media
+    capacity = media_sectors(media)
+    copies = copies or cfg.copies
+    if not 1 <= copies <= len(COPY_LABELS):
+        raise JobError(f"--copies must be from 1 to {len(COPY_LABELS)}")
+    source = Path(source)
+    key = signing.load_private_key(cfg.key_path)
+    public_pem = cfg.public_key_path.read_bytes()
+    drives = open_drives(cfg)
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        items = scan(source, cfg.retention, ui.progress("scan"))
+        records = [i for i in items if i.is_record]
+        years = sorted({i.year for i in records if i.year}) or [str(dt.date.today().year)]
+        fonds = next((i.fonds for i in records if i.fonds), None) or cfg.fonds
+        set_id = inv.next_set_id(fonds, years[0])
+        work = cfg.work_dir / set_id
+        shutil.rmtree(work, ignore_errors=True)
+        bag = write_tag_files(work / "tags", source, items, set_id, cfg.source_organization,
+                              fonds, key)
+        layout = Layout(bag.entries, set_id)
+        if layout.sectors > capacity:
+            raise JobError(
+                f"the disc would need {layout.sectors} sectors but a {media} medium holds "
+                f"{capacity}: archive fewer records per run or use a larger medium (--media)")
+        cfg.images_dir.mkdir(parents=True, exist_ok=True)
+        image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
+        expected = {"data/" + i.path: i.sha256 for i in items}
+        changed = _changed_files(source, items)
+        check = verify_image(image.path, image.size, image.sha256, expected, public_pem,
+                             work / "check", ui.progress("check image"))
+        changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
+        if changed or not check.passed:
+            image.path.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
+            if changed:
+                raise JobError(f"{sorted(set(changed))[0]} changed while it was packed"
+                               f"{f' (and {len(set(changed)) - 1} more)' if len(set(changed)) > 1 else ''}: "
+                               "run again when nothing is writing to the source")
+            raise JobError(f"the new image failed its check ({check.summary()}): "
+                           "nothing was burned; report this as a bug")
+        inv.record_set(
+            {"set_id": set_id, "created_at": utcnow(), "source": str(source.resolve()),
+             "media": media, "medium_sectors": capacity, "fonds": fonds,
+             "years": bag.info["Record-Years"], "retention": bag.info["Retention-Period"],
+             "record_count": len(records), "file_count": len(items),
+             "payload_bytes": sum(i.size for i in items), "payload_oxum": bag.info["Payload-Oxum"],
+             "image_sha256": image.sha256, "image_bytes": image.size,
+             "image_sectors": image.sectors, "image_path": str(image.path), "copies": copies,
+             "state": "mastered"},
+            (_item_row(set_id, i) for i in items),
+            [{"event_type": "capture", "outcome": "success", "set_id": set_id,
+              "detail": {"source": str(source.resolve()), "files": len(items)}},
+             {"event_type": "message digest calculation", "outcome": "success",
+              "set_id": set_id,
+              "detail": {"algorithm": "SHA-256", "files": len(items),
+                         "image_sha256": image.sha256, "image_sectors": image.sectors}}])
+        result = ArchiveResult(set_id, image, len(records), len(items))
+        for n in range(copies):
+            drive = drives[n % len(drives)]
+            disc_id = f"{set_id}-{COPY_LABELS[n]}"
+            state, why = burn_copy(cfg, inv, drive, disc_id, set_id, COPY_LABELS[n], media,
+                                   image, expected, public_pem, work, ui)
+            result.copies[disc_id] = state
+            if why:
+                result.failures[disc_id] = why
+        inv.update_set(set_id, state="archived" if result.ok else "failed")
+        if result.ok and not cfg.keep_images:
+            image.path.unlink(missing_ok=True)
+            inv.update_set(set_id, image_path=None)
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+    finally:
+        inv.close()
+
+
+def burn_copy(cfg: Config, inv: Inventory, drive, disc_id: str, set_id: str, label: str,
+              media: str, image: Image, expected: dict[str, str], public_pem: bytes,
+              work: Path, ui: Reporter) -> tuple[str, str | None]:
+    """Burn one copy and read it back; returns (``verified`` | ``failed``, reason)."""
+    inv.add_disc({"disc_id": disc_id, "set_id": set_id, "copy_label": label, "medium": media,
+                  "drive": drive.name, "adapter": drive.adapter, "state": "burning",
+                  "image_sha256": image.sha256, "image_sectors": image.sectors})
+    ui.note(f"burning {disc_id} in drive {drive.name}")
+    try:
+        drive.load_blank(disc_id)
+        free = drive.status().free_sectors
+        if free < image.sectors:
+            raise DriveError(f"the medium in drive {drive.name} has {free} free sectors, the "
+                             f"image needs {image.sectors}: insert a larger blank medium",
+                             "medium-too-small")
+        burned = drive.burn(str(image.path), ui.progress(f"burn {label}"))
+    except DriveError as exc:
+        inv.update_disc(disc_id, state="failed", failure=str(exc), failure_class=exc.failure_class,
+                        event={"event_type": "replication", "outcome": "failure",
+                               "set_id": set_id,
+                               "detail": {"drive": drive.name, "class": exc.failure_class,
+                                          "message": str(exc)}})
+        ui.note(f"{disc_id}: burn failed: {exc}")
+        return "failed", str(exc)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    inv.update_disc(disc_id, state="burned", burned_at=utcnow(), medium_path=burned.medium_path,
+                    burn_seconds=round(burned.seconds, 3), speed=burned.speed,
+                    due_at=due_date(today, cfg.reburn_years).isoformat(),
+                    event={"event_type": "replication", "outcome": "success", "set_id": set_id,
+                           "detail": {"drive": drive.name, "speed": burned.speed,
+                                      "seconds": round(burned.seconds, 3)}})
+    report = read_back(drive, burned.medium_path, image.size, image.sha256, expected,
+                       public_pem, work / f"readback-{label}", ui.progress(f"read back {label}"))
+    record_fixity(inv, disc_id, set_id, drive.name, report, first=True)
+    if report.passed:
+        return "verified", None
+    ui.note(f"{disc_id}: verification failed: {report.summary()}")
+    return "failed", report.summary()
+
+
+def read_back(drive, medium_path: str | None, length: int, image_sha: str,
+              expected: dict[str, str], public_pem: bytes, scratch: Path,
+              progress: Callable[[int, int], None]) -> Report:
+    """Read a medium in ``drive`` back in full and verify it (see verification.readback)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch.parent / (scratch.name + ".img")
+    try:
+        drive.load(medium_path)
+        copy_to_file(drive.read(length, progress), copy)
+    except DriveError as exc:
+        copy.unlink(missing_ok=True)
+        report = Report()
+        report.problems.append(f"read-back failed: {exc}")
+        return report
+    try:
+        return verify_image(copy, length, image_sha, expected, public_pem, scratch)
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def record_fixity(inv: Inventory, disc_id: str, set_id: str, drive_name: str, report: Report,
+                  first: bool) -> None:
+    """Record a verification's outcome on the disc, with its fixity check event."""
+    fields = {"verified_at": utcnow(), "verification": "passed" if report.passed else "failed",
+              "failure": None if report.passed else report.summary()}
+    if first:
+        fields["state"] = "verified" if report.passed else "failed"
+        if not report.passed:
+            fields["failure_class"] = "verification"
+    inv.update_disc(disc_id, event={
+        "event_type": "fixity check", "outcome": "success" if report.passed else "failure",
+        "set_id": set_id,
+        "detail": {"drive": drive_name, "image_sha256": report.image_sha256,
+                   "files_checked": report.files_checked,
+                   "damaged": [p for p, _ in report.damaged], "problems": report.problems}},
+        **fields)
+
+
+def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> Report:
+    """Read one recorded copy back again and check it; records a fixity check event.
+
+    Raises JobError if the disc is unknown or was never burned, DriveError if
+    no drive can read it.
+    """
+    ui = reporter or QuietReporter()
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        disc = inv.disc(disc_id)
+        if disc is None:
+            raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        if disc["state"] not in ("burned", "verified", "failed") or not disc["burned_at"]:
+            raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to verify")
+        drives = open_drives(cfg)
+        drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
+        expected = {i["disc_path"]: i["sha256"] for i in inv.items(disc["set_id"])}
+        public_pem = cfg.public_key_path.read_bytes()
+        scratch = cfg.work_dir / f"verify-{disc_id}"
+        try:
+            report = read_back(drive, disc["medium_path"], disc["image_bytes"],
+                               disc["image_sha256"], expected, public_pem, scratch,
+                               ui.progress("read back"))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False)
+        return report
+    finally:
+        inv.close()

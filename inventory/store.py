@@ -1,0 +1,222 @@
+"""The inventory: which record is on which disc, and what happened to each disc.
+
+A plain SQLite file (WAL journal) written through sqlite-utils, meant to be
+read with any SQLite tool. Tables:
+
+``disc_sets``
+    One row per disc set (the bag and its image, burned as copies A, B...).
+    ``state``: ``mastered`` (image made, copies not yet all verified),
+    ``archived`` (every copy verified), ``failed`` (a copy failed).
+``discs``
+    One row per physical copy: ``disc_id`` is ``<set_id>-<copy label>``.
+    ``state``: ``burning`` -> ``burned`` -> ``verified`` | ``failed``.
+    ``due_at`` is the re-burn due date (burn date + the configured years).
+``items``
+    One row per payload file of a set: 档号 (``archival_code``), 件号
+    (``item_number``), title, path in the source and on the disc, size in
+    bytes, SHA-256 measured when the source was scanned.
+``events``
+    PREMIS events (``capture``, ``message digest calculation``,
+    ``replication``, ``fixity check``) with time (UTC, ISO 8601), outcome
+    (``success`` / ``failure``) and detail.
+
+Crash safety: every method that changes state commits before it returns,
+and each state change is one transaction. A job killed at any point leaves
+rows that say exactly how far it got: a disc left ``burning`` was never
+confirmed written; a set stays ``mastered`` until all its copies verify, so
+nothing is ever shown as archived that was not read back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlite_utils
+
+ITEM_COLUMNS = ["archival_code", "item_number", "title", "year", "unit_code", "unit_name",
+                "category", "retention", "date", "pages", "classification", "responsible",
+                "flow", "remarks"]
+
+
+class InventoryError(Exception):
+    """The inventory is missing or cannot be used; the message says what to do."""
+
+
+def utcnow() -> str:
+    """The current time in UTC, ISO 8601 with seconds, e.g. ``2026-11-29T08:46:10Z``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Inventory:
+    """The inventory in one SQLite file. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+
+    @classmethod
+    def create(cls, path: Path) -> "Inventory":
+        """Make a new, empty inventory at ``path`` (WAL mode)."""
+        db = sqlite_utils.Database(path)
+        db.enable_wal()
+        inv = cls(db)
+        inv._schema()
+        return inv
+
+    @classmethod
+    def open(cls, path: Path) -> "Inventory":
+        """Open an existing inventory; raises InventoryError if it is not there."""
+        if not path.is_file():
+            raise InventoryError(f"no inventory at {path}: run `discarchive init` first")
+        try:
+            db = sqlite_utils.Database(path)
+            db.execute("PRAGMA busy_timeout = 10000")
+            inv = cls(db)
+            inv._schema()
+        except sqlite3.DatabaseError as exc:
+            raise InventoryError(f"the inventory {path} cannot be read ({exc}): restore it "
+                                 "from its backup") from None
+        return inv
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _schema(self) -> None:
+        db = self.db
+        if "disc_sets" in db.table_names():
+            return
+        with db.atomic():
+            db["disc_sets"].create({
+                "set_id": str, "created_at": str, "source": str, "media": str,
+                "medium_sectors": int, "fonds": str, "years": str, "retention": str,
+                "record_count": int, "file_count": int, "payload_bytes": int,
+                "payload_oxum": str, "image_sha256": str, "image_bytes": int,
+                "image_sectors": int, "image_path": str, "copies": int, "state": str,
+            }, pk="set_id")
+            db["discs"].create({
+                "disc_id": str, "set_id": str, "copy_label": str, "medium": str,
+                "drive": str, "adapter": str, "medium_path": str, "state": str,
+                "burned_at": str, "burn_seconds": float, "speed": str,
+                "image_sha256": str, "image_sectors": int, "verified_at": str,
+                "verification": str, "failure": str, "failure_class": str, "due_at": str,
+            }, pk="disc_id", foreign_keys=[("set_id", "disc_sets", "set_id")])
+            db["items"].create({
+                "id": int, "set_id": str, "path": str, "disc_path": str, "size": int,
+                "sha256": str, "is_record": int, **{c: str for c in ITEM_COLUMNS},
+            }, pk="id", foreign_keys=[("set_id", "disc_sets", "set_id")])
+            db["events"].create({
+                "id": int, "at": str, "event_type": str, "outcome": str, "set_id": str,
+                "disc_id": str, "detail": str, "agent": str,
+            }, pk="id")
+            db["discs"].create_index(["set_id"])
+            db["items"].create_index(["set_id"])
+            db["items"].create_index(["archival_code"])
+            db["items"].create_index(["sha256"])
+            db["events"].create_index(["disc_id"])
+
+    # -- writing ---------------------------------------------------------
+
+    def next_set_id(self, fonds: str, year: str) -> str:
+        """The next free disc set ID ``<fonds>-<year>-<NNNN>``, e.g. ``160-2023-0001``."""
+        prefix = f"{fonds}-{year}-"
+        rows = self.db.execute("SELECT set_id FROM disc_sets WHERE set_id LIKE ?",
+                               [prefix + "%"]).fetchall()
+        used = [int(r[0][len(prefix):]) for r in rows if r[0][len(prefix):].isdigit()]
+        return f"{prefix}{max(used, default=0) + 1:04d}"
+
+    def record_set(self, row: dict[str, Any], items: Iterable[dict[str, Any]],
+                   events: Iterable[dict[str, Any]]) -> None:
+        """Insert a disc set, its items and its first events in one transaction."""
+        with self.db.atomic():
+            self.db["disc_sets"].insert(row)
+            self.db["items"].insert_all(items)
+            for e in events:
+                self._event(**e)
+
+    def add_disc(self, row: dict[str, Any]) -> None:
+        """Insert one copy's row (committed on return)."""
+        with self.db.atomic():
+            self.db["discs"].insert(row)
+
+    def update_disc(self, disc_id: str, event: dict[str, Any] | None = None, **fields) -> None:
+        """Change a copy's fields, with the event that says why, in one transaction."""
+        with self.db.atomic():
+            self.db["discs"].update(disc_id, fields)
+            if event:
+                self._event(disc_id=disc_id, **event)
+
+    def update_set(self, set_id: str, **fields) -> None:
+        """Change a disc set's fields (committed on return)."""
+        with self.db.atomic():
+            self.db["disc_sets"].update(set_id, fields)
+
+    def add_event(self, event_type: str, outcome: str, set_id: str | None = None,
+                  disc_id: str | None = None, detail: Any = None) -> None:
+        """Append one PREMIS event (committed on return)."""
+        with self.db.atomic():
+            self._event(event_type, outcome, set_id, disc_id, detail)
+
+    def _event(self, event_type: str, outcome: str, set_id: str | None = None,
+               disc_id: str | None = None, detail: Any = None) -> None:
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail, ensure_ascii=False, sort_keys=True)
+        self.db["events"].insert({"at": utcnow(), "event_type": event_type, "outcome": outcome,
+                                  "set_id": set_id, "disc_id": disc_id, "detail": detail,
+                                  "agent": "discarchive"})
+
+    # -- reading ---------------------------------------------------------
+
+    def discs(self) -> list[dict[str, Any]]:
+        """Every copy, newest set first, with its set's record count and state."""
+        return list(self.db.query(
+            "SELECT d.*, s.record_count, s.file_count, s.payload_bytes, s.state AS set_state "
+            "FROM discs d JOIN disc_sets s USING (set_id) ORDER BY d.set_id DESC, d.copy_label"))
+
+    def disc(self, disc_id: str) -> dict[str, Any] | None:
+        """One copy with its set's fields, or None."""
+        rows = list(self.db.query("SELECT * FROM discs WHERE disc_id = ?", [disc_id]))
+        if not rows:
+            return None
+        disc = rows[0]
+        for k, v in self.disc_set(disc["set_id"]).items():
+            disc.setdefault("set_state" if k == "state" else k, v)
+        return disc
+
+    def disc_set(self, set_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM disc_sets WHERE set_id = ?", [set_id]))
+        return rows[0] if rows else None
+
+    def copies(self, set_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM discs WHERE set_id = ? ORDER BY copy_label",
+                                  [set_id]))
+
+    def items(self, set_id: str) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM items WHERE set_id = ? ORDER BY disc_path",
+                                  [set_id]))
+
+    def events(self, disc_id: str | None = None, set_id: str | None = None) -> list[dict[str, Any]]:
+        return list(self.db.query(
+            "SELECT * FROM events WHERE (? IS NULL OR disc_id = ?) AND (? IS NULL OR set_id = ?) "
+            "ORDER BY id", [disc_id, disc_id, set_id, set_id]))
+
+    def find(self, text: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Items matching ``text``, each with every copy that holds it.
+
+        Matches the 档号 or 件号 exactly or in part, a word of the title, the
+        path, or the whole SHA-256. Returns dicts with the item's fields and
+        ``copies``: a list of {disc_id, state, verification, medium_path}.
+        """
+        like = f"%{text}%"
+        rows = list(self.db.query(
+            "SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s USING (set_id) "
+            "WHERE i.archival_code LIKE ? OR i.item_number = ? OR i.title LIKE ? "
+            "OR i.path LIKE ? OR i.sha256 = lower(?) ORDER BY i.set_id, i.disc_path LIMIT ?",
+            [like, text, like, like, text, limit]))
+        for r in rows:
+            r["copies"] = [
+                {k: c[k] for k in ("disc_id", "state", "verification", "medium_path")}
+                for c in self.copies(r["set_id"])]
+        return rows

@@ -1,0 +1,161 @@
+"""Write a BagIt 1.0 bag's tag files beside a read-only payload (RFC 8493).
+
+bagit-python's ``make_bag`` turns a folder into a bag *in place*, moving its
+files under ``data/``; the source tree must never be touched, so this module
+writes only the tag files, into a scratch folder, and returns the bag as a
+list of (path in the bag, file on the host) entries. The mastering stage
+puts those entries straight into the image: the payload is read once from
+the source, never copied.
+
+The bag on a disc::
+
+    bagit.txt                    BagIt-Version 1.0, UTF-8
+    bag-info.txt                 Source-Organization, Bagging-Date, Payload-Oxum,
+                                 External-Identifier, Bag-Group-Identifier,
+                                 Bag-Count, Fonds-Identifier, Record-Years,
+                                 Retention-Period, Bag-Software-Agent
+    manifest-sha256.txt          every payload file's SHA-256
+    归档文件目录.csv              the catalog of this disc's records (a tag file)
+    说明文件.txt                  the description file: what is here, how to check it
+    signing-key.pub              the Ed25519 public key (PEM)
+    tagmanifest-sha256.txt       SHA-256 of the tag files above
+    tagmanifest-sha256.txt.sig   Ed25519 signature of the tag manifest (base64)
+    data/...                     the payload, with the source's relative paths
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import signing
+from .catalog import CATALOG_COLUMNS, CATALOG_NAME, Item
+
+SIGNATURE_NAME = "tagmanifest-sha256.txt.sig"
+PUBLIC_KEY_NAME = "signing-key.pub"
+DESCRIPTION_NAME = "说明文件.txt"
+RETENTION_ORDER = ["10年", "30年", "50年", "100年", "永久"]
+
+
+def encode_manifest_path(path: str) -> str:
+    """Percent-encode CR, LF and % in a manifest path (RFC 8493 section 2.1.3)."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def longest_retention(items: list[Item]) -> str | None:
+    """The longest retention period (保管期限) among ``items``; a disc keeps the longest."""
+    ranked = [RETENTION_ORDER.index(i.retention) for i in items if i.retention in RETENTION_ORDER]
+    return RETENTION_ORDER[max(ranked)] if ranked else None
+
+
+def payload_oxum(items: list[Item]) -> str:
+    """Payload-Oxum: ``<octets>.<file count>`` of the payload."""
+    return f"{sum(i.size for i in items)}.{len(items)}"
+
+
+@dataclass
+class Bag:
+    """A bag ready to be mastered.
+
+    ``entries`` maps each path in the bag (POSIX, relative to the bag root)
+    to the host file holding its bytes: tag files from ``tag_dir``, payload
+    files from the read-only source. ``info`` is the bag-info.txt fields.
+    """
+
+    entries: list[tuple[str, Path]]
+    info: dict[str, str]
+    tag_dir: Path
+
+
+def _catalog_csv(items: list[Item]) -> bytes:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CATALOG_COLUMNS + ["光盘路径", "字节", "SHA256"])
+    for i in items:
+        if not i.is_record:
+            continue
+        w.writerow([i.item_number or "", i.archival_code or "", i.responsible or "",
+                    i.unit_code or "", i.title or "", i.date or "", i.pages or "",
+                    i.classification or "", i.retention or "", i.category or "", i.flow or "",
+                    i.remarks or "", i.path, "data/" + i.path, i.size, i.sha256])
+    return out.getvalue().encode("utf-8")
+
+
+def _description(info: dict[str, str], items: list[Item]) -> bytes:
+    records = [i for i in items if i.is_record]
+    numbers = sorted(i.item_number for i in records if i.item_number)
+    text = f"""说明文件 (disc description)
+
+光盘组 Disc set:        {info['External-Identifier']}
+盘序 Disc:              {info['Bag-Count']}
+全宗号 Fonds:           {info.get('Fonds-Identifier', '')}
+年度 Years:             {info.get('Record-Years', '')}
+保管期限 Retention:     {info.get('Retention-Period', '')}
+件数 Records:           {len(records)} (件号 {numbers[0] if numbers else '-'} to {numbers[-1] if numbers else '-'})
+文件 Files:             {len(items)} ({info['Payload-Oxum'].split('.')[0]} bytes)
+制作单位 Made by:        {info['Source-Organization']}, {info['Bagging-Date']}
+
+This disc is a BagIt 1.0 bag (RFC 8493). The records are under data/ with
+their original paths; 归档文件目录.csv lists them with their archival codes.
+
+To check it with standard tools, at the disc's root:
+  sha256sum -c manifest-sha256.txt          every record's SHA-256
+  sha256sum -c tagmanifest-sha256.txt       the tag files
+  base64 -d {SIGNATURE_NAME} > /tmp/sig
+  openssl pkeyutl -verify -pubin -inkey {PUBLIC_KEY_NAME} -rawin \\
+      -in tagmanifest-sha256.txt -sigfile /tmp/sig
+"""
+    return text.encode("utf-8")
+
+
+def write_tag_files(tag_dir: Path, source: Path, items: list[Item], set_id: str,
+                    source_organization: str, fonds: str,
+                    key: Ed25519PrivateKey, bag_count: str = "1 of 1",
+                    bagging_date: dt.date | None = None) -> Bag:
+    """Write the tag files of the bag for ``items`` into ``tag_dir``.
+
+    ``items`` carry the SHA-256 measured when the source was scanned; the
+    manifest records exactly those values, so a file that changes afterwards
+    fails validation instead of being recorded with its new content.
+    Raises OSError if ``tag_dir`` cannot be written.
+    """
+    tag_dir.mkdir(parents=True, exist_ok=True)
+    records = [i for i in items if i.is_record]
+    years = sorted({i.year for i in records if i.year})
+    info = {
+        "Source-Organization": source_organization,
+        "Bagging-Date": (bagging_date or dt.date.today()).isoformat(),
+        "Payload-Oxum": payload_oxum(items),
+        "External-Identifier": set_id,
+        "Bag-Group-Identifier": set_id,
+        "Bag-Count": bag_count,
+        "Fonds-Identifier": fonds,
+        "Record-Years": (years[0] if len(years) == 1 else f"{years[0]}-{years[-1]}") if years else "",
+        "Retention-Period": longest_retention(records) or "",
+        "Bag-Software-Agent": "discarchive",
+    }
+    files: dict[str, bytes] = {
+        "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+        "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8"),
+        "manifest-sha256.txt": "".join(
+            f"{i.sha256}  {encode_manifest_path('data/' + i.path)}\n" for i in items).encode("utf-8"),
+        CATALOG_NAME: _catalog_csv(items),
+        DESCRIPTION_NAME: _description(info, items),
+        PUBLIC_KEY_NAME: signing.public_pem(key),
+    }
+    tagmanifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {encode_manifest_path(name)}\n"
+                          for name, data in files.items()).encode("utf-8")
+    files["tagmanifest-sha256.txt"] = tagmanifest
+    files[SIGNATURE_NAME] = signing.sign(key, tagmanifest)
+    entries: list[tuple[str, Path]] = []
+    for name, data in files.items():
+        (tag_dir / name).write_bytes(data)
+        entries.append((name, tag_dir / name))
+    entries.extend(("data/" + i.path, source / i.path) for i in items)
+    return Bag(entries=entries, info=info, tag_dir=tag_dir)

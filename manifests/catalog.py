@@ -1,0 +1,243 @@
+"""Scan a source tree read-only and describe every file as an archival item.
+
+The source tree is never written to: files are opened for reading only and
+nothing is created, moved or deleted in it. Each regular file becomes one
+:class:`Item` with its size and SHA-256. Item metadata (档号, 件号, title,
+retention...) comes from the archival file catalog ``归档文件目录.csv`` at the
+source root when there is one (columns as in DA/T 22-2015's catalog: 件号,
+档号, 责任者, 代码, 题名, 日期, 页数, 密级, 保管期限, 类别, 收支, 备注, and 文件,
+the file's path), otherwise from the path, laid out as
+``YEAR/UNITCODE_UNITNAME/NN_CATEGORY/NNNN_TITLE.ext``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+CATALOG_NAME = "归档文件目录.csv"
+CATALOG_COLUMNS = ["件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",
+                   "保管期限", "类别", "收支", "备注", "文件"]
+HASH_CHUNK = 1 << 20
+
+_YEAR = re.compile(r"^(19|20)\d\d$")
+_NUMBERED = re.compile(r"^(\d+)_(.+)$")
+
+
+class ScanError(Exception):
+    """The source cannot be archived as it is; the message says why and what to do."""
+
+
+@dataclass
+class Item:
+    """One payload file and its archival description.
+
+    ``path`` is the file's POSIX path relative to the source root (and, under
+    ``data/``, on the disc). ``size`` is in bytes; ``sha256`` is hex;
+    ``mtime_ns`` is the modification time seen when it was hashed.
+    ``is_record`` is False for files that are not records (the source's own
+    catalog, a README): they are archived too, but carry no archival code.
+    """
+
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int
+    is_record: bool = True
+    archival_code: str | None = None      # 档号
+    item_number: str | None = None        # 件号
+    title: str | None = None              # 题名
+    year: str | None = None               # 年度
+    unit_code: str | None = None          # 代码 (insured unit)
+    unit_name: str | None = None
+    category: str | None = None           # 类别
+    retention: str | None = None          # 保管期限
+    date: str | None = None               # 日期 YYYYMMDD
+    pages: str | None = None              # 页数
+    classification: str | None = None     # 密级
+    responsible: str | None = None        # 责任者
+    flow: str | None = None               # 收支: 收 (collection) / 支 (payment)
+    remarks: str | None = None            # 备注
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fonds(self) -> str | None:
+        """The fonds number (全宗号): the archival code's first field."""
+        if self.archival_code and "-" in self.archival_code:
+            return self.archival_code.split("-", 1)[0]
+        return None
+
+
+Progress = Callable[[int, int], None]
+
+
+def _walk(source: Path) -> list[str]:
+    """Every regular file below ``source`` as sorted POSIX relative paths.
+
+    Raises ScanError for links, devices and unreadable folders: nothing is
+    skipped silently.
+    """
+    found: list[str] = []
+
+    def onerror(exc: OSError) -> None:
+        raise ScanError(f"cannot read folder {exc.filename}: {exc.strerror}; "
+                        "fix its permissions and run again")
+
+    for root, dirs, files in os.walk(source, onerror=onerror):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, source).replace(os.sep, "/")
+            if stat.S_ISLNK(st.st_mode):
+                raise ScanError(f"{rel} is a symbolic link: replace it by the file it points to "
+                                "(links are not archived)")
+            if not stat.S_ISREG(st.st_mode):
+                raise ScanError(f"{rel} is not a regular file: move it out of the source")
+            found.append(rel)
+    return found
+
+
+def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """SHA-256 (hex) and size in bytes of one file, read in 1 MiB chunks.
+
+    Raises ScanError if the file cannot be read.
+    """
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+                if progress:
+                    progress(len(chunk))
+    except OSError as exc:
+        raise ScanError(f"cannot read {path}: {exc.strerror}; fix its permissions "
+                        "and run again") from None
+    return h.hexdigest(), n
+
+
+def _from_path(item: Item) -> None:
+    """Fill metadata from a ``YEAR/CODE_UNIT/NN_CATEGORY/NNNN_TITLE.ext`` path."""
+    parts = item.path.split("/")
+    if len(parts) != 4 or not _YEAR.match(parts[0]):
+        item.is_record = False
+        return
+    item.year = parts[0]
+    code, _, name = parts[1].partition("_")
+    item.unit_code, item.unit_name = code, (name or None)
+    m = _NUMBERED.match(parts[2])
+    item.category = m.group(2) if m else parts[2]
+    stem = parts[3].rsplit(".", 1)[0]
+    m = _NUMBERED.match(stem)
+    if m:
+        item.item_number, item.title = m.group(1).zfill(4), m.group(2)
+    else:
+        item.title = stem
+
+
+def read_catalog(path: Path) -> list[dict[str, str]]:
+    """Rows of an archival file catalog CSV (UTF-8, BOM allowed) as dicts.
+
+    Raises ScanError if it cannot be read or has no 文件 column.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ScanError(f"cannot read the catalog {path.name}: {exc}; "
+                        "save it as UTF-8 CSV") from None
+    if rows and "文件" not in rows[0]:
+        raise ScanError(f"the catalog {path.name} has no 文件 column: add one giving "
+                        "each item's path relative to the source")
+    return rows
+
+
+def scan(source: Path, retention_map: dict[str, str] | None = None,
+         progress: Progress | None = None) -> list[Item]:
+    """Describe and hash every file of ``source``, reading it only.
+
+    Returns items sorted by path. ``progress(done_bytes, total_bytes)`` is
+    called while hashing. Raises ScanError for a missing or empty source, an
+    unreadable file, a link, or catalog rows naming files that are not there
+    (all such rows are named at once).
+    """
+    if not source.exists():
+        raise ScanError(f"source {source} does not exist: give the folder that holds the records")
+    if not source.is_dir():
+        raise ScanError(f"source {source} is not a folder: give the folder that holds the records")
+    paths = _walk(source)
+    if not paths:
+        raise ScanError(f"source {source} holds no files: nothing to archive")
+    sizes = {}
+    for rel in paths:
+        st = os.stat(source / rel)
+        sizes[rel] = st.st_size
+    total = sum(sizes.values())
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    rows_by_path: dict[str, dict[str, str]] = {}
+    if CATALOG_NAME in sizes:
+        rows = read_catalog(source / CATALOG_NAME)
+        rows_by_path = {r["文件"].strip().replace("\\", "/"): r for r in rows}
+        missing = [p for p in rows_by_path if p not in sizes]
+        if missing:
+            raise ScanError(f"the catalog names {len(missing)} file(s) not in the source "
+                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
+                            "add the files or correct the 文件 column")
+    items = []
+    for rel in paths:
+        full = source / rel
+        mtime = os.stat(full).st_mtime_ns
+        digest, size = hash_file(full, tick)
+        item = Item(path=rel, size=size, sha256=digest, mtime_ns=mtime)
+        row = rows_by_path.get(rel)
+        if rel == CATALOG_NAME:
+            item.is_record = False
+        elif row is not None:
+            _from_row(item, row)
+        else:
+            _from_path(item)
+        if item.is_record and not item.retention and retention_map:
+            item.retention = retention_map.get(item.category or "")
+        items.append(item)
+    return items
+
+
+def _from_row(item: Item, row: dict[str, str]) -> None:
+    """Fill metadata from a catalog row, the path filling what the row leaves blank."""
+    _from_path(item)
+    item.is_record = True
+
+    def get(col: str) -> str | None:
+        v = (row.get(col) or "").strip()
+        return v or None
+
+    item.archival_code = get("档号")
+    item.item_number = get("件号") or item.item_number
+    item.title = get("题名") or item.title
+    item.unit_code = get("代码") or item.unit_code
+    item.category = get("类别") or item.category
+    item.retention = get("保管期限")
+    item.date = get("日期")
+    item.pages = get("页数")
+    item.classification = get("密级")
+    item.responsible = get("责任者")
+    item.flow = get("收支")
+    item.remarks = get("备注")
+    if item.date and len(item.date) >= 4 and item.date[:4].isdigit():
+        item.year = item.year or item.date[:4]
+    item.extra = {k: v for k, v in row.items() if k not in CATALOG_COLUMNS and k and v}

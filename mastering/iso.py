@@ -1,0 +1,221 @@
+"""Master a bag into an ISO image with pycdlib.
+
+The image carries four directory trees over the same file data:
+
+* ISO 9660 (ECMA-119) at interchange level 3, with short upper-case names
+  (8.3 d-characters, or generated ``F0000001`` names where the original
+  cannot be kept) for the oldest readers;
+* Rock Ridge 1.09 (IEEE P1282): every original name, intact, up to 255
+  UTF-8 bytes;
+* Joliet (UCS-2, at most 64 characters a name): the original name where it
+  fits; otherwise the one fixed rule of :func:`joliet_name`;
+* UDF 2.60 (OSTA): every original name, intact.
+
+The volume identifier is the disc set ID. Sizes are in bytes or in sectors
+of 2048 bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pycdlib
+from pycdlib import pycdlibexception, utils
+
+SECTOR = 2048
+JOLIET_MAX = 64
+_JOLIET_FORBIDDEN = re.compile(r"[\x00-\x1f*/:;?\\]")
+_D_CHARS = re.compile(r"[^A-Z0-9_]")
+
+Progress = Callable[[int, int], None]
+
+
+class MasteringError(Exception):
+    """The image could not be made; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A mastered image: its file, size in bytes and 2048-byte sectors, SHA-256 (hex)."""
+
+    path: Path
+    size: int
+    sectors: int
+    sha256: str
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-be")) // 2
+
+
+def joliet_name(name: str) -> str:
+    """The Joliet name for an original file or folder name.
+
+    A name of at most 64 UTF-16 code units with no character Joliet forbids
+    (controls, ``* / : ; ? \\``) is kept as it is. Any other name becomes::
+
+        <start of the name, forbidden characters as _>~<8 hex digits><extension>
+
+    where the hex digits are the start of the SHA-256 of the whole original
+    name (UTF-8) and the extension (up to 10 characters) is kept, so the
+    result is at most 64 units and two different names map to different
+    Joliet names unless their hashes collide (which :func:`master` detects).
+    """
+    if _utf16_units(name) <= JOLIET_MAX and not _JOLIET_FORBIDDEN.search(name):
+        return name
+    tag = "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 10:
+        stem, ext = name, ""
+    else:
+        ext = "." + ext
+    ext = _JOLIET_FORBIDDEN.sub("_", ext)
+    room = JOLIET_MAX - _utf16_units(tag) - _utf16_units(ext)
+    kept = ""
+    for ch in _JOLIET_FORBIDDEN.sub("_", stem):
+        if _utf16_units(kept + ch) > room:
+            break
+        kept += ch
+    return kept + tag + ext
+
+
+def _iso9660_name(name: str, is_dir: bool, taken: set[str], counter: list[int]) -> str:
+    """A short ECMA-119 name: the original upper-cased as 8.3 d-characters if it fits, else generated."""
+    stem, dot, ext = name.rpartition(".") if not is_dir else ("", "", name)
+    if is_dir or not dot:
+        stem, ext = name, ""
+    s = _D_CHARS.sub("_", stem.upper())
+    e = _D_CHARS.sub("_", ext.upper())[:3]
+    ok = s and len(s) <= 8 and s == stem.upper() and name.isascii()
+    cand = s if ok else ""
+    if not cand or cand in taken:
+        while True:
+            counter[0] += 1
+            cand = f"{'D' if is_dir else 'F'}{counter[0]:07d}"
+            if cand not in taken:
+                break
+    taken.add(cand)
+    return cand if is_dir else f"{cand}.{e};1"
+
+
+def check_name(name: str, path: str) -> None:
+    """Refuse a name that Rock Ridge or UDF cannot hold intact (MasteringError)."""
+    if len(name.encode("utf-8")) > 255:
+        raise MasteringError(f"{path}: the name is longer than 255 UTF-8 bytes; shorten it")
+    udf_bytes = 1 + (2 * _utf16_units(name) if any(ord(c) > 0xFF for c in name) else len(name))
+    if udf_bytes > 255:
+        raise MasteringError(f"{path}: the name is too long for UDF ({_utf16_units(name)} "
+                             "characters, 127 at most with Chinese characters); shorten it")
+
+
+class _PyCdlib(pycdlib.PyCdlib):
+    """pycdlib, with Joliet's limit counted as the standard does.
+
+    pycdlib 1.x checks a Joliet name's 64-character limit on its UTF-8 bytes,
+    which refuses Chinese names of 22 characters or more; the Joliet
+    specification counts UCS-2 characters (64, i.e. 128 bytes).
+    """
+
+    def _joliet_name_and_parent_from_path(self, joliet_path):
+        splitpath = utils.split_path(joliet_path)
+        name = splitpath.pop()
+        encoded = name.decode("utf-8").encode("utf-16_be")
+        if len(encoded) > 2 * JOLIET_MAX:
+            raise pycdlibexception.PyCdlibInvalidInput("Joliet names can be a maximum of 64 characters")
+        parent = self._find_joliet_record(b"/" + b"/".join(splitpath))
+        return encoded, parent
+
+
+def sha256_file(path: Path, length: int | None = None) -> str:
+    """SHA-256 (hex) of a file's first ``length`` bytes (all of it when None)."""
+    h = hashlib.sha256()
+    left = length
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return h.hexdigest()
+
+
+class Layout:
+    """The bag's entries placed into the four directory trees, not yet written.
+
+    ``sectors`` is the image's exact size in 2048-byte sectors, known before
+    a byte is written, so a medium that is too small is found first.
+    """
+
+    def __init__(self, entries: list[tuple[str, Path]], volume_id: str):
+        self.iso = _PyCdlib()
+        self.iso.new(interchange_level=3, vol_ident=volume_id, joliet=3,
+                     rock_ridge="1.09", udf="2.60", app_ident_str="discarchive")
+        self._dirs: dict[str, tuple[str, str, str]] = {"": ("", "", "")}
+        self._taken: dict[str, set[str]] = {}
+        self._joliet_taken: dict[str, dict[str, str]] = {}
+        self._counter = [0]
+        try:
+            for disc_path, host_path in entries:
+                self._add(disc_path, host_path)
+        except pycdlibexception.PyCdlibException as exc:
+            raise MasteringError(f"cannot lay out the image: {exc}") from None
+
+    @property
+    def sectors(self) -> int:
+        return self.iso.pvd.space_size
+
+    def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str, str]:
+        check_name(name, full)
+        p_iso, p_jol, p_udf = self._dirs[parent]
+        iso = _iso9660_name(name, is_dir, self._taken.setdefault(parent, set()), self._counter)
+        jol = joliet_name(name)
+        seen = self._joliet_taken.setdefault(parent, {})
+        if seen.get(jol.casefold(), name) != name:
+            raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
+                                 f"{seen[jol.casefold()]!r}; rename one of them")
+        seen[jol.casefold()] = name
+        return f"{p_iso}/{iso}", f"{p_jol}/{jol}", f"{p_udf}/{name}"
+
+    def _ensure_dir(self, path: str) -> None:
+        if path in self._dirs:
+            return
+        parent, _, name = path.rpartition("/")
+        self._ensure_dir(parent)
+        iso, jol, udf = self._names(parent, name, True, path)
+        self.iso.add_directory(iso, rr_name=name, joliet_path=jol, udf_path=udf)
+        self._dirs[path] = (iso, jol, udf)
+
+    def _add(self, disc_path: str, host_path: Path) -> None:
+        parent, _, name = disc_path.rpartition("/")
+        self._ensure_dir(parent)
+        iso, jol, udf = self._names(parent, name, False, disc_path)
+        self.iso.add_file(str(host_path), iso, rr_name=name, joliet_path=jol, udf_path=udf,
+                          file_mode=0o100444)
+
+    def write(self, out: Path, progress: Progress | None = None) -> Image:
+        """Write the image to ``out`` (via ``out.part``, fsynced, then renamed).
+
+        Raises MasteringError if a payload file cannot be read while writing.
+        """
+        part = out.with_name(out.name + ".part")
+        cb = (lambda done, total, _opaque: progress(done, total)) if progress else None
+        try:
+            with open(part, "wb") as f:
+                self.iso.write_fp(f, progress_cb=cb)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise MasteringError(f"cannot write the image: {exc}") from None
+        finally:
+            self.iso.close()
+        os.replace(part, out)
+        size = out.stat().st_size
+        return Image(path=out, size=size, sectors=-(-size // SECTOR), sha256=sha256_file(out))
