@@ -396,6 +396,8 @@ class XorrisoDrive:
                         data = os.read(key.fd, 65536)
                         if not data:
                             sel.unregister(key.fileobj)
+                            if on_line and partial[key.fileobj]:
+                                on_line(partial[key.fileobj].decode("utf-8", "replace"))
                             continue
                         output[key.fileobj] += data
                         if on_line:
