@@ -10,7 +10,7 @@ DEMO   ?= build/demo
 DEB_DEMO = xorriso
 DEB_TEST = xorriso p7zip-full libarchive-tools genisoimage
 
-.PHONY: demo test bench deps-demo deps-test venv clean
+.PHONY: demo test deps-demo deps-test venv clean
 
 venv: $(VENV)/.installed
 

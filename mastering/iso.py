@@ -110,7 +110,7 @@ def check_name(name: str, path: str) -> None:
     udf_bytes = 1 + (2 * _utf16_units(name) if any(ord(c) > 0xFF for c in name) else len(name))
     if udf_bytes > 255:
         raise MasteringError(f"{path}: the name is too long for UDF ({_utf16_units(name)} "
-                             "characters, 127 at most with Chinese characters); shorten it")
+                             "characters; 254 Latin or 127 other characters at most); shorten it")
 
 
 class _PyCdlib(pycdlib.PyCdlib):

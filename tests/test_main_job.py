@@ -439,3 +439,34 @@ def test_init_home_is_all_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         init_home(tmp_path / "h", file_drives=True)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the virtual drive through the config ----------------------------------------
+
+def _use_virtual_drives(home: Path, capacity: int) -> None:
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8").split("\n[[drives]]")[0]
+    text += "".join(f'\n[[drives]]\nname = "v{n}"\nadapter = "virtual"\nmedia_dir = "media"\n'
+                    f"capacity_sectors = {capacity}\n" for n in (1, 2))
+    cfg.write_text(text, encoding="utf-8")
+
+
+def test_virtual_drives_burn_and_verify(home, run, demo_archive):
+    _use_virtual_drives(home, 2_298_496)
+    res = run("archive", str(demo_archive))
+    assert res.exit_code == 0, res.stderr
+    discs = _discs(run)
+    assert [(d["drive"], d["adapter"], d["state"]) for d in discs] == [
+        ("v1", "virtual", "verified"), ("v2", "virtual", "verified")]
+    assert run("verify", discs[0]["disc_id"]).exit_code == 0
+
+
+def test_a_medium_smaller_than_the_image_is_a_recorded_failed_burn(home, run, demo_archive):
+    _use_virtual_drives(home, 100)
+    res = run("archive", str(demo_archive))
+    assert res.exit_code == 1
+    for d in _discs(run):
+        assert d["state"] == "failed" and d["failure_class"] == "medium-too-small"
+        assert d["medium_path"] is None and d["burned_at"] is None
+    assert list((home / "media").iterdir()) == [] or all(
+        p.stat().st_size == 0 for p in (home / "media").iterdir())

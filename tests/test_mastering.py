@@ -1,0 +1,72 @@
+"""Image mastering: names in the four trees, the Joliet rule, exact size before writing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from manifests.bag import encode_manifest_path
+from mastering.iso import JOLIET_MAX, Layout, MasteringError, joliet_name
+
+LONG = ("0002_关于职工养老保险关系跨省转移接续的申请报告及附件（含职工名册、历年缴费明细、"
+        "劳动合同复印件、身份证复印件和银行账户信息）.pdf")
+
+
+def units(s: str) -> int:
+    return len(s.encode("utf-16-be")) // 2
+
+
+def test_short_names_are_kept():
+    for name in ["bagit.txt", "0001_参保单位登记表.ofd", "x" * 64]:
+        assert joliet_name(name) == name
+
+
+def test_long_names_are_shortened_by_one_fixed_rule():
+    j = joliet_name(LONG)
+    assert units(LONG) > JOLIET_MAX >= units(j)
+    assert j.endswith(".pdf") and j.startswith("0002_关于职工养老保险")
+    assert "~" in j and j == joliet_name(LONG), "the rule is deterministic"
+    other = LONG.replace("银行账户", "银行帐户")
+    assert joliet_name(other) != j, "names that differ past the cut stay distinct"
+
+
+def test_forbidden_characters_are_replaced_and_tagged():
+    j = joliet_name("a:b*c?.pdf")
+    assert not set(j) & set("*/:;?\\") and j.endswith(".pdf") and "~" in j
+    assert joliet_name("a:b*c?.pdf") != joliet_name("a;b*c?.pdf")
+
+
+def test_names_outside_the_bmp_count_as_two_units():
+    name = "𠀀" * 40 + ".txt"          # 80 UTF-16 units
+    j = joliet_name(name)
+    assert units(j) <= JOLIET_MAX and j.endswith(".txt")
+
+
+def test_a_name_too_long_for_udf_is_refused(tmp_path):
+    f = tmp_path / "a.pdf"
+    f.write_bytes(b"x")
+    with pytest.raises(MasteringError, match="too long for UDF"):
+        Layout([("data/" + "a" * 251 + ".pdf", f)], "T")     # 255 bytes: Rock Ridge's limit
+    with pytest.raises(MasteringError, match="longer than 255 UTF-8 bytes"):
+        Layout([("data/" + "档" * 86 + ".pdf", f)], "T")
+
+
+def test_size_is_known_before_writing_and_exact(tmp_path):
+    files = []
+    for n, size in enumerate([0, 1, 2048, 5000, 70000]):
+        p = tmp_path / f"f{n}.bin"
+        p.write_bytes(bytes([n]) * size)
+        files.append((f"data/d{n % 2}/{LONG if n == 4 else p.name}", p))
+    layout = Layout(files, "T")
+    predicted = layout.sectors
+    image = layout.write(tmp_path / "t.iso")
+    assert image.sectors == predicted and image.size == predicted * 2048
+    out = subprocess.run(["xorriso", "-indev", str(image.path), "-find", "/"],
+                         capture_output=True, text=True, check=True).stdout
+    assert LONG in out
+
+
+def test_manifest_paths_are_percent_encoded():
+    assert encode_manifest_path("data/a%b\nc\rd") == "data/a%25b%0Ac%0Dd"
