@@ -29,7 +29,7 @@ _INPUT_ERRORS = (config.ConfigError, ScanError, SigningError, MasteringError, In
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"discarchive: error: {message}", err=True)
+    click.echo(f"discarchive: error: {_safe(message)}", err=True)
     sys.exit(code)
 
 
@@ -41,7 +41,7 @@ def _errors():
     except _INPUT_ERRORS as exc:
         _fail(str(exc), EXIT_INPUT)
     except DriveError as exc:
-        _fail(str(exc), EXIT_DRIVE)
+        _fail(str(exc), EXIT_INPUT if exc.failure_class == "config" else EXIT_DRIVE)
     except KeyboardInterrupt:
         _fail("interrupted; run `discarchive discs` to see what was recorded", 130)
     except OSError as exc:
@@ -103,7 +103,32 @@ def _emit_json(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """click's group, with usage errors as one ``discarchive: error:`` line (exit 2)."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            cmd = exc.ctx.command_path if exc.ctx else "discarchive"
+            _fail(f"{exc.format_message()} (see `{cmd} --help`)", EXIT_INPUT)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), EXIT_INPUT)
+        except click.Abort:
+            _fail("interrupted; run `discarchive discs` to see what was recorded", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _safe(text) -> str:
+    """A value safe to print on one line: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="discarchive")
 def main():
     """Keep electronic archives alive on optical discs."""
@@ -125,14 +150,19 @@ def init(home, file_drives):
 
 @main.command()
 @_home_option
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("--media", default=None, help="Medium profile (dvd-r, bd-r, ...); default from the config.")
 @click.option("--copies", type=int, default=None, help="Copies to burn; default from the config.")
 def archive(home, source, media, copies):
     """Pack SOURCE into a bag, master it, burn verified copies, record them."""
+    if not source.strip():
+        _fail("SOURCE is empty: give the folder that holds the records", EXIT_INPUT)
     with _errors():
         cfg = _config(home)
-        result = jobs.archive(cfg, source, media=media, copies=copies, reporter=TerminalReporter())
+        result = jobs.archive(cfg, Path(source), media=media, copies=copies,
+                              reporter=TerminalReporter())
+    for w in result.warnings:
+        click.echo(f"discarchive: warning: {w}", err=True)
     click.echo(f"disc set {result.set_id}: {result.records} records, {result.files} files, "
                f"image {result.image.sectors} sectors, sha256 {result.image.sha256}")
     for disc_id, state in result.copies.items():
@@ -168,7 +198,7 @@ def discs(home, as_json):
     for r in rows:
         click.echo(fmt.format(r["disc_id"], r["state"], r["medium"], r["record_count"],
                               (r["burned_at"] or "-")[:10], r["due_at"] or "-",
-                              r["verification"] or "-"))
+                              r["verification"] or "-").rstrip())
 
 
 @main.command()
@@ -206,6 +236,9 @@ def show(home, disc_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def find(home, text, as_json):
     """Find records by 档号, 件号, title words, path or SHA-256, with their discs."""
+    if not text.strip():
+        _fail("give some text to find: an archival code, item number, title words, a path "
+              "or a SHA-256", EXIT_INPUT)
     with _errors():
         inv = _inventory(home)
         rows = inv.find(text)
@@ -216,9 +249,9 @@ def find(home, text, as_json):
     if not rows:
         _fail(f"nothing matches {text!r}", EXIT_FAILED)
     for r in rows:
-        click.echo(f"{r['archival_code'] or '-'}  {r['item_number'] or '-'}  "
-                   f"{r['title'] or r['path']}")
-        click.echo(f"    {r['disc_path']}  {r['size']} bytes  sha256 {r['sha256']}")
+        click.echo(f"{_safe(r['archival_code'] or '-')}  {_safe(r['item_number'] or '-')}  "
+                   f"{_safe(r['title'] or r['path'])}")
+        click.echo(f"    {_safe(r['disc_path'])}  {r['size']} bytes  sha256 {r['sha256']}")
         copies = ", ".join(f"{c['disc_id']} ({c['verification'] or c['state']})" for c in r["copies"])
         click.echo(f"    on: {copies}")
 
@@ -236,9 +269,9 @@ def verify(home, disc_id):
                    f"{report.image_sha256})")
         return
     for path, why in report.damaged:
-        click.echo(f"{disc_id}: damaged: {path}: {why}")
+        click.echo(f"{disc_id}: damaged: {_safe(path)}: {_safe(why)}")
     for p in report.problems:
-        click.echo(f"{disc_id}: {p}")
+        click.echo(f"{disc_id}: {_safe(p)}")
     _fail(f"{disc_id} failed verification: read it in another drive, and re-burn it from "
           "a good copy if it fails again", EXIT_FAILED)
 

@@ -94,27 +94,56 @@ class Config:
 
     @property
     def inventory_path(self) -> Path:
+        """The inventory's SQLite file."""
         return self.home / INVENTORY_NAME
 
     @property
     def images_dir(self) -> Path:
+        """Folder of retained ISO images."""
         return self.home / "images"
 
     @property
     def work_dir(self) -> Path:
+        """Scratch folder for running jobs."""
         return self.home / "work"
 
     @property
     def key_path(self) -> Path:
+        """The Ed25519 private key (PEM, mode 0600)."""
         return self.home / "keys" / "signing.key"
 
     @property
     def public_key_path(self) -> Path:
+        """The Ed25519 public key (PEM)."""
         return self.home / "keys" / "signing.pub"
 
 
+_ARCHIVE_KEYS = {"source_organization": str, "fonds": str, "media": str, "copies": int,
+                 "reburn_years": int, "keep_images": bool, "retention": dict}
+_DRIVE_KEYS = {"name": str, "adapter": str, "device": str, "media_dir": str,
+               "capacity_sectors": int, "xorriso": str, "timeout": (int, float)}
+_TYPE_WORDS = {str: "a quoted text", int: "a whole number", bool: "true or false",
+               dict: "a table", (int, float): "a number"}
+
+
+def _check(where: str, table: dict, schema: dict) -> None:
+    """Refuse unknown keys and values of the wrong type (bool is not a number)."""
+    for key, value in table.items():
+        want = schema.get(key)
+        if want is None:
+            raise ConfigError(f"{where}: unknown setting {key!r}: check its spelling "
+                              f"(known: {', '.join(schema)})")
+        wrong_bool = isinstance(value, bool) and want is not bool
+        if wrong_bool or not isinstance(value, want):
+            raise ConfigError(f"{where}: {key} must be {_TYPE_WORDS[want]}, not {value!r}")
+
+
 def load(home: Path) -> Config:
-    """Read ``HOME/discarchive.toml``. Raises ConfigError with the fix."""
+    """Read and check ``HOME/discarchive.toml``.
+
+    Every key and value type is checked here, so a job never starts on a
+    config it would trip over halfway. Raises ConfigError with the fix.
+    """
     path = home / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(
@@ -124,23 +153,37 @@ def load(home: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
+    _check(str(path), data, {"archive": dict, "drives": list})
     arch = data.get("archive", {})
+    _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
-    for key in ("source_organization", "fonds", "media", "copies", "reburn_years", "keep_images"):
-        if key in arch:
+    for key in _ARCHIVE_KEYS:
+        if key in arch and key != "retention":
             setattr(cfg, key, arch[key])
     cfg.retention = dict(arch.get("retention", {}))
-    for r in cfg.retention.values():
+    for category, r in cfg.retention.items():
         if r not in RETENTION_CODES:
-            raise ConfigError(f"{path}: retention {r!r} is not one of {', '.join(RETENTION_CODES)}")
-    if not isinstance(cfg.copies, int) or not 1 <= cfg.copies <= 9:
-        raise ConfigError(f"{path}: archive.copies must be a whole number from 1 to 9")
+            raise ConfigError(f"{path}: retention {r!r} of {category} is not one of "
+                              f"{', '.join(RETENTION_CODES)}")
+    if not 1 <= cfg.copies <= 9:
+        raise ConfigError(f"{path}: archive.copies must be from 1 to 9")
+    if not 1 <= cfg.reburn_years <= 50:
+        raise ConfigError(f"{path}: archive.reburn_years must be from 1 to 50")
+    cfg.media = cfg.media.strip().lower()
     media_sectors(cfg.media)
-    drives = data.get("drives", [])
-    for i, d in enumerate(drives):
+    for i, d in enumerate(data.get("drives", [])):
+        where = f"{path} [[drives]] number {i + 1}"
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: must be a table ([[drives]] with name, adapter, ...)")
+        _check(where, d, _DRIVE_KEYS)
         d = dict(d)
         d.setdefault("name", f"drive{i + 1}")
-        if d.get("media_dir") and not os.path.isabs(d["media_dir"]):
-            d["media_dir"] = str(home / d["media_dir"])
+        if d.get("media_dir"):
+            if not os.path.isabs(d["media_dir"]):
+                d["media_dir"] = str(home / d["media_dir"])
+            if os.path.exists(d["media_dir"]) and not os.path.isdir(d["media_dir"]):
+                raise ConfigError(f"{where}: media_dir {d['media_dir']} is not a folder")
+        if d.get("timeout", 0) < 0:
+            raise ConfigError(f"{where}: timeout must be 0 (none) or more seconds")
         cfg.drives.append(d)
     return cfg

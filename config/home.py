@@ -6,9 +6,11 @@ end, so a crash leaves either no home or a complete one.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import CONFIG_NAME, INVENTORY_NAME, ConfigError, defaults_text
@@ -71,3 +73,31 @@ def init_home(home: Path, file_drives: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return home
+
+
+class HomeBusy(ConfigError):
+    """Another discarchive job holds the home's lock."""
+
+
+@contextmanager
+def locked(home: Path):
+    """Hold the home's job lock (``HOME/lock``, an advisory flock) for one job.
+
+    Jobs that write the inventory or the images run one at a time per home;
+    the lock dies with its process, so a killed job never leaves it stuck.
+    Raises HomeBusy naming the PID that holds it.
+    """
+    path = Path(home) / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise HomeBusy(f"another discarchive job (PID {pid}) is using {home}: wait for it "
+                           "to finish, then run this again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

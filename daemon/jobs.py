@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 import burners
 from burners import DriveError
 from config import Config, media_sectors
+from config.home import locked
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.bag import write_tag_files
@@ -72,6 +73,7 @@ class ArchiveResult:
     records: int
     files: int
     copies: dict[str, str] = field(default_factory=dict)   # disc_id -> verified | failed
+    warnings: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # disc_id -> reason
 
     @property
@@ -130,22 +132,38 @@ def archive(cfg: Config, source: Path, media: str | None = None, copies: int | N
     reported in the result (``ok`` is then False).
     """
     ui = reporter or QuietReporter()
-    media = media or cfg.media
+    media = (media or cfg.media).strip().lower()
     capacity = media_sectors(media)
-    copies = copies or cfg.copies
+    copies = cfg.copies if copies is None else copies
     if not 1 <= copies <= len(COPY_LABELS):
         raise JobError(f"--copies must be from 1 to {len(COPY_LABELS)}")
     source = Path(source)
-    key = signing.load_private_key(cfg.key_path)
-    public_pem = cfg.public_key_path.read_bytes()
+    _check_apart(source, cfg.home)
+    with locked(cfg.home):
+        return _archive(cfg, source, media, capacity, copies, ui)
+
+
+def _check_apart(source: Path, home: Path) -> None:
+    """Refuse a source inside the home or a home inside the source (JobError)."""
+    src, hom = source.resolve(), home.resolve()
+    if src == hom or hom in src.parents or src in hom.parents:
+        raise JobError(f"the source {source} and the archive home {home} overlap: keep the "
+                       "home outside the records (it holds the private key)")
+
+
+def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
+             ui: Reporter) -> ArchiveResult:
+    key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
     drives = open_drives(cfg)
     inv = Inventory.open(cfg.inventory_path)
     try:
-        items = scan(source, cfg.retention, ui.progress("scan"))
+        warnings: list[str] = []
+        items = scan(source, cfg.retention, ui.progress("scan"), warnings)
         records = [i for i in items if i.is_record]
         years = sorted({i.year for i in records if i.year}) or [str(dt.date.today().year)]
         fonds = next((i.fonds for i in records if i.fonds), None) or cfg.fonds
-        set_id = inv.next_set_id(fonds, years[0])
+        set_id = inv.next_set_id(fonds, years[0],
+                                 taken=lambda sid: (cfg.images_dir / f"{sid}.iso").exists())
         work = cfg.work_dir / set_id
         shutil.rmtree(work, ignore_errors=True)
         bag = write_tag_files(work / "tags", source, items, set_id, cfg.source_organization,
@@ -187,7 +205,11 @@ def archive(cfg: Config, source: Path, media: str | None = None, copies: int | N
               "set_id": set_id,
               "detail": {"algorithm": "SHA-256", "files": len(items),
                          "image_sha256": image.sha256, "image_sectors": image.sectors}}])
-        result = ArchiveResult(set_id, image, len(records), len(items))
+        result = ArchiveResult(set_id, image, len(records), len(items), warnings=warnings)
+        if len(records) < len(items):
+            result.warnings.append(
+                f"{len(items) - len(records)} of {len(items)} files are not records (no catalog "
+                "row, not laid out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
         for n in range(copies):
             drive = drives[n % len(drives)]
             disc_id = f"{set_id}-{COPY_LABELS[n]}"
@@ -267,14 +289,20 @@ def read_back(drive, medium_path: str | None, length: int, image_sha: str,
 
 
 def record_fixity(inv: Inventory, disc_id: str, set_id: str, drive_name: str, report: Report,
-                  first: bool) -> None:
-    """Record a verification's outcome on the disc, with its fixity check event."""
+                  first: bool, state: str | None = None) -> None:
+    """Record a verification's outcome on the disc, with its fixity check event.
+
+    The first read-back after burning makes a copy ``verified`` or ``failed``;
+    a later one moves a ``verified`` copy to ``damaged`` (or back).
+    """
     fields = {"verified_at": utcnow(), "verification": "passed" if report.passed else "failed",
               "failure": None if report.passed else report.summary()}
     if first:
         fields["state"] = "verified" if report.passed else "failed"
         if not report.passed:
             fields["failure_class"] = "verification"
+    elif state in ("verified", "damaged"):
+        fields["state"] = "verified" if report.passed else "damaged"
     inv.update_disc(disc_id, event={
         "event_type": "fixity check", "outcome": "success" if report.passed else "failure",
         "set_id": set_id,
@@ -291,17 +319,22 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
     no drive can read it.
     """
     ui = reporter or QuietReporter()
+    with locked(cfg.home):
+        return _verify_disc(cfg, disc_id, ui)
+
+
+def _verify_disc(cfg: Config, disc_id: str, ui: Reporter) -> Report:
     inv = Inventory.open(cfg.inventory_path)
     try:
         disc = inv.disc(disc_id)
         if disc is None:
             raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
-        if disc["state"] not in ("burned", "verified", "failed") or not disc["burned_at"]:
+        if not disc["burned_at"]:
             raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to verify")
         drives = open_drives(cfg)
         drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
         expected = {i["disc_path"]: i["sha256"] for i in inv.items(disc["set_id"])}
-        public_pem = cfg.public_key_path.read_bytes()
+        public_pem = signing.load_public_key(cfg.public_key_path)
         scratch = cfg.work_dir / f"verify-{disc_id}"
         try:
             report = read_back(drive, disc["medium_path"], disc["image_bytes"],
@@ -309,7 +342,8 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
                                ui.progress("read back"))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False)
+        record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
+                      state=disc["state"])
         return report
     finally:
         inv.close()

@@ -9,7 +9,8 @@ read with any SQLite tool. Tables:
     ``archived`` (every copy verified), ``failed`` (a copy failed).
 ``discs``
     One row per physical copy: ``disc_id`` is ``<set_id>-<copy label>``.
-    ``state``: ``burning`` -> ``burned`` -> ``verified`` | ``failed``.
+    ``state``: ``burning`` -> ``burned`` -> ``verified`` | ``failed``; a later
+    failed verification makes a verified copy ``damaged``.
     ``due_at`` is the re-burn due date (burn date + the configured years).
 ``items``
     One row per payload file of a set: 档号 (``archival_code``), 件号
@@ -33,7 +34,7 @@ import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import sqlite_utils
 
@@ -70,24 +71,26 @@ class Inventory:
     def open(cls, path: Path) -> "Inventory":
         """Open an existing inventory; raises InventoryError if it is not there."""
         if not path.is_file():
-            raise InventoryError(f"no inventory at {path}: run `discarchive init` first")
+            raise InventoryError(f"the inventory {path} is missing: restore it from its backup")
         try:
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
-            inv = cls(db)
-            inv._schema()
+            tables = set(db.table_names())
         except sqlite3.DatabaseError as exc:
             raise InventoryError(f"the inventory {path} cannot be read ({exc}): restore it "
                                  "from its backup") from None
-        return inv
+        if not {"disc_sets", "discs", "items", "events"} <= tables:
+            db.close()
+            raise InventoryError(f"the inventory {path} is empty or not discarchive's: restore "
+                                 "it from its backup")
+        return cls(db)
 
     def close(self) -> None:
+        """Close the SQLite connection (everything is already committed)."""
         self.db.close()
 
     def _schema(self) -> None:
         db = self.db
-        if "disc_sets" in db.table_names():
-            return
         with db.atomic():
             db["disc_sets"].create({
                 "set_id": str, "created_at": str, "source": str, "media": str,
@@ -119,13 +122,21 @@ class Inventory:
 
     # -- writing ---------------------------------------------------------
 
-    def next_set_id(self, fonds: str, year: str) -> str:
-        """The next free disc set ID ``<fonds>-<year>-<NNNN>``, e.g. ``160-2023-0001``."""
+    def next_set_id(self, fonds: str, year: str,
+                    taken: Callable[[str], bool] = lambda set_id: False) -> str:
+        """The next free disc set ID ``<fonds>-<year>-<NNNN>``, e.g. ``160-2023-0001``.
+
+        ``taken(set_id)`` may veto an ID that the inventory does not know but
+        something else uses (an image left by an interrupted run).
+        """
         prefix = f"{fonds}-{year}-"
-        rows = self.db.execute("SELECT set_id FROM disc_sets WHERE set_id LIKE ?",
-                               [prefix + "%"]).fetchall()
+        rows = self.db.execute("SELECT set_id FROM disc_sets WHERE substr(set_id, 1, ?) = ?",
+                               [len(prefix), prefix]).fetchall()
         used = [int(r[0][len(prefix):]) for r in rows if r[0][len(prefix):].isdigit()]
-        return f"{prefix}{max(used, default=0) + 1:04d}"
+        n = max(used, default=0) + 1
+        while taken(f"{prefix}{n:04d}"):
+            n += 1
+        return f"{prefix}{n:04d}"
 
     def record_set(self, row: dict[str, Any], items: Iterable[dict[str, Any]],
                    events: Iterable[dict[str, Any]]) -> None:
@@ -186,18 +197,22 @@ class Inventory:
         return disc
 
     def disc_set(self, set_id: str) -> dict[str, Any] | None:
+        """One disc set's row, or None."""
         rows = list(self.db.query("SELECT * FROM disc_sets WHERE set_id = ?", [set_id]))
         return rows[0] if rows else None
 
     def copies(self, set_id: str) -> list[dict[str, Any]]:
+        """The copies (disc rows) of one set, A first."""
         return list(self.db.query("SELECT * FROM discs WHERE set_id = ? ORDER BY copy_label",
                                   [set_id]))
 
     def items(self, set_id: str) -> list[dict[str, Any]]:
+        """The items of one set, in disc path order."""
         return list(self.db.query("SELECT * FROM items WHERE set_id = ? ORDER BY disc_path",
                                   [set_id]))
 
     def events(self, disc_id: str | None = None, set_id: str | None = None) -> list[dict[str, Any]]:
+        """Events in the order they happened, for one disc and/or one set (all when None)."""
         return list(self.db.query(
             "SELECT * FROM events WHERE (? IS NULL OR disc_id = ?) AND (? IS NULL OR set_id = ?) "
             "ORDER BY id", [disc_id, disc_id, set_id, set_id]))
@@ -209,12 +224,13 @@ class Inventory:
         path, or the whole SHA-256. Returns dicts with the item's fields and
         ``copies``: a list of {disc_id, state, verification, medium_path}.
         """
-        like = f"%{text}%"
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = list(self.db.query(
             "SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s USING (set_id) "
-            "WHERE i.archival_code LIKE ? OR i.item_number = ? OR i.title LIKE ? "
-            "OR i.path LIKE ? OR i.sha256 = lower(?) ORDER BY i.set_id, i.disc_path LIMIT ?",
-            [like, text, like, like, text, limit]))
+            "WHERE i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
+            "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\' "
+            "OR i.sha256 = lower(:text) ORDER BY i.set_id, i.disc_path LIMIT :limit",
+            {"like": like, "text": text, "limit": limit}))
         for r in rows:
             r["copies"] = [
                 {k: c[k] for k in ("disc_id", "state", "verification", "medium_path")}

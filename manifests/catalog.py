@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from config import RETENTION_CODES
+
 CATALOG_NAME = "归档文件目录.csv"
 CATALOG_COLUMNS = ["件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",
                    "保管期限", "类别", "收支", "备注", "文件"]
@@ -77,13 +79,43 @@ class Item:
 Progress = Callable[[int, int], None]
 
 
-def _walk(source: Path) -> list[str]:
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f%]|^\s|\s$")
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file or folder name cannot go onto a disc as it is, or None.
+
+    Refused: names that are not UTF-8 (e.g. GBK bytes from an old Windows
+    share), control characters (they break ``sha256sum -c`` and terminals),
+    ``%`` (RFC 8493 manifests encode it as %25, which bagit-python does not
+    decode) and leading or trailing white space (manifest readers strip it).
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not a UTF-8 name"
+    m = _BAD_NAME.search(name)
+    if m:
+        return f"contains {m.group()!r}"
+    return None
+
+
+def shown(path: str) -> str:
+    """A path safe to print on one line: undecodable bytes and controls escaped."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _walk(source: Path, warnings: list[str] | None = None) -> list[str]:
     """Every regular file below ``source`` as sorted POSIX relative paths.
 
-    Raises ScanError for links, devices and unreadable folders: nothing is
-    skipped silently.
+    Raises ScanError for links, devices, unreadable folders and names that
+    cannot go onto a disc (all such names at once): nothing is skipped
+    silently. Empty folders are not archived; ``warnings`` gets a line.
     """
     found: list[str] = []
+    bad: list[str] = []
+    empty: list[str] = []
 
     def onerror(exc: OSError) -> None:
         raise ScanError(f"cannot read folder {exc.filename}: {exc.strerror}; "
@@ -91,6 +123,12 @@ def _walk(source: Path) -> list[str]:
 
     for root, dirs, files in os.walk(source, onerror=onerror):
         dirs.sort()
+        if not dirs and not files and root != str(source):
+            empty.append(os.path.relpath(root, source))
+        for name in dirs + files:
+            why = name_problem(name)
+            if why:
+                bad.append(f"{shown(os.path.relpath(os.path.join(root, name), source))} {why}")
         for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
             full = os.path.join(root, name)
             st = os.lstat(full)
@@ -101,6 +139,13 @@ def _walk(source: Path) -> list[str]:
             if not stat.S_ISREG(st.st_mode):
                 raise ScanError(f"{rel} is not a regular file: move it out of the source")
             found.append(rel)
+    if bad:
+        raise ScanError(f"{len(bad)} name(s) cannot go onto a disc as they are: {bad[0]}"
+                        f"{f'; {bad[1]}' if len(bad) > 1 else ''}{' ...' if len(bad) > 2 else ''}"
+                        ": rename them in a copy of the source and archive the copy")
+    if empty and warnings is not None:
+        warnings.append(f"{len(empty)} empty folder(s) not archived (a disc holds files): "
+                        f"{shown(empty[0])}{' ...' if len(empty) > 1 else ''}")
     return found
 
 
@@ -143,37 +188,68 @@ def _from_path(item: Item) -> None:
         item.title = stem
 
 
-def read_catalog(path: Path) -> list[dict[str, str]]:
-    """Rows of an archival file catalog CSV (UTF-8, BOM allowed) as dicts.
+def read_catalog(path: Path, files: set[str]) -> dict[str, tuple[int, dict[str, str]]]:
+    """The catalog's rows by the file they describe: {path: (line number, row)}.
 
-    Raises ScanError if it cannot be read or has no 文件 column.
+    ``files`` is the set of paths in the source. Every problem is collected
+    and reported at once in one ScanError: not UTF-8, no 文件 column, a row
+    without a file, rows with too many fields, two rows for one file, a
+    retention period (保管期限) that is not one of 永久/100年/50年/30年/10年,
+    rows naming files that are not in the source.
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ScanError(f"cannot read the catalog {path.name}: {exc}; "
                         "save it as UTF-8 CSV") from None
-    if rows and "文件" not in rows[0]:
+    if "文件" not in header:
         raise ScanError(f"the catalog {path.name} has no 文件 column: add one giving "
                         "each item's path relative to the source")
-    return rows
+    problems: list[str] = []
+    by_path: dict[str, tuple[int, dict[str, str]]] = {}
+    for line, row in enumerate(rows, start=2):
+        if None in row:
+            problems.append(f"line {line} has more fields than the header")
+        row = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        rel = row.get("文件", "").replace("\\", "/")
+        if not rel:
+            problems.append(f"line {line} names no file (文件 is empty)")
+            continue
+        if rel in by_path:
+            problems.append(f"lines {by_path[rel][0]} and {line} both describe {rel}")
+            continue
+        if rel not in files:
+            problems.append(f"line {line} names {rel}, which is not in the source")
+        retention = row.get("保管期限", "")
+        if retention and retention not in RETENTION_CODES:
+            problems.append(f"line {line}: 保管期限 {retention!r} is not one of "
+                            f"{'/'.join(RETENTION_CODES)}")
+        by_path[rel] = (line, row)
+    if problems:
+        raise ScanError(f"the catalog {path.name} has {len(problems)} problem(s): "
+                        f"{'; '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}: "
+                        "correct the catalog")
+    return by_path
 
 
 def scan(source: Path, retention_map: dict[str, str] | None = None,
-         progress: Progress | None = None) -> list[Item]:
+         progress: Progress | None = None, warnings: list[str] | None = None) -> list[Item]:
     """Describe and hash every file of ``source``, reading it only.
 
     Returns items sorted by path. ``progress(done_bytes, total_bytes)`` is
-    called while hashing. Raises ScanError for a missing or empty source, an
-    unreadable file, a link, or catalog rows naming files that are not there
-    (all such rows are named at once).
+    called while hashing; ``warnings`` collects lines for the operator.
+    Raises ScanError for a missing or empty source, an unreadable file, a
+    link, a name that cannot go onto a disc, or catalog problems (see
+    :func:`read_catalog`).
     """
     if not source.exists():
         raise ScanError(f"source {source} does not exist: give the folder that holds the records")
     if not source.is_dir():
         raise ScanError(f"source {source} is not a folder: give the folder that holds the records")
-    paths = _walk(source)
+    paths = _walk(source, warnings)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
     sizes = {}
@@ -189,15 +265,9 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         if progress:
             progress(done, total)
 
-    rows_by_path: dict[str, dict[str, str]] = {}
+    rows_by_path: dict[str, tuple[int, dict[str, str]]] = {}
     if CATALOG_NAME in sizes:
-        rows = read_catalog(source / CATALOG_NAME)
-        rows_by_path = {r["文件"].strip().replace("\\", "/"): r for r in rows}
-        missing = [p for p in rows_by_path if p not in sizes]
-        if missing:
-            raise ScanError(f"the catalog names {len(missing)} file(s) not in the source "
-                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): "
-                            "add the files or correct the 文件 column")
+        rows_by_path = read_catalog(source / CATALOG_NAME, set(sizes))
     items = []
     for rel in paths:
         full = source / rel
@@ -208,7 +278,7 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         if rel == CATALOG_NAME:
             item.is_record = False
         elif row is not None:
-            _from_row(item, row)
+            _from_row(item, row[1])
         else:
             _from_path(item)
         if item.is_record and not item.retention and retention_map:

@@ -57,6 +57,10 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
         st = path.stat()
     except FileNotFoundError:
         raise SigningError(f"signing key {path} is missing: restore it from the key backup") from None
+    folder = path.parent.stat()
+    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SigningError(f"the key folder {path.parent} can be written by others (mode "
+                           f"{stat.S_IMODE(folder.st_mode):04o}): run chmod 700 {path.parent}")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningError(f"signing key {path} is readable by others "
                            f"(mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}")
@@ -68,6 +72,35 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningError(f"signing key {path} is not an Ed25519 key: restore the right key")
     return key
+
+
+def load_public_key(path: Path) -> bytes:
+    """The archive's public key file (PEM bytes); raises SigningError if missing or not Ed25519."""
+    try:
+        pem = path.read_bytes()
+        ok = isinstance(serialization.load_pem_public_key(pem), Ed25519PublicKey)
+    except FileNotFoundError:
+        raise SigningError(f"public key {path} is missing: restore it from the key backup") from None
+    except (ValueError, TypeError, OSError):
+        ok = False
+    if not ok:
+        raise SigningError(f"public key {path} is not an Ed25519 PEM key: restore it from "
+                           "the key backup")
+    return pem
+
+
+def load_keypair(private_path: Path, public_path: Path) -> tuple[Ed25519PrivateKey, bytes]:
+    """The signing key and the public key PEM, checked to belong together.
+
+    Raises SigningError if either is missing, unsafe (see
+    :func:`load_private_key`) or if they do not match.
+    """
+    key = load_private_key(private_path)
+    pem = load_public_key(public_path)
+    if pem != public_pem(key):
+        raise SigningError(f"public key {public_path} does not belong to {private_path}: "
+                           "restore the matching pair from the key backup")
+    return key, pem
 
 
 def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:

@@ -9,7 +9,9 @@ The image carries four directory trees over the same file data:
   UTF-8 bytes;
 * Joliet (UCS-2, at most 64 characters a name): the original name where it
   fits; otherwise the one fixed rule of :func:`joliet_name`;
-* UDF 2.60 (OSTA): every original name, intact.
+* UDF (OSTA), as pycdlib writes it when asked for 2.60: NSR02 descriptors,
+  read by most tools as UDF 1.02, no metadata partition; every original
+  name, intact.
 
 The volume identifier is the disc set ID. Sizes are in bytes or in sectors
 of 2048 bytes.
@@ -177,10 +179,10 @@ class Layout:
         iso = _iso9660_name(name, is_dir, self._taken.setdefault(parent, set()), self._counter)
         jol = joliet_name(name)
         seen = self._joliet_taken.setdefault(parent, {})
-        if seen.get(jol.casefold(), name) != name:
+        if seen.get(jol, name) != name:
             raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
-                                 f"{seen[jol.casefold()]!r}; rename one of them")
-        seen[jol.casefold()] = name
+                                 f"{seen[jol]!r}; rename one of them")
+        seen[jol] = name
         return f"{p_iso}/{iso}", f"{p_jol}/{jol}", f"{p_udf}/{name}"
 
     def _ensure_dir(self, path: str) -> None:

@@ -19,6 +19,7 @@ bagit-python; the scratch folder is removed afterwards.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ from manifests import signing
 from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME
 
 Progress = Callable[[int, int], None]
+
+# bagit-python logs what it finds as warnings; our Report carries the findings.
+logging.getLogger("bagit").addHandler(logging.NullHandler())
+logging.getLogger("bagit").propagate = False
 
 
 @dataclass
