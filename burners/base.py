@@ -32,11 +32,20 @@ class DriveError(Exception):
 
     ``failure_class`` names the kind of failure so callers can record it and
     decide on a retry: ``tool-missing``, ``not-ready``, ``no-medium``,
-    ``medium-not-blank``, ``medium-too-small``, ``medium-error``,
-    ``write-error``, ``read-error``, ``drive-busy``, ``timeout``,
-    ``config``, ``calibration`` (the drive's power calibration on the medium
-    failed). The message is one line an operator can act on.
+    ``tray-open``, ``medium-not-blank``, ``medium-too-small``,
+    ``incompatible-medium`` (the wrong kind of medium for the job or drive),
+    ``medium-error`` (the medium failed, e.g. closing the session),
+    ``write-error``, ``read-error``, ``calibration`` (the drive's power
+    calibration on the medium failed: ASC 73h), ``drive-busy`` (another
+    process holds the drive), ``power-loss`` (the burn stopped part-way,
+    leaving a truncated medium), ``timeout`` (a hung tool was stopped),
+    ``config``. The message is one line an operator can act on.
     """
+
+    RETRY_ON_NEW_MEDIUM = frozenset({"medium-error", "write-error", "calibration",
+                                     "power-loss", "medium-not-blank",
+                                     "incompatible-medium", "medium-too-small"})
+    """Classes after which the job may go on with the next blank medium."""
 
     def __init__(self, message: str, failure_class: str = "medium-error"):
         super().__init__(message)
@@ -47,10 +56,14 @@ class DriveError(Exception):
 class MediumStatus:
     """What a drive reports about itself and the medium in it.
 
-    ``state`` is one of ``no-medium``, ``blank``, ``appendable``, ``closed``.
-    ``free_sectors`` is the number of 2048-byte sectors that can still be
-    written (0 when there is no writable medium). ``medium_type`` is the
-    drive's own word for the medium (``DVD-R``, ``BD-R``, ``stdio file``).
+    ``state`` is one of ``no-medium``, ``tray-open``, ``blank``,
+    ``appendable``, ``closed``. ``free_sectors`` is the number of 2048-byte
+    sectors that can still be written (0 when there is no writable medium).
+    ``medium_type`` is the drive's own word for the medium (``DVD-R``,
+    ``BD-R``, ``stdio file``); ``medium_id`` the medium's manufacturer/media
+    ID where the drive reports one (e.g. ``MCC 03RG20``), else None;
+    ``tool_version`` the burning program's version line (e.g.
+    ``xorriso 1.5.4``), "" for pure-Python drives.
     """
 
     state: str
@@ -59,6 +72,8 @@ class MediumStatus:
     vendor: str = ""
     model: str = ""
     firmware: str = ""
+    medium_id: str | None = None
+    tool_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,13 +81,54 @@ class BurnResult:
     """The outcome of a successful burn.
 
     ``medium_path`` is the medium's file for file-backed drives, else None;
-    ``speed`` is the write speed the drive used as the tool reported it (or
-    None); ``seconds`` is the wall-clock time of the burn.
+    ``speed`` is the write speed the drive actually used as the tool
+    reported it (e.g. ``"8.0x"``, or None); ``requested_speed`` what was
+    asked for (None: the drive's choice); ``seconds`` the wall-clock time of
+    the burn; ``medium_type``, ``medium_id`` and ``tool_version`` as in
+    :class:`MediumStatus`, for the record of the burn.
     """
 
     medium_path: str | None
     speed: str | None
     seconds: float
+    requested_speed: str | None = None
+    medium_type: str | None = None
+    medium_id: str | None = None
+    tool_version: str = ""
+
+
+@dataclass(frozen=True)
+class DriveInfo:
+    """A drive found by an adapter's ``discover()``.
+
+    ``device`` is what the adapter's config takes to address it
+    (``/dev/sr0``, an IMAPI2 unique ID, a drutil drive number...).
+    """
+
+    adapter: str
+    device: str
+    vendor: str = ""
+    model: str = ""
+    firmware: str = ""
+
+
+class MediumReader(Protocol):
+    """What :meth:`Drive.read` returns: an iterator of byte chunks that also
+    keeps account of the medium's health while it is read.
+
+    Iterating yields exactly ``length`` bytes in total. A sector still
+    unreadable after the drive's retries is yielded as 2048 zero bytes and
+    recorded in ``bad``; a stretch read markedly slower than the rest is
+    recorded in ``slow``. Both are lists of ``(first_lba, sector_count)``
+    ranges, filled in as reading goes, complete once iteration ends.
+    ``retried`` counts sectors that needed a retry and then read fine.
+    """
+
+    bad: list[tuple[int, int]]
+    slow: list[tuple[int, int]]
+    retried: int
+
+    def __iter__(self) -> Iterator[bytes]: ...
 
 
 class Drive(Protocol):
@@ -103,22 +159,33 @@ class Drive(Protocol):
         Raises DriveError(``no-medium``) if the medium file is gone.
         """
 
-    def burn(self, image_path: str, progress: Progress | None = None) -> BurnResult:
+    def burn(self, image_path: str, progress: Progress | None = None,
+             speed: str | None = None) -> BurnResult:
         """Write the image at ``image_path`` onto the loaded blank medium.
 
-        Checks the image's sectors against :meth:`status` ``free_sectors``
-        first (``medium-too-small``). Raises DriveError on any failure; the
-        medium is then a coaster and must not be trusted.
+        ``speed`` is the requested write speed (``"4x"``, ``"min"``; None: the
+        drive's choice). Checks the image's sectors against :meth:`status`
+        ``free_sectors`` first (``medium-too-small``). Raises DriveError on
+        any failure; the medium is then a coaster and must not be trusted.
         """
 
     def read(self, length: int, progress: Progress | None = None,
-             chunk: int = 1 << 20) -> Iterator[bytes]:
+             chunk: int = 1 << 20, retries: int = 2) -> MediumReader:
         """Stream the first ``length`` bytes of the loaded medium.
 
-        Yields chunks of at most ``chunk`` bytes, never more than ``length``
-        in total; raises DriveError(``read-error``) if the medium ends early
-        or a sector cannot be read.
+        Chunks are at most ``chunk`` bytes. Each unreadable sector is tried
+        ``retries`` more times, then given as zeros and listed in the
+        reader's ``bad`` ranges (a medium that ends early lists its missing
+        sectors there too). Raises DriveError ``no-medium`` when nothing is
+        loaded; ``read-error`` only when the medium cannot be read at all.
         """
 
     def eject(self) -> None:
         """Open the tray (real drives) or unload the medium file."""
+
+
+class Adapter(Protocol):
+    """An adapter module's entry points besides its Drive class."""
+
+    def discover(self) -> list[DriveInfo]:
+        """The drives this adapter's tool can see on this host ([] if the tool is missing)."""
