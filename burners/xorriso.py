@@ -52,6 +52,7 @@ from typing import Callable, Iterator
 
 from ._media import MediumSlot, check_writable, read_medium
 from .base import BurnResult, DriveError, MediumStatus, Progress
+from .sense import SENSE_LINE, classify_sense
 
 TOOL_MISSING = ("xorriso is not installed: install it (Debian/Ubuntu: apt-get install xorriso) "
                 "or set the drive's adapter in the config")
@@ -62,51 +63,9 @@ STOP_GRACE = 5.0
 
 MIB = 1 << 20
 
-_SENSE = re.compile(r"SK=([0-9A-Fa-f]+)h/ASC=([0-9A-Fa-f]+)h/ACQ=([0-9A-Fa-f]+)h")
 _UPDATE = re.compile(r"UPDATE\s*:\s*(\d+)\s+of\s+\d+\s+MB written(?:.*?\s(\d+(?:\.\d+)?x)\.?\s*$)?")
 _DRIVE_TYPE = re.compile(r"vendor '([^']*)' product '([^']*)' revision '([^']*)'")
 _PROBLEM = re.compile(r" : (?:SORRY|FAILURE|FATAL|ABORT) : ")
-
-
-def classify_sense(text: str, default: str = "write-error") -> str:
-    """Map the first SCSI sense report in xorriso's output to a failure class.
-
-    ``text`` is xorriso/libburn output containing lines such as
-    ``WRITE@LBA=330h failed with SK=3h/ASC=0Ch/ACQ=00h`` (sense key, additional
-    sense code and qualifier, in hex). The first report is taken, as later
-    ones are usually consequences of it:
-
-    * ASC 3Ah (medium not present) -> ``no-medium``; other SK 2 -> ``not-ready``
-    * ASC 73h (power calibration / OPC failure) -> ``calibration``
-    * SK 3 (medium error) -> ``read-error`` for a READ command or ASC 11h,
-      else ``write-error``
-    * SK 5 with ASC 72h (session fixation, e.g. CLOSE SESSION failed)
-      -> ``medium-error``
-    * SK 6 (unit attention: medium changed, drive reset) -> ``not-ready``
-
-    Anything else, or no sense report at all, gives ``default``.
-    """
-    for line in text.splitlines():
-        m = _SENSE.search(line)
-        if not m:
-            continue
-        sk, asc = int(m[1], 16), int(m[2], 16)
-        command = line[:m.start()].upper()
-        if asc == 0x3A:
-            return "no-medium"
-        if sk == 2:
-            return "not-ready"
-        if asc == 0x73:
-            return "calibration"
-        if sk == 3:
-            reading = asc == 0x11 or ("READ" in command and "WRITE" not in command)
-            return "read-error" if reading else "write-error"
-        if sk == 5 and asc == 0x72:
-            return "medium-error"
-        if sk == 6:
-            return "not-ready"
-        return default
-    return default
 
 
 def parse_status(text: str) -> MediumStatus:
@@ -424,7 +383,7 @@ class XorrisoDrive:
         """A one-line DriveError for a failed xorriso run, with its failure class."""
         text = run.stderr + "\n" + run.stdout
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        reason = (next((line for line in lines if _SENSE.search(line)), None)
+        reason = (next((line for line in lines if SENSE_LINE.search(line)), None)
                   or next((line for line in lines if _PROBLEM.search(line)), None)
                   or (lines[-1] if lines else "no output"))
         return DriveError(f"drive {self.name}: xorriso could not {doing} "
@@ -433,7 +392,7 @@ class XorrisoDrive:
 
 def _classify(text: str, default: str) -> str:
     """Failure class of xorriso's output: the sense data, else a few known phrases."""
-    if _SENSE.search(text):
+    if SENSE_LINE.search(text):
         return classify_sense(text, default)
     if re.search(r"\bbusy\b", text, re.IGNORECASE):
         return "drive-busy"
