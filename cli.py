@@ -1,14 +1,17 @@
 """discarchive's command line: thin commands over the stage modules.
 
 Exit status: 0 done; 1 the job ran but a copy or a check failed; 2 bad
-input, usage or configuration; 3 a drive or its tool cannot work; 130
-interrupted. Errors are one line on stderr saying what to do.
+input, usage or configuration; 3 a drive or its tool cannot work; 4 a bug
+in discarchive (one line to report); 130 interrupted. Errors are one line
+on stderr saying what to do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from manifests.catalog import ScanError
 from manifests.signing import SigningError
 from mastering.iso import MasteringError
 
-EXIT_FAILED, EXIT_INPUT, EXIT_DRIVE = 1, 2, 3
+EXIT_FAILED, EXIT_INPUT, EXIT_DRIVE, EXIT_BUG = 1, 2, 3, 4
 _INPUT_ERRORS = (config.ConfigError, ScanError, SigningError, MasteringError, InventoryError,
                  jobs.JobError)
 
@@ -50,38 +53,50 @@ def _errors():
 
 
 class TerminalReporter:
-    """Progress bars on a terminal (stderr); quiet when stderr is not a terminal."""
+    """Progress on a terminal (stderr): one line showing every running stage.
+
+    Stages from several drives' threads share the line, e.g.
+    ``burn A  45% | burn B  30%``. Quiet when stderr is not a terminal.
+    """
 
     def __init__(self):
         self.tty = sys.stderr.isatty()
-        self._bar = None
-        self._stage = None
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
 
     def progress(self, stage: str):
         def update(done: int, total: int) -> None:
             if not self.tty:
                 return
-            if self._stage != stage:
-                self._close()
-                self._stage = stage
-                self._bar = click.progressbar(length=max(total, 1), label=f"{stage:<12}",
-                                              file=sys.stderr, show_pos=False, width=30)
-                self._bar.__enter__()
-            self._bar.update(done - self._bar.pos)
-            if done >= total:
-                self._close()
+            with self._lock:
+                if done >= total:
+                    self._running.pop(stage, None)
+                else:
+                    self._running[stage] = int(100 * done / max(total, 1))
+                self._draw()
         return update
 
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-        self._stage = None
+    def _draw(self) -> None:
+        line = " | ".join(f"{k} {v:3d}%" for k, v in self._running.items())
+        sys.stderr.write("\r\033[K" + line)
+        sys.stderr.flush()
 
     def note(self, text: str) -> None:
-        self._close()
-        if self.tty:
-            click.echo(text, err=True)
+        if not self.tty:
+            return
+        with self._lock:
+            sys.stderr.write("\r\033[K" + _safe(text) + "\n")
+            self._draw()
+
+    def request_blank(self, drive: str, disc_id: str) -> bool:
+        if not (self.tty and sys.stdin.isatty()):
+            return False
+        with self._lock:
+            sys.stderr.write("\r\033[K")
+            answer = click.prompt(f"insert a new blank medium for {disc_id} into drive {drive}, "
+                                  "then press Enter (or type skip)", default="",
+                                  show_default=False, err=True)
+        return answer.strip().lower() != "skip"
 
 
 def _home_option(f):
@@ -120,6 +135,11 @@ class _Group(click.Group):
             _fail(exc.format_message(), EXIT_INPUT)
         except click.Abort:
             _fail("interrupted; run `discarchive discs` to see what was recorded", 130)
+        except Exception as exc:  # noqa: BLE001 - the operator gets one line, not a traceback
+            if os.environ.get("DISCARCHIVE_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (a bug in discarchive: report this "
+                  "line; DISCARCHIVE_DEBUG=1 shows where it happened)", EXIT_BUG)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -199,6 +219,31 @@ def discs(home, as_json):
         click.echo(fmt.format(r["disc_id"], r["state"], r["medium"], r["record_count"],
                               (r["burned_at"] or "-")[:10], r["due_at"] or "-",
                               r["verification"] or "-").rstrip())
+
+
+@main.command()
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def drives(home, as_json):
+    """List the configured drives and their media, and drives found but not configured.
+
+    Exit status 3 when a configured drive cannot answer.
+    """
+    with _errors():
+        rows = jobs.drive_report(_config(home))
+    if as_json:
+        _emit_json(rows)
+    else:
+        fmt = "{:<10} {:<9} {:<14} {:<12} {:>10}  {}"
+        click.echo(fmt.format("DRIVE", "ADAPTER", "STATE", "MEDIUM", "FREE", "DEVICE / DRIVE"))
+        for r in rows:
+            what = r.get("message") or " ".join(
+                x for x in (r.get("vendor"), r.get("model"), r.get("firmware")) if x)
+            click.echo(fmt.format(r["name"] or "-", r["adapter"], r["state"],
+                                  r.get("medium_type") or "-", r.get("free_sectors") or "-",
+                                  _safe(f"{r['device']}  {what}".strip())).rstrip())
+    if any(r["state"] == "error" for r in rows if r["configured"]):
+        sys.exit(EXIT_DRIVE)
 
 
 @main.command()

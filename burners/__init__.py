@@ -5,18 +5,40 @@ Build a drive from its ``[[drives]]`` config table with :func:`open_drive`.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Mapping
 
-from .base import SECTOR, BurnResult, Drive, DriveError, MediumStatus
+from .base import SECTOR, BurnResult, Drive, DriveError, DriveInfo, MediumStatus
 from .virtual import VirtualDrive
 from .xorriso import XorrisoDrive
 
-__all__ = ["SECTOR", "BurnResult", "Drive", "DriveError", "MediumStatus",
-           "VirtualDrive", "XorrisoDrive", "open_drive"]
+__all__ = ["SECTOR", "BurnResult", "Drive", "DriveError", "DriveInfo", "MediumStatus",
+           "VirtualDrive", "XorrisoDrive", "ADAPTERS", "discover", "open_drive"]
+
+ADAPTERS = {"xorriso": "burners.xorriso", "virtual": "burners.virtual",
+            "growisofs": "burners.growisofs", "wodim": "burners.wodim",
+            "imapi2": "burners.imapi2", "drutil": "burners.macos"}
+"""Adapter name (a drive's ``adapter`` in the config) -> the module that implements it."""
+
+
+def _module(adapter: str):
+    return importlib.import_module(ADAPTERS[adapter])
+
+
+def discover() -> list[DriveInfo]:
+    """Every drive any adapter's tool can see on this host (tools missing: skipped)."""
+    found: list[DriveInfo] = []
+    for adapter in ADAPTERS:
+        if adapter == "virtual":
+            continue
+        try:
+            found.extend(_module(adapter).discover())
+        except DriveError:
+            continue    # a tool that hangs or fails finds nothing; `drives` shows configured ones
+    return found
 
 _KEYS = {
     "xorriso": {"name", "adapter", "device", "media_dir", "xorriso", "timeout"},
-    "virtual": {"name", "adapter", "media_dir", "capacity_sectors", "medium_type"},
 }
 
 
@@ -39,9 +61,11 @@ def open_drive(spec: Mapping[str, Any]) -> Drive:
         raise DriveError("a drive in the config has no name: add name = \"sr0\" (any label)",
                          "config")
     adapter = spec.get("adapter")
+    if adapter not in ADAPTERS:
+        raise DriveError(f"drive {name}: unknown adapter {adapter!r}; set adapter to one of "
+                         f"{', '.join(ADAPTERS)}", "config")
     if adapter not in _KEYS:
-        raise DriveError(f"drive {name}: unknown adapter {adapter!r}; "
-                         "set adapter = \"xorriso\" or \"virtual\"", "config")
+        return _module(adapter).from_config(spec)
     unknown = sorted(set(spec) - _KEYS[adapter])
     if unknown:
         raise DriveError(f"drive {name}: {', '.join(unknown)} not used by the {adapter} adapter; "

@@ -10,8 +10,11 @@ Two kinds of drive go through the same commands:
 Commands used::
 
     xorriso -outdev DEV -toc -tell_media_space      status()
-    xorriso -as cdrecord -v dev=DEV -dao IMAGE      burn()
+    xorriso -as cdrecord -v dev=DEV [speed=S] -dao IMAGE
+                                                    burn()
     xorriso -outdev DEV -eject all                  eject() on a real drive
+    xorriso -devices                                discover()
+    xorriso -version                                tool_version (once per program)
 
 where DEV is ``mmc:/dev/sr0`` or ``stdio:<medium file>``. The ``mmc:``
 prefix matters: given a bare path that is not an optical drive (a typo, a
@@ -26,7 +29,19 @@ What xorriso 1.5 prints, as far as this module relies on it:
   is blank`` / ``is written , is appendable`` / ``is written , is closed`` /
   ``is not present``, and ``-tell_media_space`` adds ``Media space  : NNNs``
   (free 2048-byte sectors). For ``stdio:`` files the space is the free
-  space of the file system, not a disc capacity.
+  space of the file system, not a disc capacity. A real disc adds ``Media
+  product: MCC 03RG20 , Mitsubishi Kagaku Media Co.``: the medium's
+  manufacturer/media ID, then the manufacturer's name.
+* ``-devices`` prints one line per drive it may use, e.g. ``0  -dev
+  '/dev/sr0' rwrw-- :  'HL-DT-ST' 'DVDRAM GH24NSD1'`` (vendor and product
+  from the drive's INQUIRY data); with none it says ``SORRY : No drives
+  found`` and exits non-zero. Drives held by another process are not listed.
+* ``-version`` starts its stdout with ``xorriso 1.5.4``.
+* The cdrecord emulation's ``speed=`` goes to xorriso's ``-speed``: ``min``
+  is the lowest speed the drive announces for the medium, ``max`` the
+  highest, ``4`` or ``4x`` four times the medium's base speed. It accepts
+  anything silently (``speed=fast`` means "send no speed"), so speeds are
+  checked here first.
 * During a burn, about once a second on stderr:
   ``xorriso : UPDATE :  152 of 1430 MB written (fifo  0%) [buf  50%]  52.3x.``
   (MB are MiB, rounded down; the speed is in the medium's "x" units). Short
@@ -40,6 +55,7 @@ What xorriso 1.5 prints, as far as this module relies on it:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import selectors
@@ -48,10 +64,11 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
-from ._media import MediumSlot, check_writable, read_medium
-from .base import BurnResult, DriveError, MediumStatus, Progress
+from ._media import (MediumFileReader, MediumSlot, busy_error, check_speed, check_writable,
+                     holder_of)
+from .base import BurnResult, DriveError, DriveInfo, MediumStatus, Progress
 from .sense import SENSE_LINE, classify_sense
 
 TOOL_MISSING = ("xorriso is not installed: install it (Debian/Ubuntu: apt-get install xorriso) "
@@ -61,19 +78,69 @@ TOOL_MISSING = ("xorriso is not installed: install it (Debian/Ubuntu: apt-get in
 STOP_GRACE = 5.0
 """Seconds a timed-out xorriso gets after SIGTERM before SIGKILL."""
 
+DISCOVER_TIMEOUT = 120.0
+"""Seconds ``xorriso -devices`` may take (it probes every drive) before discover() gives up."""
+
 MIB = 1 << 20
 
 _UPDATE = re.compile(r"UPDATE\s*:\s*(\d+)\s+of\s+\d+\s+MB written(?:.*?\s(\d+(?:\.\d+)?x)\.?\s*$)?")
 _DRIVE_TYPE = re.compile(r"vendor '([^']*)' product '([^']*)' revision '([^']*)'")
 _PROBLEM = re.compile(r" : (?:SORRY|FAILURE|FATAL|ABORT) : ")
+_DEVICE = re.compile(r"^\s*\d+\s+-dev\s+'([^']+)'\s+\S+\s*:\s*'([^']*)'\s+'([^']*)'?")
+
+
+def discover(xorriso: str = "xorriso", timeout: float = DISCOVER_TIMEOUT) -> list[DriveInfo]:
+    """The optical drives ``xorriso -devices`` can use on this host.
+
+    [] if xorriso is not installed or finds no drive. Drives held by another
+    process, or that this user may not open for reading and writing, are not
+    found either. Raises DriveError ``timeout`` if the scan takes longer than
+    ``timeout`` seconds.
+    """
+    exe = shutil.which(xorriso)
+    if exe is None:
+        return []
+    try:
+        run = subprocess.run([exe, "-devices"], stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DriveError(f"xorriso -devices took longer than {timeout:g} s to scan for drives",
+                         "timeout") from None
+    return parse_devices(run.stdout.decode("utf-8", "replace"))
+
+
+def parse_devices(text: str) -> list[DriveInfo]:
+    """DriveInfos from the output of ``xorriso -devices``.
+
+    ``0  -dev '/dev/sr0' rwrw-- :  'HL-DT-ST' 'DVDRAM GH24NSD1'`` gives
+    ``DriveInfo("xorriso", "/dev/sr0", "HL-DT-ST", "DVDRAM GH24NSD1")``;
+    other lines are ignored. xorriso does not list firmware here.
+    """
+    found = []
+    for line in text.splitlines():
+        if m := _DEVICE.match(line):
+            found.append(DriveInfo("xorriso", m[1], m[2].strip(), m[3].strip()))
+    return found
+
+
+def parse_version(text: str) -> str:
+    """The version line of ``xorriso -version``'s stdout: its first non-empty line
+    (``xorriso 1.5.4``), "" if there is none."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+_VERSIONS: dict[str, str] = {}
+"""Program path -> its version line, so ``-version`` runs once per program."""
 
 
 def parse_status(text: str) -> MediumStatus:
     """Build a MediumStatus from the stdout of ``xorriso -toc -tell_media_space``.
 
     ``free_sectors`` is the ``Media space`` in 2048-byte sectors (0 for a
-    closed or absent medium). Raises ValueError if the text has no
-    ``Media status`` line or reports an unrecognizable medium.
+    closed or absent medium); ``medium_id`` the ID part of ``Media
+    product`` (None without one); ``tool_version`` is left "". Raises
+    ValueError if the text has no ``Media status`` line or reports an
+    unrecognizable medium.
     """
     fields: dict[str, str] = {}
     for line in text.splitlines():
@@ -99,8 +166,9 @@ def parse_status(text: str) -> MediumStatus:
     free = 0
     if state != "closed" and (m := re.match(r"(\d+)s", fields.get("Media space", ""))):
         free = int(m[1])
+    medium_id = fields.get("Media product", "").partition(" , ")[0].strip() or None
     return MediumStatus(state, _medium_type(fields.get("Media current", "")), free,
-                        vendor, model, firmware)
+                        vendor, model, firmware, medium_id=medium_id)
 
 
 def _medium_type(current: str) -> str | None:
@@ -179,15 +247,15 @@ class XorrisoDrive:
         """Ask xorriso about the drive and its medium.
 
         A file-backed drive with nothing loaded (or whose medium file has
-        gone) reports ``no-medium`` without running xorriso. Raises
-        DriveError ``tool-missing``, ``timeout``, ``medium-error`` (medium
-        not recognizable) or the class of xorriso's failure (default
-        ``not-ready``).
+        gone) reports ``no-medium`` without running xorriso. ``tool_version``
+        is xorriso's version line. Raises DriveError ``tool-missing``,
+        ``timeout``, ``medium-error`` (medium not recognizable) or the class
+        of xorriso's failure (default ``not-ready``).
         """
-        self._exe()
+        version = self.tool_version()
         if self._slot is not None and (self._slot.current is None
                                        or not os.path.isfile(self._slot.current)):
-            return MediumStatus("no-medium", None, 0)
+            return MediumStatus("no-medium", None, 0, tool_version=version)
         run = self._run(["-outdev", self._target(), "-toc", "-tell_media_space"],
                         "read the medium status")
         try:
@@ -198,7 +266,7 @@ class XorrisoDrive:
             raise DriveError(f"drive {self.name}: {exc}", "medium-error") from None
         if run.returncode != 0 and status.state != "no-medium":
             raise self._failure(run, "read the medium status", "not-ready")
-        return status
+        return dataclasses.replace(status, tool_version=version)
 
     def load_blank(self, label: str) -> None:
         """Load a blank medium.
@@ -231,36 +299,47 @@ class XorrisoDrive:
         else:
             self._require_medium()
 
-    def burn(self, image_path: str, progress: Progress | None = None) -> BurnResult:
+    def burn(self, image_path: str, progress: Progress | None = None,
+             speed: str | None = None) -> BurnResult:
         """Burn the image at ``image_path`` in one DAO session.
 
-        Checks first that the medium is blank and that the image's 2048-byte
-        sectors (size rounded up) fit ``status().free_sectors``.
-        ``progress`` gets ``(done_bytes, image_bytes)``: 0 at the start, each
-        of xorriso's progress lines, and the full size at the end.
+        Checks first that the medium is blank, that the image's 2048-byte
+        sectors (size rounded up) fit ``status().free_sectors``, and that no
+        other process holds the drive's device node or medium file open.
+        ``speed`` (``"min"``, ``"max"``, ``"4x"``; None: the drive's choice)
+        is passed as ``speed=``. ``progress`` gets ``(done_bytes,
+        image_bytes)``: 0 at the start, each of xorriso's progress lines,
+        and the full size at the end. The result records the requested
+        speed, the last speed xorriso reported (None if it printed none),
+        and the medium's type and ID as status() saw them before the burn.
 
-        Raises DriveError ``no-medium``, ``medium-not-blank``,
-        ``medium-too-small`` (message gives both sector counts),
+        Raises DriveError ``config`` (speed not understood), ``no-medium``,
+        ``medium-not-blank``, ``medium-too-small`` (message gives both
+        sector counts), ``drive-busy`` (names the holder and its PID),
         ``tool-missing``, ``timeout`` (xorriso ran longer than ``timeout``
         seconds and was killed), or the class :func:`classify_sense` finds in
         xorriso's output (default ``write-error``). OSError if the image
         cannot be read. After a failure the medium must not be trusted.
         """
+        check_speed(self.name, speed)
         self._exe()
         medium = self._slot.require() if self._slot is not None else None
         size = os.path.getsize(image_path)
-        check_writable(self.name, self.status(), size)
+        before = self.status()
+        check_writable(self.name, before, size)
+        if (busy := busy_error(self.name, medium or self.device)) is not None:
+            raise busy
         image = os.path.abspath(image_path)
         done = 0
-        speed: str | None = None
+        actual: str | None = None
 
         def on_line(line: str) -> None:
-            nonlocal done, speed
+            nonlocal done, actual
             parsed = parse_progress(line)
             if parsed is None:
                 return
             written, line_speed = parsed
-            speed = line_speed or speed
+            actual = line_speed or actual
             if progress and min(written, size) > done:
                 done = min(written, size)
                 progress(done, size)
@@ -269,27 +348,34 @@ class XorrisoDrive:
         if progress:
             progress(0, size)
         doing = f"burn {image}"
-        run = self._run(["-as", "cdrecord", "-v", f"dev={self._target()}", "-dao", image],
-                        doing, on_line, "; the medium must not be trusted")
+        args = ["-as", "cdrecord", "-v", f"dev={self._target()}"]
+        if speed is not None:
+            args.append(f"speed={speed}")
+        run = self._run([*args, "-dao", image], doing, on_line,
+                        "; the medium must not be trusted")
         if run.returncode != 0:
             raise self._failure(run, doing, "write-error")
         if progress and done < size:
             progress(size, size)
-        return BurnResult(medium_path=medium, speed=speed, seconds=time.monotonic() - started)
+        return BurnResult(medium_path=medium, speed=actual, seconds=time.monotonic() - started,
+                          requested_speed=speed, medium_type=before.medium_type,
+                          medium_id=before.medium_id, tool_version=self.tool_version())
 
     def read(self, length: int, progress: Progress | None = None,
-             chunk: int = 1 << 20) -> Iterator[bytes]:
-        """Stream the first ``length`` bytes of the medium, read directly from
-        the device node or medium file (xorriso is not run).
+             chunk: int = 1 << 20, retries: int = 2) -> MediumFileReader:
+        """A reader of the first ``length`` bytes of the medium, read directly
+        from the device node or medium file (xorriso is not run).
 
-        Raises DriveError ``tool-missing`` or ``no-medium`` (file-backed,
-        nothing loaded) at once; while iterating, ``no-medium`` or
-        ``read-error`` naming the byte offset and sector where the medium
-        ended or failed.
+        See :class:`burners._media.MediumFileReader`: unreadable sectors are
+        retried ``retries`` more times, then given as zeros and listed in its
+        ``bad`` ranges, as are sectors missing where the medium ends early.
+        Raises DriveError ``tool-missing`` or ``no-medium`` (nothing loaded,
+        or no device node) at once; while iterating, ``no-medium`` or
+        ``read-error`` when the medium cannot be read at all.
         """
         self._exe()
         path = self._slot.require() if self._slot is not None else self.device
-        return read_medium(path, length, progress, chunk, self.name)
+        return MediumFileReader(path, length, progress, chunk, retries, self.name)
 
     def eject(self) -> None:
         """Open the tray (real drive) or unload the medium file (file-backed).
@@ -304,6 +390,18 @@ class XorrisoDrive:
         run = self._run(["-outdev", self._target(), "-eject", "all"], "eject the disc")
         if run.returncode != 0:
             raise self._failure(run, "eject the disc", "not-ready")
+
+    def tool_version(self) -> str:
+        """xorriso's version line (``xorriso 1.5.4``), asked once per program path.
+
+        "" if xorriso does not say. Raises DriveError ``tool-missing`` or
+        ``timeout`` (the drive's ``timeout`` applies).
+        """
+        exe = self._exe()
+        if exe not in _VERSIONS:
+            run = self._run(["-version"], "report its version")
+            _VERSIONS[exe] = parse_version(run.stdout) if run.returncode == 0 else ""
+        return _VERSIONS[exe]
 
     # -- helpers ------------------------------------------------------------
 
@@ -386,8 +484,11 @@ class XorrisoDrive:
         reason = (next((line for line in lines if SENSE_LINE.search(line)), None)
                   or next((line for line in lines if _PROBLEM.search(line)), None)
                   or (lines[-1] if lines else "no output"))
+        failure_class = _classify(text, default)
+        if failure_class == "drive-busy" and self.device and (held := holder_of(self.device)):
+            reason += f" (held by {held[1]}, PID {held[0]})"
         return DriveError(f"drive {self.name}: xorriso could not {doing} "
-                          f"(exit {run.returncode}): {reason}", _classify(text, default))
+                          f"(exit {run.returncode}): {reason}", failure_class)
 
 
 def _classify(text: str, default: str) -> str:

@@ -87,6 +87,7 @@ class Config:
     fonds: str = "160"
     media: str = "dvd-r"
     copies: int = 2
+    burn_attempts: int = 2
     reburn_years: int = 4
     keep_images: bool = True
     retention: dict[str, str] = field(default_factory=dict)
@@ -119,9 +120,10 @@ class Config:
 
 
 _ARCHIVE_KEYS = {"source_organization": str, "fonds": str, "media": str, "copies": int,
-                 "reburn_years": int, "keep_images": bool, "retention": dict}
-_DRIVE_KEYS = {"name": str, "adapter": str, "device": str, "media_dir": str,
-               "capacity_sectors": int, "xorriso": str, "timeout": (int, float)}
+                 "burn_attempts": int, "reburn_years": int, "keep_images": bool,
+                 "retention": dict}
+_DRIVE_KEYS = {"name": str, "adapter": str, "media_dir": str, "timeout": (int, float)}
+"""Keys every drive table may have; each adapter checks the rest (burners.open_drive)."""
 _TYPE_WORDS = {str: "a quoted text", int: "a whole number", bool: "true or false",
                dict: "a table", (int, float): "a number"}
 
@@ -167,6 +169,8 @@ def load(home: Path) -> Config:
                               f"{', '.join(RETENTION_CODES)}")
     if not 1 <= cfg.copies <= 9:
         raise ConfigError(f"{path}: archive.copies must be from 1 to 9")
+    if not 1 <= cfg.burn_attempts <= 9:
+        raise ConfigError(f"{path}: archive.burn_attempts must be from 1 to 9")
     if not 1 <= cfg.reburn_years <= 50:
         raise ConfigError(f"{path}: archive.reburn_years must be from 1 to 50")
     cfg.media = cfg.media.strip().lower()
@@ -175,7 +179,7 @@ def load(home: Path) -> Config:
         where = f"{path} [[drives]] number {i + 1}"
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: must be a table ([[drives]] with name, adapter, ...)")
-        _check(where, d, _DRIVE_KEYS)
+        _check(where, {k: v for k, v in d.items() if k in _DRIVE_KEYS}, _DRIVE_KEYS)
         d = dict(d)
         d.setdefault("name", f"drive{i + 1}")
         if d.get("media_dir"):

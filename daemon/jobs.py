@@ -8,9 +8,8 @@ Used by the CLI now and by the scheduler later. What is durable at each step
    image, both remade by the next run.
 2. ``record_set``: the set (``mastered``), its items and the capture and
    message digest calculation events, in one transaction.
-3. per copy: the disc row (``burning``) before the drive is touched; then
-   ``burned`` with its medium and due date, with a replication event; then
-   ``verified`` or ``failed`` with a fixity check event.
+3. per copy, in its drive, the drives side by side: see
+   :mod:`daemon.replication` (disc row, burn attempts, read-back).
 4. the set becomes ``archived`` only when every copy verified, else ``failed``.
 
 A kill during 3 leaves a disc ``burning`` or ``burned`` and the set
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import burners
-from burners import DriveError
 from config import Config, media_sectors
 from config.home import locked
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
@@ -35,7 +33,9 @@ from manifests import signing
 from manifests.bag import write_tag_files
 from manifests.catalog import Item, scan
 from mastering.iso import Image, Layout
-from verification.readback import Report, copy_to_file, verify_image
+from verification.readback import Report, verify_image
+
+from .replication import Copy, burn_copies, read_back, record_fixity
 
 COPY_LABELS = "ABCDEFGHI"
 
@@ -53,6 +53,9 @@ class Reporter(Protocol):
     def note(self, text: str) -> None:
         """One line of news."""
 
+    def request_blank(self, drive: str, disc_id: str) -> bool:
+        """Ask the operator for a new blank medium in ``drive``; False if nobody can."""
+
 
 class QuietReporter:
     """A reporter that says nothing (the daemon's log takes events instead)."""
@@ -62,6 +65,9 @@ class QuietReporter:
 
     def note(self, text: str) -> None:
         pass
+
+    def request_blank(self, drive: str, disc_id: str) -> bool:
+        return False
 
 
 @dataclass
@@ -81,14 +87,6 @@ class ArchiveResult:
         return bool(self.copies) and all(v == "verified" for v in self.copies.values())
 
 
-def due_date(burned: dt.date, years: int) -> dt.date:
-    """The re-burn due date: ``years`` after the burn date (29 Feb -> 28 Feb)."""
-    try:
-        return burned.replace(year=burned.year + years)
-    except ValueError:
-        return burned.replace(year=burned.year + years, day=28)
-
-
 def open_drives(cfg: Config) -> list:
     """Every configured drive, each checked to answer (the tool is installed).
 
@@ -100,6 +98,39 @@ def open_drives(cfg: Config) -> list:
     for d in drives:
         d.status()
     return drives
+
+
+def drive_report(cfg: Config) -> list[dict]:
+    """Every configured drive with its status, then drives found but not configured.
+
+    Each row: ``name``, ``adapter``, ``device``, ``configured`` and either the
+    status fields (``state``, ``medium_type``, ``free_sectors``, ``vendor``,
+    ``model``, ``firmware``, ``medium_id``, ``tool_version``) or, for a drive
+    that cannot answer, ``state`` ``error`` with ``failure_class`` and
+    ``message``. Never raises for a drive's failure.
+    """
+    rows, seen = [], set()
+    for spec in cfg.drives:
+        device = spec.get("device") or spec.get("media_dir")
+        seen.add(device)
+        row = {"name": spec.get("name"), "adapter": spec.get("adapter"), "device": device,
+               "configured": True}
+        try:
+            st = burners.open_drive(spec).status()
+            row.update(state=st.state, medium_type=st.medium_type,
+                       free_sectors=st.free_sectors, vendor=st.vendor, model=st.model,
+                       firmware=st.firmware, medium_id=st.medium_id,
+                       tool_version=st.tool_version)
+        except burners.DriveError as exc:
+            row.update(state="error", failure_class=exc.failure_class, message=str(exc))
+        rows.append(row)
+    for info in burners.discover():
+        if info.device not in seen:
+            seen.add(info.device)
+            rows.append({"name": None, "adapter": info.adapter, "device": info.device,
+                         "configured": False, "state": "not configured", "vendor": info.vendor,
+                         "model": info.model, "firmware": info.firmware})
+    return rows
 
 
 def _item_row(set_id: str, item: Item) -> dict:
@@ -210,14 +241,13 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             result.warnings.append(
                 f"{len(items) - len(records)} of {len(items)} files are not records (no catalog "
                 "row, not laid out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
-        for n in range(copies):
-            drive = drives[n % len(drives)]
-            disc_id = f"{set_id}-{COPY_LABELS[n]}"
-            state, why = burn_copy(cfg, inv, drive, disc_id, set_id, COPY_LABELS[n], media,
-                                   image, expected, public_pem, work, ui)
-            result.copies[disc_id] = state
-            if why:
-                result.failures[disc_id] = why
+        plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)])
+                for n in range(copies)]
+        burn_copies(cfg, plan, set_id, media, image, expected, public_pem, work, ui)
+        for c in plan:
+            result.copies[c.disc_id] = c.state
+            if c.why:
+                result.failures[c.disc_id] = c.why
         inv.update_set(set_id, state="archived" if result.ok else "failed")
         if result.ok and not cfg.keep_images:
             image.path.unlink(missing_ok=True)
@@ -226,90 +256,6 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         return result
     finally:
         inv.close()
-
-
-def burn_copy(cfg: Config, inv: Inventory, drive, disc_id: str, set_id: str, label: str,
-              media: str, image: Image, expected: dict[str, str], public_pem: bytes,
-              work: Path, ui: Reporter) -> tuple[str, str | None]:
-    """Burn one copy and read it back; returns (``verified`` | ``failed``, reason)."""
-    inv.add_disc({"disc_id": disc_id, "set_id": set_id, "copy_label": label, "medium": media,
-                  "drive": drive.name, "adapter": drive.adapter, "state": "burning",
-                  "image_sha256": image.sha256, "image_sectors": image.sectors})
-    ui.note(f"burning {disc_id} in drive {drive.name}")
-    try:
-        drive.load_blank(disc_id)
-        free = drive.status().free_sectors
-        if free < image.sectors:
-            raise DriveError(f"the medium in drive {drive.name} has {free} free sectors, the "
-                             f"image needs {image.sectors}: insert a larger blank medium",
-                             "medium-too-small")
-        burned = drive.burn(str(image.path), ui.progress(f"burn {label}"))
-    except DriveError as exc:
-        inv.update_disc(disc_id, state="failed", failure=str(exc), failure_class=exc.failure_class,
-                        event={"event_type": "replication", "outcome": "failure",
-                               "set_id": set_id,
-                               "detail": {"drive": drive.name, "class": exc.failure_class,
-                                          "message": str(exc)}})
-        ui.note(f"{disc_id}: burn failed: {exc}")
-        return "failed", str(exc)
-    today = dt.datetime.now(dt.timezone.utc).date()
-    inv.update_disc(disc_id, state="burned", burned_at=utcnow(), medium_path=burned.medium_path,
-                    burn_seconds=round(burned.seconds, 3), speed=burned.speed,
-                    due_at=due_date(today, cfg.reburn_years).isoformat(),
-                    event={"event_type": "replication", "outcome": "success", "set_id": set_id,
-                           "detail": {"drive": drive.name, "speed": burned.speed,
-                                      "seconds": round(burned.seconds, 3)}})
-    report = read_back(drive, burned.medium_path, image.size, image.sha256, expected,
-                       public_pem, work / f"readback-{label}", ui.progress(f"read back {label}"))
-    record_fixity(inv, disc_id, set_id, drive.name, report, first=True)
-    if report.passed:
-        return "verified", None
-    ui.note(f"{disc_id}: verification failed: {report.summary()}")
-    return "failed", report.summary()
-
-
-def read_back(drive, medium_path: str | None, length: int, image_sha: str,
-              expected: dict[str, str], public_pem: bytes, scratch: Path,
-              progress: Callable[[int, int], None]) -> Report:
-    """Read a medium in ``drive`` back in full and verify it (see verification.readback)."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    copy = scratch.parent / (scratch.name + ".img")
-    try:
-        drive.load(medium_path)
-        copy_to_file(drive.read(length, progress), copy)
-    except DriveError as exc:
-        copy.unlink(missing_ok=True)
-        report = Report()
-        report.problems.append(f"read-back failed: {exc}")
-        return report
-    try:
-        return verify_image(copy, length, image_sha, expected, public_pem, scratch)
-    finally:
-        copy.unlink(missing_ok=True)
-
-
-def record_fixity(inv: Inventory, disc_id: str, set_id: str, drive_name: str, report: Report,
-                  first: bool, state: str | None = None) -> None:
-    """Record a verification's outcome on the disc, with its fixity check event.
-
-    The first read-back after burning makes a copy ``verified`` or ``failed``;
-    a later one moves a ``verified`` copy to ``damaged`` (or back).
-    """
-    fields = {"verified_at": utcnow(), "verification": "passed" if report.passed else "failed",
-              "failure": None if report.passed else report.summary()}
-    if first:
-        fields["state"] = "verified" if report.passed else "failed"
-        if not report.passed:
-            fields["failure_class"] = "verification"
-    elif state in ("verified", "damaged"):
-        fields["state"] = "verified" if report.passed else "damaged"
-    inv.update_disc(disc_id, event={
-        "event_type": "fixity check", "outcome": "success" if report.passed else "failure",
-        "set_id": set_id,
-        "detail": {"drive": drive_name, "image_sha256": report.image_sha256,
-                   "files_checked": report.files_checked,
-                   "damaged": [p for p, _ in report.damaged], "problems": report.problems}},
-        **fields)
 
 
 def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> Report:

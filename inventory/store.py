@@ -16,6 +16,10 @@ read with any SQLite tool. Tables:
     One row per payload file of a set: 档号 (``archival_code``), 件号
     (``item_number``), title, path in the source and on the disc, size in
     bytes, SHA-256 measured when the source was scanned.
+``burns``
+    One row per burn attempt: the drive, the medium's type and ID, the
+    requested and actual speed, the tool's version, and for a coaster its
+    failure class and message.
 ``events``
     PREMIS events (``capture``, ``message digest calculation``,
     ``replication``, ``fixity check``) with time (UTC, ISO 8601), outcome
@@ -33,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -83,7 +88,10 @@ class Inventory:
             db.close()
             raise InventoryError(f"the inventory {path} is empty or not discarchive's: restore "
                                  "it from its backup")
-        return cls(db)
+        inv = cls(db)
+        if "burns" not in tables:
+            inv._add_burns_table()
+        return inv
 
     def close(self) -> None:
         """Close the SQLite connection (everything is already committed)."""
@@ -119,8 +127,39 @@ class Inventory:
             db["items"].create_index(["archival_code"])
             db["items"].create_index(["sha256"])
             db["events"].create_index(["disc_id"])
+        self._add_burns_table()
+
+    def _add_burns_table(self) -> None:
+        """The ``burns`` table: one row per burn attempt, coasters included."""
+        with self.db.atomic():
+            self.db["burns"].create({
+                "id": int, "disc_id": str, "set_id": str, "attempt": int, "drive": str,
+                "adapter": str, "medium_path": str, "medium_type": str, "medium_id": str,
+                "requested_speed": str, "speed": str, "tool_version": str,
+                "started_at": str, "ended_at": str, "seconds": float, "outcome": str,
+                "failure_class": str, "message": str,
+            }, pk="id", foreign_keys=[("disc_id", "discs", "disc_id")])
+            self.db["burns"].create_index(["disc_id"])
 
     # -- writing ---------------------------------------------------------
+
+    @contextmanager
+    def _write(self):
+        """One write transaction, taking the write lock at its start.
+
+        ``BEGIN IMMEDIATE`` rather than sqlite-utils' deferred ``BEGIN``: with
+        several drives' threads writing at once, a deferred transaction that
+        read first could not upgrade to a write (SQLITE_BUSY at once, the busy
+        timeout notwithstanding); an immediate one waits its turn.
+        """
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
 
     def next_set_id(self, fonds: str, year: str,
                     taken: Callable[[str], bool] = lambda set_id: False) -> str:
@@ -141,7 +180,7 @@ class Inventory:
     def record_set(self, row: dict[str, Any], items: Iterable[dict[str, Any]],
                    events: Iterable[dict[str, Any]]) -> None:
         """Insert a disc set, its items and its first events in one transaction."""
-        with self.db.atomic():
+        with self._write():
             self.db["disc_sets"].insert(row)
             self.db["items"].insert_all(items)
             for e in events:
@@ -149,25 +188,39 @@ class Inventory:
 
     def add_disc(self, row: dict[str, Any]) -> None:
         """Insert one copy's row (committed on return)."""
-        with self.db.atomic():
+        with self._write():
             self.db["discs"].insert(row)
 
     def update_disc(self, disc_id: str, event: dict[str, Any] | None = None, **fields) -> None:
         """Change a copy's fields, with the event that says why, in one transaction."""
-        with self.db.atomic():
+        with self._write():
             self.db["discs"].update(disc_id, fields)
             if event:
                 self._event(disc_id=disc_id, **event)
 
+    def start_burn(self, row: dict[str, Any]) -> int:
+        """Record that a burn attempt starts (committed); returns its row ID."""
+        with self._write():
+            return self.db["burns"].insert(dict(row, started_at=utcnow())).last_pk
+
+    def end_burn(self, burn_id: int, **fields) -> None:
+        """Record how a burn attempt ended (committed)."""
+        with self._write():
+            self.db["burns"].update(burn_id, dict(fields, ended_at=utcnow()))
+
+    def burns(self, disc_id: str) -> list[dict[str, Any]]:
+        """The burn attempts of one copy, first first."""
+        return list(self.db.query("SELECT * FROM burns WHERE disc_id = ? ORDER BY id", [disc_id]))
+
     def update_set(self, set_id: str, **fields) -> None:
         """Change a disc set's fields (committed on return)."""
-        with self.db.atomic():
+        with self._write():
             self.db["disc_sets"].update(set_id, fields)
 
     def add_event(self, event_type: str, outcome: str, set_id: str | None = None,
                   disc_id: str | None = None, detail: Any = None) -> None:
         """Append one PREMIS event (committed on return)."""
-        with self.db.atomic():
+        with self._write():
             self._event(event_type, outcome, set_id, disc_id, detail)
 
     def _event(self, event_type: str, outcome: str, set_id: str | None = None,

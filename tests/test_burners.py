@@ -1,4 +1,5 @@
-"""Tests of the drive adapters: one contract for every adapter, then xorriso specifics.
+"""Tests of the drive adapters: the drive contract for every adapter, the medium
+reader, then xorriso specifics.
 
 The xorriso cases run the real program against ``stdio:`` medium files in
 tmp_path; a few use small shell scripts standing in for xorriso to produce
@@ -7,16 +8,26 @@ output (sense errors, progress lines, hangs) that a file cannot.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from burners import (SECTOR, BurnResult, DriveError, MediumStatus, VirtualDrive, XorrisoDrive,
-                     open_drive)
-from burners.xorriso import TOOL_MISSING, classify_sense, parse_progress, parse_status
+from burners import (SECTOR, BurnResult, DriveError, DriveInfo, MediumStatus, VirtualDrive,
+                     XorrisoDrive, open_drive)
+from burners import virtual as virtual_adapter
+from burners import xorriso as xorriso_adapter
+from burners._media import MediumFileReader, check_speed, holder_of
+from burners.xorriso import (TOOL_MISSING, classify_sense, parse_devices, parse_progress,
+                             parse_status, parse_version)
+from drive_contract import DriveContract
 
 XORRISO = shutil.which("xorriso")
 needs_xorriso = pytest.mark.skipif(XORRISO is None, reason="xorriso is not installed")
@@ -30,14 +41,16 @@ Media space  : {space}s
 """
 
 
-def fake_xorriso(tmp_path, burn_body: str, space: int = 100_000) -> str:
-    """A shell script standing in for xorriso: ``-toc`` reports a blank medium
-    with ``space`` free sectors, anything else runs ``burn_body``."""
+def fake_xorriso(tmp_path, burn_body: str, space: int = 100_000, toc: str = BLANK_TOC) -> str:
+    """A shell script standing in for xorriso: ``-version`` says ``xorriso
+    1.5.4-fake``, ``-toc`` reports ``toc`` (a blank medium with ``space``
+    free sectors), anything else runs ``burn_body``."""
     script = tmp_path / "fake-xorriso"
     script.write_text(
         "#!/bin/sh\n"
         'case " $* " in\n'
-        f"  *' -toc '*) cat <<'EOF'\n{BLANK_TOC.format(space=space)}EOF\n  ;;\n"
+        "  *' -version '*) echo 'xorriso 1.5.4-fake' ;;\n"
+        f"  *' -toc '*) cat <<'EOF'\n{toc.format(space=space)}EOF\n  ;;\n"
         f"  *) {burn_body}\n  ;;\n"
         "esac\n")
     script.chmod(0o755)
@@ -172,15 +185,16 @@ def test_medium_too_small(make_drive, image, image_path):
     assert os.path.getsize(os.path.join(drive.media_dir, "A-0003.medium")) == 0
 
 
-def test_truncated_medium_gives_read_error(make_drive, image, image_path):
+def test_truncated_medium_reads_with_its_missing_sectors_bad(make_drive, image, image_path):
     drive = make_drive()
     drive.load_blank("A-0004")
     result = drive.burn(image_path)
-    os.truncate(result.medium_path, 3 * SECTOR)
-    with pytest.raises(DriveError) as exc:
-        b"".join(drive.read(len(image)))
-    assert _failure(exc) == "read-error"
-    assert f"ends at byte {3 * SECTOR} of {len(image)}" in str(exc.value)
+    os.truncate(result.medium_path, 3 * SECTOR + 100)   # a torn sector counts as missing
+    reader = drive.read(len(image), chunk=4 * SECTOR)
+    got = b"".join(reader)
+    total = -(-len(image) // SECTOR)
+    assert got == image[:3 * SECTOR] + bytes(len(image) - 3 * SECTOR)
+    assert reader.bad == [(3, total - 3)] and reader.slow == [] and reader.retried == 0
 
 
 def test_burn_refuses_a_written_medium(make_drive, image_path):
@@ -328,7 +342,7 @@ def test_open_drive_builds_each_adapter(tmp_path):
 
 
 @pytest.mark.parametrize("spec, words", [
-    ({"name": "d1", "adapter": "growisofs", "device": "/dev/sr0"}, ["d1", "adapter"]),
+    ({"name": "d1", "adapter": "nero", "device": "/dev/sr0"}, ["d1", "adapter"]),
     ({"name": "d2", "adapter": "xorriso"}, ["d2", "device", "media_dir"]),
     ({"name": "d3", "adapter": "xorriso", "device": "/dev/sr0", "media_dir": "/m"},
      ["d3", "exactly one"]),
@@ -348,3 +362,285 @@ def test_open_drive_rejects_bad_config(spec, words):
     assert _failure(exc) == "config"
     message = str(exc.value)
     assert "\n" not in message and all(word in message for word in words)
+
+
+# -- the drive contract (tests/drive_contract.py) for each adapter ---------------------
+
+class TestVirtualContract(DriveContract):
+    def make_drive(self, tmp_path: Path, capacity_sectors: int = 2_298_496):
+        return VirtualDrive("v1", str(tmp_path / "media"), capacity_sectors)
+
+    def medium_file(self, drive) -> Path:
+        return Path(drive._slot.current)
+
+    def discover(self) -> list:
+        return virtual_adapter.discover()
+
+
+@needs_xorriso
+class TestXorrisoContract(DriveContract):
+    def make_drive(self, tmp_path: Path, capacity_sectors: int = 2_298_496):
+        # A stdio: medium's room is the file system's free space; a wrapper
+        # around the real xorriso reports the capacity asked for instead.
+        wrapper = tmp_path / "capacity-xorriso"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f"case \" $* \" in *' -toc '*) {XORRISO} \"$@\" | "
+            f"sed 's/^Media space  : .*/Media space  : {capacity_sectors}s/' ;;\n"
+            f"*) exec {XORRISO} \"$@\" ;; esac\n")
+        wrapper.chmod(0o755)
+        return XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=str(wrapper),
+                            timeout=60)
+
+    def medium_file(self, drive) -> Path:
+        return Path(drive._slot.current)
+
+    def discover(self) -> list:
+        return xorriso_adapter.discover()      # the real scan: no optical drive here
+
+
+# -- the medium reader ---------------------------------------------------------------
+
+class FlakyReader(MediumFileReader):
+    """A reader whose medium fails (EIO) ``fails[lba]`` times at each listed sector,
+    and whose clock advances ``seconds[lba]`` extra for each sector read."""
+
+    def __init__(self, *args, fails=None, seconds=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fails = dict(fails or {})
+        self.seconds = seconds or {}
+        self.now = 0.0
+
+    def _read(self, f, offset, size):
+        first, end = offset // SECTOR, -(-(offset + size) // SECTOR)
+        if any(self.fails.get(lba, 0) > 0 for lba in range(first, end)):
+            if end - first == 1:
+                self.fails[first] -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        self.now += sum(self.seconds.get(lba, 0.01) for lba in range(first, end))
+        return super()._read(f, offset, size)
+
+    def _clock(self):
+        return self.now
+
+
+@pytest.fixture
+def medium(tmp_path) -> tuple[str, bytes]:
+    data = os.urandom(20 * SECTOR)
+    path = tmp_path / "m.medium"
+    path.write_bytes(data)
+    return str(path), data
+
+
+def test_reader_retries_failing_sectors_and_zeroes_the_hopeless(medium):
+    path, data = medium
+    # sector 5 reads on its 2nd try, 6 on its 3rd (the last of 1 + 2 retries), 7 and 8 never
+    reader = FlakyReader(path, len(data), chunk=4 * SECTOR, retries=2,
+                         fails={5: 1, 6: 2, 7: 99, 8: 99})
+    got = b"".join(reader)
+    assert got == data[:7 * SECTOR] + bytes(2 * SECTOR) + data[9 * SECTOR:]
+    assert reader.bad == [(7, 2)] and reader.retried == 2 and reader.slow == []
+
+
+def test_reader_with_no_retries_gives_up_at_once(medium):
+    path, data = medium
+    reader = FlakyReader(path, len(data), chunk=4 * SECTOR, retries=0, fails={5: 1})
+    assert b"".join(reader)[5 * SECTOR:6 * SECTOR] == bytes(SECTOR)
+    assert reader.bad == [(5, 1)] and reader.retried == 0
+
+
+def test_reader_lists_markedly_slow_chunks(medium):
+    path, data = medium
+    # 0.01 s per sector; sectors 8 and 9 take 1 s each (chunk 8..11 then takes 2.02 s)
+    reader = FlakyReader(path, len(data), chunk=4 * SECTOR, seconds={8: 1.0, 9: 1.0})
+    assert b"".join(reader) == data
+    assert reader.slow == [(8, 4)] and reader.bad == []
+
+
+def test_reader_ignores_small_absolute_delays_and_the_first_chunk(medium):
+    path, data = medium
+    # sector 13 is 40x slower but costs only 0.4 s more: below the floor; the first chunk
+    # (spin-up) is never judged
+    reader = FlakyReader(path, len(data), chunk=4 * SECTOR, seconds={0: 5.0, 13: 0.4})
+    b"".join(reader)
+    assert reader.slow == []
+
+
+def test_reader_of_a_plain_file_finds_nothing_slow_or_bad(tmp_path):
+    path = tmp_path / "big.medium"
+    data = os.urandom(8 << 20)
+    path.write_bytes(data)
+    seen = []
+    reader = MediumFileReader(str(path), len(data) - 5, lambda d, t: seen.append((d, t)),
+                              chunk=64 * 1024)
+    assert b"".join(reader) == data[:-5]
+    assert reader.bad == [] and reader.slow == [] and reader.retried == 0
+    assert seen[-1] == (len(data) - 5, len(data) - 5)
+
+
+def test_reader_chunks_smaller_than_a_sector(medium):
+    path, data = medium
+    chunks = list(MediumFileReader(path, 5000, chunk=1000))
+    assert b"".join(chunks) == data[:5000] and max(map(len, chunks)) == 1000
+
+
+def test_reader_of_a_missing_medium_says_no_medium(tmp_path):
+    with pytest.raises(DriveError) as exc:
+        MediumFileReader(str(tmp_path / "gone.medium"), 10, drive="d1")
+    assert _failure(exc) == "no-medium" and "d1" in str(exc.value)
+
+
+def test_reader_reports_an_unreadable_medium_as_read_error(medium):
+    class Broken(MediumFileReader):
+        def _read(self, f, offset, size):
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+    with pytest.raises(DriveError) as exc:
+        b"".join(Broken(medium[0], 100, drive="d1"))
+    assert _failure(exc) == "read-error" and "sector 0" in str(exc.value)
+
+
+def test_holder_of_names_another_process(tmp_path):
+    path = tmp_path / "held.medium"
+    path.write_bytes(b"x")
+    assert holder_of(str(path)) is None
+    with open(path, "rb"):
+        assert holder_of(str(path)) is None           # our own process is never named
+    with held_open(path) as child:
+        pid, name = holder_of(str(path))
+        assert pid == child.pid and name
+    assert holder_of(str(tmp_path / "missing")) is None
+
+
+@contextlib.contextmanager
+def held_open(path) -> Iterator[subprocess.Popen]:
+    """A child Python process that holds ``path`` open until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; f = open(sys.argv[1], 'rb'); print('ready', flush=True); "
+         "time.sleep(30)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("speed", [None, "min", "max", "4x", "2.4x"])
+def test_check_speed_accepts(speed):
+    assert check_speed("d1", speed) == speed
+
+
+@pytest.mark.parametrize("speed", ["fast", "4", "x4", "", "-1", 4])
+def test_check_speed_refuses(speed):
+    with pytest.raises(DriveError) as exc:
+        check_speed("d1", speed)
+    assert _failure(exc) == "config" and "d1" in str(exc.value)
+
+
+# -- xorriso: discovery, version, medium ID, speed, busy --------------------------------
+
+DEVICES = """\
+xorriso 1.5.4 : RockRidge filesystem manipulator, libburnia project.
+
+Beginning to scan for devices ...
+Full drive scan done.
+-----------------------------------------------------------------------------
+0  -dev '/dev/sr0' rwrw-- :  'HL-DT-ST' 'DVDRAM GH24NSD1'
+1  -dev '/dev/sr1' rwrw-- :  'ASUS    ' 'BW-16D1HT       '
+-----------------------------------------------------------------------------
+"""
+
+
+def test_parse_devices():
+    assert parse_devices(DEVICES) == [
+        DriveInfo("xorriso", "/dev/sr0", "HL-DT-ST", "DVDRAM GH24NSD1"),
+        DriveInfo("xorriso", "/dev/sr1", "ASUS", "BW-16D1HT")]
+    assert parse_devices("xorriso : SORRY : No drives found\n") == []
+
+
+def test_discover_without_xorriso_finds_nothing():
+    assert xorriso_adapter.discover("no-such-xorriso-binary") == []
+
+
+def test_discover_runs_the_scan(tmp_path):
+    script = tmp_path / "scan-xorriso"
+    script.write_text("#!/bin/sh\ncat <<'EOF'\n" + DEVICES + "EOF\n")
+    script.chmod(0o755)
+    assert [d.device for d in xorriso_adapter.discover(str(script))] == ["/dev/sr0", "/dev/sr1"]
+
+
+def test_parse_status_reads_the_medium_id():
+    toc = ("Drive type   : vendor 'HL-DT-ST' product 'DVDRAM GH24NSD1' revision 'LG00'\n"
+           "Media current: DVD-R sequential recording\n"
+           "Media product: MCC 03RG20 , Mitsubishi Kagaku Media Co.\n"
+           "Media status : is blank\n"
+           "Media space  : 2298496s\n")
+    status = parse_status(toc)
+    assert status.medium_id == "MCC 03RG20" and status.medium_type == "DVD-R"
+    assert parse_status(toc.replace("Media product: MCC 03RG20 , Mitsubishi Kagaku Media Co.\n",
+                                    "")).medium_id is None
+
+
+def test_parse_version():
+    assert parse_version("xorriso 1.5.4\nISO 9660 Rock Ridge filesystem manipulator\n") \
+        == "xorriso 1.5.4"
+    assert parse_version("") == ""
+
+
+@needs_xorriso
+def test_status_reports_the_real_tool_version(tmp_path):
+    drive = XorrisoDrive("x1", media_dir=str(tmp_path / "media"))
+    assert drive.status().tool_version.startswith("xorriso 1.")
+
+
+def test_burn_passes_the_speed_and_records_the_burn(tmp_path, image_path):
+    argsfile = tmp_path / "args"
+    lines = ["xorriso : UPDATE :    1 of    1 MB written (fifo 99%) [buf  50%]   2.4x."]
+    program = fake_xorriso(tmp_path, f'echo "$@" > {argsfile}; echo \'{lines[0]}\' >&2',
+                           toc=BLANK_TOC.replace(
+                               "Media current: stdio file, overwriteable\n",
+                               "Media current: DVD-R sequential recording\n"
+                               "Media product: RITEKF1 , Ritek Corp\n"))
+    drive = XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=program)
+    drive.load_blank("A-0009")
+    result = drive.burn(image_path, speed="min")
+    assert " speed=min " in f" {argsfile.read_text().strip()} "
+    assert (result.requested_speed, result.speed) == ("min", "2.4x")
+    assert (result.medium_type, result.medium_id) == ("DVD-R", "RITEKF1")
+    assert result.tool_version == "xorriso 1.5.4-fake"
+
+
+def test_burn_without_a_speed_leaves_it_to_the_drive(tmp_path, image_path):
+    argsfile = tmp_path / "args"
+    program = fake_xorriso(tmp_path, f'echo "$@" > {argsfile}')
+    drive = XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=program)
+    drive.load_blank("A-0010")
+    result = drive.burn(image_path)
+    assert "speed=" not in argsfile.read_text()
+    assert result.requested_speed is None and result.speed is None
+
+
+def test_burn_refuses_a_speed_xorriso_would_quietly_ignore(tmp_path, image_path):
+    program = fake_xorriso(tmp_path, "exit 0")
+    drive = XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=program)
+    drive.load_blank("A-0011")
+    with pytest.raises(DriveError) as exc:
+        drive.burn(image_path, speed="fast")
+    assert _failure(exc) == "config"
+    assert os.path.getsize(os.path.join(drive.media_dir, "A-0011.medium")) == 0
+
+
+def test_xorriso_burn_refuses_a_medium_held_by_another_process(tmp_path, image_path):
+    marker = tmp_path / "burned"
+    program = fake_xorriso(tmp_path, f"touch {marker}")
+    drive = XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=program)
+    drive.load_blank("A-0012")
+    with held_open(drive._slot.current) as child:
+        with pytest.raises(DriveError) as exc:
+            drive.burn(image_path)
+    assert _failure(exc) == "drive-busy"
+    assert f"PID {child.pid}" in str(exc.value) and "\n" not in str(exc.value)
+    assert not marker.exists(), "xorriso must not run"

@@ -298,11 +298,22 @@ def test_a_copy_that_reads_back_wrong_is_recorded_failed(home, run, demo_archive
     from burners.xorriso import XorrisoDrive
     real_read = XorrisoDrive.read
 
-    def bad_read(self, length, progress=None, chunk=1 << 20):
-        for n, piece in enumerate(real_read(self, length, progress, chunk)):
-            if self.name == "file-b" and n == 0:
-                piece = piece[:-1] + bytes([piece[-1] ^ 0xFF])
-            yield piece
+    class FlippingReader:
+        """The drive's reader, with one bit of the first chunk flipped in drive file-b."""
+
+        def __init__(self, inner, flip):
+            self.inner, self.flip = inner, flip
+            self.bad, self.slow, self.retried = inner.bad, inner.slow, inner.retried
+
+        def __iter__(self):
+            for n, piece in enumerate(self.inner):
+                if self.flip and n == 0:
+                    piece = piece[:-1] + bytes([piece[-1] ^ 0xFF])
+                yield piece
+
+    def bad_read(self, length, progress=None, chunk=1 << 20, retries=2):
+        return FlippingReader(real_read(self, length, progress, chunk, retries),
+                              self.name == "file-b")
 
     monkeypatch.setattr(XorrisoDrive, "read", bad_read)
     res = run("archive", str(demo_archive))

@@ -46,6 +46,8 @@ class Report:
     ``damaged`` lists (path in the bag, reason) for each payload file whose
     bytes do not match the record; ``problems`` holds every other finding as
     one line each. ``passed`` is True only when there is nothing in either.
+    ``bad_sectors`` and ``slow_sectors`` are the drive's (first LBA, count)
+    ranges from the read, ``retried_sectors`` how many read on a retry.
     """
 
     image_sha256: str | None = None
@@ -55,6 +57,9 @@ class Report:
     bag_ok: bool = False
     signature_ok: bool = False
     problems: list[str] = field(default_factory=list)
+    bad_sectors: list[tuple[int, int]] = field(default_factory=list)
+    slow_sectors: list[tuple[int, int]] = field(default_factory=list)
+    retried_sectors: int = 0
 
     @property
     def passed(self) -> bool:
@@ -184,8 +189,8 @@ def _extract_and_check(image: Path, bag_dir: Path, expected: dict[str, str], rep
             if extra:
                 report.problems.append(f"{len(extra)} payload file(s) not in the record: {extra[0]}")
             iso.close()
-    except (pycdlibexception.PyCdlibException, OSError, ValueError, KeyError) as exc:
-        report.problems.append(f"file system structures unreadable: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a damaged image may break pycdlib anywhere
+        report.problems.append(f"file system structures unreadable: {type(exc).__name__}: {exc}")
 
 
 def _check_bag(bag_dir: Path, report: Report) -> None:
