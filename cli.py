@@ -69,11 +69,13 @@ class TerminalReporter:
             if not self.tty:
                 return
             with self._lock:
+                before = self._running.get(stage)
                 if done >= total:
                     self._running.pop(stage, None)
                 else:
                     self._running[stage] = int(100 * done / max(total, 1))
-                self._draw()
+                if self._running.get(stage) != before:
+                    self._draw()
         return update
 
     def _draw(self) -> None:
