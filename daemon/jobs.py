@@ -31,7 +31,7 @@ from config.home import locked
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.bag import write_tag_files
-from manifests.catalog import Item, scan
+from manifests.catalog import CATALOG_NAME, Item, scan
 from mastering.iso import Image, Layout
 from verification.readback import Report, verify_image
 
@@ -88,15 +88,22 @@ class ArchiveResult:
 
 
 def open_drives(cfg: Config) -> list:
-    """Every configured drive, each checked to answer (the tool is installed).
+    """Every configured drive, each checked to have its program installed.
 
-    Raises JobError when none is configured, DriveError when one cannot work.
+    Raises JobError when none is configured, DriveError ``tool-missing`` or
+    ``config`` when one can never work; a drive that is only busy or empty
+    now is left for its copy to record as a failed burn.
     """
     if not cfg.drives:
         raise JobError(f"no drive is configured: add a [[drives]] table to {cfg.home}/discarchive.toml")
     drives = [burners.open_drive(spec) for spec in cfg.drives]
     for d in drives:
-        d.status()
+        try:
+            d.status()
+        except burners.DriveError as exc:
+            if exc.failure_class in ("tool-missing", "config"):
+                raise
+            # busy, no medium...: the copy meant for this drive records it as a failed burn
     return drives
 
 
@@ -237,10 +244,11 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
               "detail": {"algorithm": "SHA-256", "files": len(items),
                          "image_sha256": image.sha256, "image_sectors": image.sectors}}])
         result = ArchiveResult(set_id, image, len(records), len(items), warnings=warnings)
-        if len(records) < len(items):
+        others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
+        if others:
             result.warnings.append(
-                f"{len(items) - len(records)} of {len(items)} files are not records (no catalog "
-                "row, not laid out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
+                f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
+                "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
         plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)])
                 for n in range(copies)]
         burn_copies(cfg, plan, set_id, media, image, expected, public_pem, work, ui)
@@ -262,7 +270,8 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
     """Read one recorded copy back again and check it; records a fixity check event.
 
     Raises JobError if the disc is unknown or was never burned, DriveError if
-    no drive can read it.
+    no drive can read it or its medium is not in the drive (nothing is
+    recorded then).
     """
     ui = reporter or QuietReporter()
     with locked(cfg.home):
@@ -279,6 +288,11 @@ def _verify_disc(cfg: Config, disc_id: str, ui: Reporter) -> Report:
             raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to verify")
         drives = open_drives(cfg)
         drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
+        # No medium to read is the operator's to fix, not a finding about the disc.
+        drive.load(disc["medium_path"])
+        if drive.status().state in ("no-medium", "tray-open"):
+            raise burners.DriveError(f"no medium in drive {drive.name}: insert disc {disc_id} "
+                                     "and run verify again", "no-medium")
         expected = {i["disc_path"]: i["sha256"] for i in inv.items(disc["set_id"])}
         public_pem = signing.load_public_key(cfg.public_key_path)
         scratch = cfg.work_dir / f"verify-{disc_id}"

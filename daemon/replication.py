@@ -161,8 +161,14 @@ def burn_copy(cfg: Config, inv: Inventory, copy: Copy, set_id: str, media: str, 
 def _burn_on_new_medium(inv: Inventory, drive, disc_id: str, set_id: str, label: str,
                         media: str, image: Image, ui, copy_label: str):
     """Load a blank medium and burn it; one OPC failure is retried at the lowest speed."""
-    drive.load_blank(label)
-    check_medium(drive.name, drive.status(), media, image.sectors)
+    try:
+        drive.load_blank(label)
+        check_medium(drive.name, drive.status(), media, image.sectors)
+    except DriveError as exc:
+        inv.add_event("replication", "failure", set_id, disc_id,
+                      {"drive": drive.name, "stage": "before writing",
+                       "class": exc.failure_class, "message": str(exc)})
+        raise
     medium_path = os.path.join(drive.media_dir, label + ".medium") if drive.media_dir else None
     try:
         return _attempt(inv, drive, disc_id, set_id, medium_path, image, None, ui, copy_label)

@@ -171,4 +171,13 @@ def test_warnings_for_empty_folders_and_files_that_are_not_records(home, run, so
     res = run("archive", str(source_copy), "--copies", "1")
     assert res.exit_code == 0, res.stderr
     assert "discarchive: warning: 1 empty folder(s) not archived" in res.stderr
-    assert "2 of 34 files are not records" in res.stderr
+    assert "1 of 34 files are not records" in res.stderr
+
+
+def test_verify_with_the_medium_gone_records_nothing(home, run, demo_archive):
+    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+    disc = _discs(run)[0]
+    Path(disc["medium_path"]).unlink()
+    _one_line_error(run("verify", disc["disc_id"]), 3, "does not exist")
+    after = _discs(run)[0]
+    assert after["state"] == "verified" and after["verified_at"] == disc["verified_at"]

@@ -170,3 +170,43 @@ def test_drives_exits_3_when_a_configured_drive_cannot_answer(home, run, tmp_pat
     assert res.exit_code == 3
     rows = json.loads(res.stdout)
     assert {r["failure_class"] for r in rows if r["configured"]} == {"tool-missing"}
+
+
+@pytest.mark.parametrize("fault,failure_class,words", [
+    ("close_session_error = true", "medium-error", "CLOSE SESSION failed with SK=5h/ASC=72h/ACQ=03h"),
+    ("power_loss_at = 100", "power-loss", ""),
+    ("not_blank = true", "medium-not-blank", ""),
+    ('busy = "cdrecord"', "drive-busy", "cdrecord"),
+    ("write_error_at = 48", "write-error", "WRITE@LBA=30h failed with SK=3h/ASC=0Ch/ACQ=00h"),
+])
+def test_each_failure_class_ends_as_a_recorded_failed_burn(home, run, demo_archive, fault,
+                                                          failure_class, words):
+    _virtual_drives(home, f"[drives.faults]\n{fault}")
+    res = run("archive", str(demo_archive), "--copies", "1", "--media", "custom:4000")
+    assert res.exit_code == 1
+    assert "not archived" in res.stderr
+    (a,) = _discs(run)
+    assert a["state"] == "failed" and a["failure_class"] == failure_class
+    assert words in a["failure"] and words in res.stdout
+    burns = _burns(home, a["disc_id"])
+    assert all(b["outcome"] == "failed" and b["failure_class"] == failure_class for b in burns)
+    inv = Inventory.open(home / "inventory.db")
+    failures = [json.loads(e["detail"]) for e in inv.events(disc_id=a["disc_id"])
+                if e["event_type"] == "replication"]
+    assert failures and all(f["class"] == failure_class for f in failures)
+    assert [s["state"] for s in inv.db.query("SELECT state FROM disc_sets")] == ["failed"]
+
+
+def test_a_hung_burner_is_stopped_and_recorded(home, run, demo_archive, tmp_path):
+    fake = tmp_path / "xorriso"
+    fake.write_text("#!/bin/sh\n"
+                    'case " $* " in *" -as cdrecord "*) exec sleep 60 ;; esac\n'
+                    'exec xorriso "$@"\n')
+    fake.chmod(0o755)
+    _set_drive = (home / "discarchive.toml").read_text(encoding="utf-8")
+    _set_drive = _set_drive.replace('timeout = 3600', f'timeout = 1\nxorriso = "{fake}"', 1)
+    (home / "discarchive.toml").write_text(_set_drive, encoding="utf-8")
+    res = run("archive", str(demo_archive), "--copies", "1")
+    assert res.exit_code == 1
+    (a,) = _discs(run)
+    assert a["failure_class"] == "timeout" and a["state"] == "failed"
