@@ -15,7 +15,10 @@ read with any SQLite tool. Tables:
 ``items``
     One row per payload file of a set: 档号 (``archival_code``), 件号
     (``item_number``), title, path in the source and on the disc, size in
-    bytes, SHA-256 measured when the source was scanned.
+    bytes, SHA-256 measured when the source was scanned, and ``extent_lba``:
+    the 2048-byte sector where its data starts in the image (the data is
+    contiguous), so a read-back can hash files in one pass and name the
+    files an unreadable sector hits.
 ``burns``
     One row per burn attempt: the drive, the medium's type and ID, the
     requested and actual speed, the tool's version, and for a coaster its
@@ -116,7 +119,8 @@ class Inventory:
             }, pk="disc_id", foreign_keys=[("set_id", "disc_sets", "set_id")])
             db["items"].create({
                 "id": int, "set_id": str, "path": str, "disc_path": str, "size": int,
-                "sha256": str, "is_record": int, **{c: str for c in ITEM_COLUMNS},
+                "sha256": str, "is_record": int, "extent_lba": int,
+                **{c: str for c in ITEM_COLUMNS},
             }, pk="id", foreign_keys=[("set_id", "disc_sets", "set_id")])
             db["events"].create({
                 "id": int, "at": str, "event_type": str, "outcome": str, "set_id": str,
