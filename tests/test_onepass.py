@@ -1,0 +1,79 @@
+"""One sequential pass: every file's SHA-256 and the image's, whatever the chunking."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+
+import pytest
+
+from verification.onepass import EMPTY_SHA256, SECTOR, Extent, files_hit, hash_pass, ranges
+
+
+def _image(sizes: list[int]) -> tuple[bytes, list[Extent]]:
+    """An image with files laid out sector by sector after 20 sectors of 'structures'."""
+    data = bytearray(os.urandom(20 * SECTOR))
+    extents = []
+    for n, size in enumerate(sizes):
+        lba = len(data) // SECTOR
+        body = os.urandom(size)
+        extents.append(Extent(f"data/f{n}", lba if size else 0, size))
+        data += body + b"\0" * (-size % SECTOR)
+    return bytes(data), extents
+
+
+def _chunks(data: bytes, sizes: list[int]):
+    pos = 0
+    for size in sizes:
+        if pos >= len(data):
+            return
+        yield data[pos:pos + size]
+        pos += size
+    if pos < len(data):
+        yield data[pos:]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 2048, 2049, 65536, 1 << 20])
+def test_every_file_hash_whatever_the_chunking(chunk):
+    data, extents = _image([0, 1, 2047, 2048, 2049, 100_000, 5])
+    result = hash_pass((data[i:i + chunk] for i in range(0, len(data), chunk)), extents,
+                       capture={"data/f6"})
+    assert result.image_sha256 == hashlib.sha256(data).hexdigest()
+    assert result.bytes_read == len(data) and result.missing == []
+    for e in extents:
+        want = hashlib.sha256(data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+        assert result.sha256[e.path] == (EMPTY_SHA256 if e.size == 0 else want)
+    f6 = extents[6]
+    assert result.captured["data/f6"] == data[f6.lba * SECTOR:f6.lba * SECTOR + 5]
+
+
+def test_irregular_chunks_and_unsorted_extents():
+    data, extents = _image([3000, 10, 70_000, 4096])
+    rnd = random.Random(7)
+    sizes = [rnd.randint(1, 9000) for _ in range(200)]
+    result = hash_pass(_chunks(data, sizes), list(reversed(extents)))
+    for e in extents:
+        assert result.sha256[e.path] == hashlib.sha256(
+            data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+
+
+def test_a_stream_that_ends_early_lists_the_files_not_read():
+    data, extents = _image([3000, 3000, 3000])
+    cut = extents[1].lba * SECTOR + 100
+    result = hash_pass([data[:cut]], extents)
+    assert result.bytes_read == cut
+    assert "data/f0" in result.sha256 and result.missing == ["data/f1", "data/f2"]
+
+
+def test_unreadable_sectors_map_to_files_or_structures():
+    extents = [Extent("a", 20, 3 * SECTOR), Extent("b", 23, 1), Extent("c", 30, 0)]
+    hit, elsewhere = files_hit([(5, 2), (21, 3), (29, 1)], extents)
+    assert hit == {"a": [21, 22], "b": [23]}
+    assert elsewhere == [5, 6, 29]
+    assert files_hit([], extents) == ({}, [])
+
+
+def test_ranges_are_compact():
+    assert ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+    assert ranges([]) == ""

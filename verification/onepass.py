@@ -1,0 +1,164 @@
+"""One sequential pass over an image: its SHA-256 and every file's, together.
+
+The files' places come from the inventory, recorded when the image was
+mastered (each file's first 2048-byte sector and its size; its bytes are
+contiguous), so reading a disc back needs no seeks and no trust in the
+disc's own directories: the image hash over its exact length covers those.
+
+Shapes: an :class:`Extent` is (path in the bag, first sector, size in
+bytes); sector ranges are (first LBA, sector count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+SECTOR = 2048
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Where one file's bytes lie in the image: ``lba`` (first sector), ``size`` (bytes)."""
+
+    path: str
+    lba: int
+    size: int
+
+    @property
+    def sectors(self) -> range:
+        """The sectors the file occupies (empty for a 0-byte file)."""
+        return range(self.lba, self.lba + -(-self.size // SECTOR))
+
+
+@dataclass
+class PassResult:
+    """What one pass measured.
+
+    ``image_sha256`` covers the first ``bytes_read`` bytes; ``sha256`` maps
+    each file whose bytes were all read to its SHA-256 (hex); ``captured``
+    holds the bytes of the files asked for (small tag files); ``missing``
+    lists files the stream ended before.
+    """
+
+    image_sha256: str
+    bytes_read: int
+    sha256: dict[str, str] = field(default_factory=dict)
+    captured: dict[str, bytes] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+class _Open:
+    __slots__ = ("extent", "start", "end", "hasher", "buf")
+
+    def __init__(self, extent: Extent, capture: bool):
+        self.extent = extent
+        self.start = extent.lba * SECTOR
+        self.end = self.start + extent.size
+        self.hasher = hashlib.sha256()
+        self.buf = bytearray() if capture else None
+
+
+def hash_pass(chunks: Iterable[bytes], extents: Iterable[Extent],
+              capture: frozenset[str] | set[str] = frozenset(),
+              progress: Callable[[int, int], None] | None = None,
+              length: int = 0) -> PassResult:
+    """Hash a stream of image bytes and every extent in it, in one pass.
+
+    ``chunks`` are the image's bytes in order from byte 0 (a file read or a
+    drive's read-back, which gives zeros for unreadable sectors); files of
+    ``capture`` also have their bytes kept. ``progress(done, length)`` is
+    called per chunk when given. Memory: the open files' hashers and the
+    captured bytes, never a whole chunk list.
+    """
+    ordered = sorted((e for e in extents if e.size > 0), key=lambda e: e.lba)
+    result = PassResult("", 0)
+    for e in extents:
+        if e.size == 0:
+            result.sha256[e.path] = EMPTY_SHA256
+            if e.path in capture:
+                result.captured[e.path] = b""
+    image = hashlib.sha256()
+    pos, nxt = 0, 0
+    active: list[_Open] = []
+    for chunk in chunks:
+        end = pos + len(chunk)
+        image.update(chunk)
+        view = memoryview(chunk)
+        while nxt < len(ordered) and ordered[nxt].lba * SECTOR < end:
+            active.append(_Open(ordered[nxt], ordered[nxt].path in capture))
+            nxt += 1
+        still = []
+        for f in active:
+            lo, hi = max(f.start, pos) - pos, min(f.end, end) - pos
+            if hi > lo:
+                f.hasher.update(view[lo:hi])
+                if f.buf is not None:
+                    f.buf += view[lo:hi]
+            if f.end <= end:
+                result.sha256[f.extent.path] = f.hasher.hexdigest()
+                if f.buf is not None:
+                    result.captured[f.extent.path] = bytes(f.buf)
+            else:
+                still.append(f)
+        active = still
+        pos = end
+        if progress:
+            progress(pos, length or pos)
+    result.missing = [f.extent.path for f in active] + [e.path for e in ordered[nxt:]]
+    result.image_sha256 = image.hexdigest()
+    result.bytes_read = pos
+    return result
+
+
+def file_chunks(path, length: int, chunk: int = 1 << 20) -> Iterable[bytes]:
+    """The first ``length`` bytes of a file, in chunks of at most ``chunk`` bytes."""
+    left = length
+    with open(path, "rb") as f:
+        while left > 0:
+            data = f.read(min(chunk, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
+
+
+def files_hit(bad: Iterable[tuple[int, int]], extents: Iterable[Extent]
+              ) -> tuple[dict[str, list[int]], list[int]]:
+    """Map unreadable sector ranges to the files they hit.
+
+    Returns ({path: [bad LBAs in that file]}, [bad LBAs in no file]): the
+    latter fall on file system structures (volume descriptors, directories,
+    path tables, UDF descriptors) or on padding.
+    """
+    bad_lbas = sorted({lba for first, count in bad for lba in range(first, first + count)})
+    if not bad_lbas:
+        return {}, []
+    hit: dict[str, list[int]] = {}
+    owned: set[int] = set()
+    for e in extents:
+        span = e.sectors
+        lo, hi = bisect_left(bad_lbas, span.start), bisect_left(bad_lbas, span.stop)
+        if hi > lo:
+            hit[e.path] = bad_lbas[lo:hi]
+            owned.update(bad_lbas[lo:hi])
+    return hit, [lba for lba in bad_lbas if lba not in owned]
+
+
+def ranges(lbas: list[int]) -> str:
+    """Sector numbers as compact text: ``40-42, 97``."""
+    out, start, prev = [], None, None
+    for lba in lbas:
+        if start is None:
+            start = prev = lba
+        elif lba == prev + 1:
+            prev = lba
+        else:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
+            start = prev = lba
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+    return ", ".join(out)
