@@ -24,6 +24,7 @@ from daemon import jobs
 from inventory.store import Inventory, InventoryError
 from manifests.catalog import ScanError
 from manifests.signing import SigningError
+from manifests.validate import validate_bag
 from mastering.iso import MasteringError
 
 EXIT_FAILED, EXIT_INPUT, EXIT_DRIVE, EXIT_BUG = 1, 2, 3, 4
@@ -321,6 +322,25 @@ def verify(home, disc_id):
         click.echo(f"{disc_id}: {_safe(p)}")
     _fail(f"{disc_id} failed verification: read it in another drive, and re-burn it from "
           "a good copy if it fails again", EXIT_FAILED)
+
+
+@main.command("validate-bag")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def validate_bag_command(path, as_json):
+    """Validate the BagIt bag at PATH (RFC 8493); exit 0 if valid, 1 if not."""
+    report = validate_bag(path)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        for p in report.problems:
+            click.echo(f"problem: {_safe(p)}")
+        for w in report.warnings:
+            click.echo(f"warning: {_safe(w)}")
+        click.echo(f"{_safe(path)}: {'valid' if report.valid else 'invalid'} "
+                   f"(BagIt {report.version or 'version unknown'})")
+    if not report.valid:
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":
