@@ -5,6 +5,8 @@ read with any SQLite tool. Tables:
 
 ``disc_sets``
     One row per disc set (the bag and its image, burned as copies A, B...).
+    ``tag_files`` is JSON: the bag's tag files as [name, first sector, size,
+    SHA-256], so a read-back names a damaged tag file too.
     ``state``: ``mastered`` (image made, copies not yet all verified),
     ``archived`` (every copy verified), ``failed`` (a copy failed).
 ``discs``
@@ -25,8 +27,14 @@ read with any SQLite tool. Tables:
     failure class and message.
 ``events``
     PREMIS events (``capture``, ``message digest calculation``,
-    ``replication``, ``fixity check``) with time (UTC, ISO 8601), outcome
-    (``success`` / ``failure``) and detail.
+    ``replication``, ``fixity check``, ``migration``, ``deaccession``...)
+    with time (UTC, ISO 8601), outcome (``success`` / ``failure``), detail
+    and agent (``discarchive`` or the operator). A hash chain: ``sha256`` is
+    :func:`entry_sha256` of the entry, ``prev_sha256`` the ``sha256`` of the
+    entry before it (:data:`GENESIS` for the first). Append only.
+``checkpoints``
+    Signed heads of the event chain: see :mod:`inventory.eventlog` and
+    docs/AUDIT.md.
 
 Crash safety: every method that changes state commits before it returns,
 and each state change is one transaction. A job killed at any point leaves
@@ -38,6 +46,7 @@ nothing is ever shown as archived that was not read back.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 from contextlib import contextmanager
@@ -49,6 +58,46 @@ import sqlite_utils
 ITEM_COLUMNS = ["archival_code", "item_number", "title", "year", "unit_code", "unit_name",
                 "category", "retention", "date", "pages", "classification", "responsible",
                 "flow", "remarks"]
+
+
+GENESIS = "0" * 64
+"""The ``prev_sha256`` of the first event."""
+
+CHAIN_FIELDS = ("id", "at", "event_type", "outcome", "set_id", "disc_id", "detail", "agent",
+                "prev_sha256")
+"""The fields of an event that its ``sha256`` covers: all but ``sha256`` itself."""
+
+
+def canonical_json(fields: dict[str, Any]) -> bytes:
+    """A flat object as canonical JSON in UTF-8: keys sorted, no spaces, non-ASCII as is.
+
+    Values may be text, integers of at most 53 bits, or None. For these
+    this is the JSON Canonicalization Scheme (RFC 8785) and what Python's
+    ``json.dumps(fields, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()`` writes, so an auditor can rebuild the
+    bytes with any JSON library. Raises ValueError for any other value (a
+    float, bytes, a nested object) or text that is not valid Unicode.
+    """
+    for name, value in fields.items():
+        if not (value is None or isinstance(value, str)
+                or (type(value) is int and abs(value) < 2 ** 53)):
+            raise ValueError(f"{name} = {value!r}: only text, integers and null are hashed")
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def entry_sha256(event: dict[str, Any]) -> str:
+    """An event's hash: SHA-256 (hex, lower case) of the canonical JSON of its CHAIN_FIELDS.
+
+    ``id`` must be an integer and the other fields text or None; ``detail``
+    is hashed as the stored text, not re-encoded. Raises ValueError
+    otherwise, and KeyError if a field is missing.
+    """
+    if type(event["id"]) is not int:
+        raise ValueError(f"id = {event['id']!r}: an event id is an integer")
+    if any(not (event[f] is None or isinstance(event[f], str)) for f in CHAIN_FIELDS[1:]):
+        raise ValueError(f"event {event['id']}: its fields other than id are text or null")
+    return hashlib.sha256(canonical_json({f: event[f] for f in CHAIN_FIELDS})).hexdigest()
 
 
 class InventoryError(Exception):
@@ -94,6 +143,13 @@ class Inventory:
         inv = cls(db)
         if "burns" not in tables:
             inv._add_burns_table()
+        if ("checkpoints" not in tables
+                or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
+            try:
+                inv._chain_events()
+            except BaseException:
+                db.close()
+                raise
         return inv
 
     def close(self) -> None:
@@ -109,6 +165,7 @@ class Inventory:
                 "record_count": int, "file_count": int, "payload_bytes": int,
                 "payload_oxum": str, "image_sha256": str, "image_bytes": int,
                 "image_sectors": int, "image_path": str, "copies": int, "state": str,
+                "tag_files": str,
             }, pk="set_id")
             db["discs"].create({
                 "disc_id": str, "set_id": str, "copy_label": str, "medium": str,
@@ -124,8 +181,9 @@ class Inventory:
             }, pk="id", foreign_keys=[("set_id", "disc_sets", "set_id")])
             db["events"].create({
                 "id": int, "at": str, "event_type": str, "outcome": str, "set_id": str,
-                "disc_id": str, "detail": str, "agent": str,
+                "disc_id": str, "detail": str, "agent": str, "prev_sha256": str, "sha256": str,
             }, pk="id")
+            self._add_checkpoints_table()
             db["discs"].create_index(["set_id"])
             db["items"].create_index(["set_id"])
             db["items"].create_index(["archival_code"])
@@ -144,6 +202,45 @@ class Inventory:
                 "failure_class": str, "message": str,
             }, pk="id", foreign_keys=[("disc_id", "discs", "disc_id")])
             self.db["burns"].create_index(["disc_id"])
+
+    def _add_checkpoints_table(self) -> None:
+        """The ``checkpoints`` table: signed heads of the event chain (inventory.eventlog)."""
+        self.db["checkpoints"].create({
+            "id": int, "at": str, "head_id": int, "head_sha256": str, "key_sha256": str,
+            "signature": str,
+        }, pk="id")
+
+    def _chain_events(self) -> None:
+        """Chain the events of an inventory made before the log was chained.
+
+        Adds ``prev_sha256`` and ``sha256``, hashes the events found in id
+        order and adds the ``checkpoints`` table, all in one transaction;
+        another process that did it first leaves nothing to do. The chain
+        vouches for those events as they are now, not as they were written.
+        Raises InventoryError if an event holds a value that cannot be hashed.
+        """
+        conn = self.db.conn
+        with self._write():
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            if "sha256" not in columns:
+                for name in ("prev_sha256", "sha256"):
+                    if name not in columns:
+                        conn.execute(f"ALTER TABLE events ADD COLUMN [{name}] TEXT")
+                cursor = conn.execute("SELECT * FROM events ORDER BY id")
+                names = [d[0] for d in cursor.description]
+                prev = GENESIS
+                for row in [dict(zip(names, r)) for r in cursor.fetchall()]:
+                    row["prev_sha256"] = prev
+                    try:
+                        digest = entry_sha256(row)
+                    except ValueError as exc:
+                        raise InventoryError(f"cannot chain the event log ({exc}): restore the "
+                                             "inventory from its backup") from None
+                    conn.execute("UPDATE events SET prev_sha256 = ?, sha256 = ? WHERE id = ?",
+                                 [prev, digest, row["id"]])
+                    prev = digest
+            if not self.db["checkpoints"].exists():
+                self._add_checkpoints_table()
 
     # -- writing ---------------------------------------------------------
 
@@ -222,18 +319,37 @@ class Inventory:
             self.db["disc_sets"].update(set_id, fields)
 
     def add_event(self, event_type: str, outcome: str, set_id: str | None = None,
-                  disc_id: str | None = None, detail: Any = None) -> None:
-        """Append one PREMIS event (committed on return)."""
+                  disc_id: str | None = None, detail: Any = None,
+                  agent: str = "discarchive") -> None:
+        """Append one PREMIS event to the chained log (committed on return).
+
+        ``agent`` is who acted: ``discarchive``, or the operator for an
+        operator's action. Raises ValueError for a field that is not text.
+        """
         with self._write():
-            self._event(event_type, outcome, set_id, disc_id, detail)
+            self._event(event_type, outcome, set_id, disc_id, detail, agent)
 
     def _event(self, event_type: str, outcome: str, set_id: str | None = None,
-               disc_id: str | None = None, detail: Any = None) -> None:
+               disc_id: str | None = None, detail: Any = None,
+               agent: str = "discarchive") -> None:
+        """Append one event after the chain's head; only inside :meth:`_write`.
+
+        The head is read in the caller's write transaction, and BEGIN
+        IMMEDIATE lets one writer in at a time, so events written by several
+        threads or processes at once still form one chain. A ``detail`` that
+        is not text is stored as JSON with sorted keys.
+        """
+        if not self.db.conn.in_transaction:
+            raise RuntimeError("an event is appended only inside a write transaction")
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail, ensure_ascii=False, sort_keys=True)
-        self.db["events"].insert({"at": utcnow(), "event_type": event_type, "outcome": outcome,
-                                  "set_id": set_id, "disc_id": disc_id, "detail": detail,
-                                  "agent": "discarchive"})
+        head = self.db.conn.execute(
+            "SELECT id, sha256 FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        row = {"id": head[0] + 1 if head else 1, "at": utcnow(), "event_type": event_type,
+               "outcome": outcome, "set_id": set_id, "disc_id": disc_id, "detail": detail,
+               "agent": agent, "prev_sha256": head[1] if head else GENESIS}
+        row["sha256"] = entry_sha256(row)
+        self.db["events"].insert(row)
 
     # -- reading ---------------------------------------------------------
 
