@@ -20,9 +20,11 @@ import click
 import config
 from burners import DriveError
 from config.home import init_home
-from daemon import jobs
+from daemon import checks, jobs
+from inventory import eventlog
 from inventory.store import Inventory, InventoryError
 from manifests.catalog import ScanError
+from manifests import signing
 from manifests.signing import SigningError
 from manifests.validate import validate_bag
 from mastering.iso import MasteringError
@@ -322,6 +324,89 @@ def verify(home, disc_id):
         click.echo(f"{disc_id}: {_safe(p)}")
     _fail(f"{disc_id} failed verification: read it in another drive, and re-burn it from "
           "a good copy if it fails again", EXIT_FAILED)
+
+
+@main.command()
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit(home, as_json):
+    """Check the event log's hash chain and signed checkpoints; exit 1 on any break."""
+    with _errors():
+        cfg = _config(home)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            report = eventlog.audit(inv, signing.load_public_key(cfg.public_key_path))
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json(report.to_dict())
+    elif report.ok:
+        click.echo(f"event log intact: {report.entries} entries, {report.checkpoints} signed "
+                   f"checkpoints, {report.unsigned} entries after the last checkpoint")
+    else:
+        if report.first_break:
+            click.echo(f"first break: event {report.first_break[0]} ({report.first_break[1]})")
+        for p in report.problems:
+            click.echo(_safe(p))
+    if not report.ok:
+        _fail("the event log has been changed: keep the inventory as it is and compare it "
+              "with an earlier export (discarchive export-log)", EXIT_FAILED)
+
+
+@main.command("export-log")
+@_home_option
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def export_log(home, out):
+    """Write the event log, its signed checkpoints and the public key into folder OUT."""
+    with _errors():
+        cfg = _config(home)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            info = eventlog.export(inv, out, signing.load_public_key(cfg.public_key_path))
+        finally:
+            inv.close()
+    click.echo(f"{info['entries']} events and {info['checkpoints']} checkpoints written to "
+               f"{out}; check them as docs/AUDIT.md shows")
+
+
+def _print_fourcheck(report, path: Path, as_json: bool) -> None:
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        for prop, f in report.findings():
+            if f.status != "pass":
+                click.echo(_safe(f"{prop:<12} {f.status:<11} {f.subject}: {f.reason}"))
+        counts = report.counts()
+        click.echo(" | ".join(f"{p} {c.get('pass', 0)} pass, {c.get('fail', 0)} fail, "
+                              f"{c.get('not-checked', 0)} not checked" for p, c in counts.items()))
+        click.echo(f"report stored in {path}")
+    if not report.passed:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command("check")
+@_home_option
+@click.argument("disc_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_command(home, disc_id, as_json):
+    """Four-property check (四性检测, DA/T 70) of one disc copy; exit 1 if any check fails."""
+    with _errors():
+        report, path = checks.check_disc(_config(home), disc_id, TerminalReporter())
+    _print_fourcheck(report, path, as_json)
+
+
+@main.command("check-bag")
+@_home_option
+@click.argument("bag", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_bag_command(home, bag, as_json):
+    """Four-property check of an incoming BagIt bag folder; exit 1 if any check fails."""
+    with _errors():
+        if not bag.is_dir():
+            _fail(f"{bag} is not a folder: give the folder of a BagIt bag", EXIT_INPUT)
+        report, path = checks.check_bag(_config(home), bag)
+    _print_fourcheck(report, path, as_json)
 
 
 @main.command("validate-bag")

@@ -92,6 +92,7 @@ class Config:
     keep_images: bool = True
     retention: dict[str, str] = field(default_factory=dict)
     drives: list[dict] = field(default_factory=list)
+    check: object = None   # verification.fourcheck.CheckSettings
 
     @property
     def inventory_path(self) -> Path:
@@ -140,6 +141,22 @@ def _check(where: str, table: dict, schema: dict) -> None:
             raise ConfigError(f"{where}: {key} must be {_TYPE_WORDS[want]}, not {value!r}")
 
 
+_CHECK_KEYS = {"formats": list, "virus_scan": list, "virus_scan_timeout": (int, float),
+               "required_fields": list}
+
+
+def _check_settings(where: str, table: dict):
+    """The four-property check's settings from the ``[check]`` table (ConfigError if wrong)."""
+    from verification.fourcheck import CheckSettings
+
+    _check(f"{where} [check]", table, _CHECK_KEYS)
+    try:
+        return CheckSettings(**{k: tuple(v) if isinstance(v, list) else float(v)
+                                for k, v in table.items()})
+    except ValueError as exc:
+        raise ConfigError(f"{where} [check]: {exc}") from None
+
+
 def load(home: Path) -> Config:
     """Read and check ``HOME/discarchive.toml``.
 
@@ -155,7 +172,7 @@ def load(home: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
-    _check(str(path), data, {"archive": dict, "drives": list})
+    _check(str(path), data, {"archive": dict, "drives": list, "check": dict})
     arch = data.get("archive", {})
     _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
@@ -175,6 +192,7 @@ def load(home: Path) -> Config:
         raise ConfigError(f"{path}: archive.reburn_years must be from 1 to 50")
     cfg.media = cfg.media.strip().lower()
     media_sectors(cfg.media)
+    cfg.check = _check_settings(str(path), data.get("check", {}))
     for i, d in enumerate(data.get("drives", [])):
         where = f"{path} [[drives]] number {i + 1}"
         if not isinstance(d, dict):

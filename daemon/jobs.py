@@ -19,21 +19,24 @@ A kill during 3 leaves a disc ``burning`` or ``burned`` and the set
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
 import burners
 from config import Config, media_sectors
 from config.home import locked
+from inventory import eventlog
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.bag import write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
-from mastering.iso import Image, Layout
-from verification.readback import Report, verify_image
+from mastering.iso import Image, Layout, sha256_file
+from verification.onepass import Extent, file_chunks
+from verification.readback import Expected, Report, verify
 
 from .replication import Copy, burn_copies, read_back, record_fixity
 
@@ -107,6 +110,20 @@ def open_drives(cfg: Config) -> list:
     return drives
 
 
+def _second_reader(cfg: Config, index: int):
+    """A factory of a fresh drive object for configured drive ``index`` (second reads)."""
+    return lambda: burners.open_drive(cfg.drives[index])
+
+
+def expected_of(inv: Inventory, set_id: str) -> Expected:
+    """What the inventory says a set's image holds: its length, hash and files' places."""
+    s = inv.disc_set(set_id)
+    tags = [(Extent(name, lba, size), sha) for name, lba, size, sha in json.loads(s["tag_files"])]
+    files = [(Extent(i["disc_path"], i["extent_lba"], i["size"]), i["sha256"])
+             for i in inv.items(set_id)]
+    return Expected(s["image_bytes"], s["image_sha256"], tuple(tags + files))
+
+
 def drive_report(cfg: Config) -> list[dict]:
     """Every configured drive with its status, then drives found but not configured.
 
@@ -140,9 +157,10 @@ def drive_report(cfg: Config) -> list[dict]:
     return rows
 
 
-def _item_row(set_id: str, item: Item) -> dict:
+def _item_row(set_id: str, item: Item, lba: int) -> dict:
     row = {"set_id": set_id, "path": item.path, "disc_path": "data/" + item.path,
-           "size": item.size, "sha256": item.sha256, "is_record": int(item.is_record)}
+           "size": item.size, "sha256": item.sha256, "is_record": int(item.is_record),
+           "extent_lba": lba}
     row.update({c: getattr(item, c) for c in ITEM_COLUMNS})
     return row
 
@@ -213,10 +231,17 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
                 f"{capacity}: archive fewer records per run or use a larger medium (--media)")
         cfg.images_dir.mkdir(parents=True, exist_ok=True)
         image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
-        expected = {"data/" + i.path: i.sha256 for i in items}
+        tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
+                     for name, host in bag.entries if not name.startswith("data/")]
+        expected = Expected(image.size, None, tuple(
+            [(Extent(name, lba, size), sha) for name, lba, size, sha in tag_files]
+            + [(Extent("data/" + i.path, image.extents["data/" + i.path], i.size), i.sha256)
+               for i in items]))
         changed = _changed_files(source, items)
-        check = verify_image(image.path, image.size, image.sha256, expected, public_pem,
-                             work / "check", ui.progress("check image"))
+        check = verify(file_chunks(image.path, image.size), expected, public_pem,
+                       ui.progress("check image"))
+        image = replace(image, sha256=check.image_sha256)
+        expected = replace(expected, sha256=image.sha256)
         changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
         if changed or not check.passed:
             image.path.unlink(missing_ok=True)
@@ -235,8 +260,8 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
              "payload_bytes": sum(i.size for i in items), "payload_oxum": bag.info["Payload-Oxum"],
              "image_sha256": image.sha256, "image_bytes": image.size,
              "image_sectors": image.sectors, "image_path": str(image.path), "copies": copies,
-             "state": "mastered"},
-            (_item_row(set_id, i) for i in items),
+             "state": "mastered", "tag_files": json.dumps(tag_files, ensure_ascii=False)},
+            (_item_row(set_id, i, image.extents["data/" + i.path]) for i in items),
             [{"event_type": "capture", "outcome": "success", "set_id": set_id,
               "detail": {"source": str(source.resolve()), "files": len(items)}},
              {"event_type": "message digest calculation", "outcome": "success",
@@ -249,9 +274,10 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             result.warnings.append(
                 f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
                 "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
-        plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)])
+        plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)],
+                     _second_reader(cfg, (n + 1) % len(drives)))
                 for n in range(copies)]
-        burn_copies(cfg, plan, set_id, media, image, expected, public_pem, work, ui)
+        burn_copies(cfg, plan, set_id, media, image, expected, public_pem, ui)
         for c in plan:
             result.copies[c.disc_id] = c.state
             if c.why:
@@ -263,7 +289,10 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         shutil.rmtree(work, ignore_errors=True)
         return result
     finally:
-        inv.close()
+        try:
+            eventlog.checkpoint(inv, key)   # sign the chain's head at the end of the job
+        finally:
+            inv.close()
 
 
 def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> Report:
@@ -278,32 +307,52 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
         return _verify_disc(cfg, disc_id, ui)
 
 
+def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
+    """A recorded, burned copy and the drive holding its medium: (disc row, drive).
+
+    The drive is the one that burned it if still configured, else the first.
+    Raises JobError for an unknown or never burned disc; DriveError
+    ``no-medium`` when its medium is not in the drive (the operator's to
+    fix: nothing is recorded).
+    """
+    disc = inv.disc(disc_id)
+    if disc is None:
+        raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+    if not disc["burned_at"]:
+        raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to read")
+    drives = open_drives(cfg)
+    drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
+    drive.load(disc["medium_path"])
+    if drive.status().state in ("no-medium", "tray-open"):
+        raise burners.DriveError(f"no medium in drive {drive.name}: insert disc {disc_id} "
+                                 "and run the command again", "no-medium")
+    return disc, drive
+
+
 def _verify_disc(cfg: Config, disc_id: str, ui: Reporter) -> Report:
+    key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
     inv = Inventory.open(cfg.inventory_path)
     try:
-        disc = inv.disc(disc_id)
-        if disc is None:
-            raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
-        if not disc["burned_at"]:
-            raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to verify")
-        drives = open_drives(cfg)
-        drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
-        # No medium to read is the operator's to fix, not a finding about the disc.
-        drive.load(disc["medium_path"])
-        if drive.status().state in ("no-medium", "tray-open"):
-            raise burners.DriveError(f"no medium in drive {drive.name}: insert disc {disc_id} "
-                                     "and run verify again", "no-medium")
-        expected = {i["disc_path"]: i["sha256"] for i in inv.items(disc["set_id"])}
-        public_pem = signing.load_public_key(cfg.public_key_path)
-        scratch = cfg.work_dir / f"verify-{disc_id}"
-        try:
-            report = read_back(drive, disc["medium_path"], disc["image_bytes"],
-                               disc["image_sha256"], expected, public_pem, scratch,
-                               ui.progress("read back"))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
-                      state=disc["state"])
+        disc, drive = disc_in_drive(cfg, inv, disc_id)
+        drives = [d.get("name") for d in cfg.drives]
+        expected = expected_of(inv, disc["set_id"])
+        report = read_back(drive, disc["medium_path"], expected, public_pem,
+                           ui.progress("read back"))
+        if not report.passed and disc["medium_path"] and len(drives) > 1:
+            # Called bad only after a second read in another drive.
+            record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False, read=1)
+            other = cfg.drives[(drives.index(drive.name) + 1) % len(drives)]
+            second = burners.open_drive(other)
+            report = read_back(second, disc["medium_path"], expected, public_pem,
+                               ui.progress("read again"))
+            record_fixity(inv, disc_id, disc["set_id"], second.name, report, first=False,
+                          state=disc["state"], read=2)
+        else:
+            record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
+                          state=disc["state"])
         return report
     finally:
-        inv.close()
+        try:
+            eventlog.checkpoint(inv, key)
+        finally:
+            inv.close()

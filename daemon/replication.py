@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from burners import DriveError
@@ -36,7 +34,7 @@ from burners.base import MediumStatus
 from config import Config
 from inventory.store import Inventory, utcnow
 from mastering.iso import Image
-from verification.readback import Report, verify_image
+from verification.readback import Expected, Report, verify
 
 MEDIUM_FAMILY = {"cd-r": "CD", "dvd-r": "DVD-R", "dvd+r": "DVD+R", "dvd-r-dl": "DVD-R",
                  "dvd+r-dl": "DVD+R", "bd-r": "BD", "bd-r-dl": "BD", "bd-r-xl": "BD"}
@@ -71,15 +69,21 @@ def check_medium(drive_name: str, status: MediumStatus, media: str, sectors: int
 
 
 class Copy:
-    """One copy to make: its disc ID, copy label and drive."""
+    """One copy to make: its disc ID, copy label and drive.
 
-    def __init__(self, disc_id: str, label: str, drive):
+    ``second_reader()`` gives the drive for a second read of a file-backed
+    medium: a fresh drive object of another configured drive (so it never
+    shares state with that drive's own thread), or of this one.
+    """
+
+    def __init__(self, disc_id: str, label: str, drive, second_reader=None):
         self.disc_id, self.label, self.drive = disc_id, label, drive
+        self.second_reader = second_reader or (lambda: drive)
         self.state, self.why = "failed", None
 
 
 def burn_copies(cfg: Config, copies: list[Copy], set_id: str, media: str, image: Image,
-                expected: dict[str, str], public_pem: bytes, work: Path, ui) -> None:
+                expected: Expected, public_pem: bytes, ui) -> None:
     """Burn and verify ``copies``: one thread per drive, the drives side by side.
 
     Sets each copy's ``state`` (``verified`` | ``failed``) and ``why``.
@@ -96,7 +100,7 @@ def burn_copies(cfg: Config, copies: list[Copy], set_id: str, media: str, image:
         try:
             for c in group:
                 c.state, c.why = burn_copy(cfg, inv, c, set_id, media, image, expected,
-                                           public_pem, work, ui)
+                                           public_pem, ui)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             errors.append(exc)
         finally:
@@ -113,8 +117,7 @@ def burn_copies(cfg: Config, copies: list[Copy], set_id: str, media: str, image:
 
 
 def burn_copy(cfg: Config, inv: Inventory, copy: Copy, set_id: str, media: str, image: Image,
-              expected: dict[str, str], public_pem: bytes, work: Path,
-              ui) -> tuple[str, str | None]:
+              expected: Expected, public_pem: bytes, ui) -> tuple[str, str | None]:
     """Burn one copy (with the retry policy) and read it back.
 
     Returns (``verified`` | ``failed``, the reason for a failure).
@@ -148,10 +151,19 @@ def burn_copy(cfg: Config, inv: Inventory, copy: Copy, set_id: str, media: str, 
     inv.update_disc(disc_id, state="burned", burned_at=utcnow(), medium_path=burned.medium_path,
                     burn_seconds=round(burned.seconds, 3), speed=burned.speed,
                     due_at=due_date(today, cfg.reburn_years).isoformat())
-    report = read_back(drive, burned.medium_path, image.size, image.sha256, expected,
-                       public_pem, work / f"readback-{copy.label}",
+    report = read_back(drive, burned.medium_path, expected, public_pem,
                        ui.progress(f"read back {copy.label}"))
-    record_fixity(inv, disc_id, set_id, drive.name, report, first=True)
+    if not report.passed:
+        # A disc is called bad only after a second read, in another drive where one
+        # can take the medium (file-backed media), else again in the same drive.
+        record_fixity(inv, disc_id, set_id, drive.name, report, first=False, read=1)
+        ui.note(f"{disc_id}: first read-back failed ({report.summary()}); reading it again")
+        second = copy.second_reader() if burned.medium_path else drive
+        report = read_back(second, burned.medium_path, expected, public_pem,
+                           ui.progress(f"read again {copy.label}"))
+        record_fixity(inv, disc_id, set_id, second.name, report, first=True, read=2)
+    else:
+        record_fixity(inv, disc_id, set_id, drive.name, report, first=True)
     if report.passed:
         return "verified", None
     ui.note(f"{disc_id}: verification failed: {report.summary()}")
@@ -209,37 +221,21 @@ def _attempt(inv: Inventory, drive, disc_id: str, set_id: str, medium_path: str 
     return burned
 
 
-def read_back(drive, medium_path: str | None, length: int, image_sha: str,
-              expected: dict[str, str], public_pem: bytes, scratch: Path,
+def read_back(drive, medium_path: str | None, expected: Expected, public_pem: bytes,
               progress: Callable[[int, int], None]) -> Report:
-    """Read a medium in ``drive`` back in full and verify it (see verification.readback).
+    """Read a medium back in full, once, in order, and verify it (verification.readback).
 
-    Unreadable sectors (given as zeros by the drive) are named in the
-    report's problems as LBA ranges; the files they hit fail their hashes.
+    Unreadable sectors come from the drive as zeros and are mapped to the
+    files they hit; a drive that cannot read at all gives a failed report.
     """
-    scratch.mkdir(parents=True, exist_ok=True)
-    copy = scratch.parent / (scratch.name + ".img")
     try:
         drive.load(medium_path)
-        reader = drive.read(length, progress)
-        with open(copy, "wb") as f:
-            for chunk in reader:
-                f.write(chunk)
+        reader = drive.read(expected.length, progress)
+        report = verify(reader, expected, public_pem)
     except DriveError as exc:
-        copy.unlink(missing_ok=True)
-        shutil.rmtree(scratch, ignore_errors=True)
         report = Report()
         report.problems.append(f"read-back failed: {exc}")
         return report
-    try:
-        report = verify_image(copy, length, image_sha, expected, public_pem, scratch)
-    finally:
-        copy.unlink(missing_ok=True)
-    if reader.bad:
-        count = sum(n for _, n in reader.bad)
-        ranges = ", ".join(f"{a}-{a + n - 1}" if n > 1 else str(a) for a, n in reader.bad[:5])
-        report.problems.append(f"{count} unreadable sector(s) at LBA {ranges}"
-                               f"{' ...' if len(reader.bad) > 5 else ''}")
     report.bad_sectors = list(reader.bad)
     report.slow_sectors = list(reader.slow)
     report.retried_sectors = reader.retried
@@ -247,11 +243,13 @@ def read_back(drive, medium_path: str | None, length: int, image_sha: str,
 
 
 def record_fixity(inv: Inventory, disc_id: str, set_id: str, drive_name: str, report: Report,
-                  first: bool, state: str | None = None) -> None:
-    """Record a verification's outcome on the disc, with its fixity check event.
+                  first: bool, state: str | None = None, read: int = 1) -> None:
+    """Record a verification's outcome, with its fixity check event (one per read).
 
-    The first read-back after burning makes a copy ``verified`` or ``failed``;
-    a later one moves a ``verified`` copy to ``damaged`` (or back).
+    The read-back after burning makes a copy ``verified`` or ``failed``
+    (``first``); a later one moves a ``verified`` copy to ``damaged`` (or
+    back). ``read`` numbers the reads of one check (a second read follows a
+    failed first one); each read's result is kept in its event, per drive.
     """
     fields = {"verified_at": utcnow(), "verification": "passed" if report.passed else "failed",
               "failure": None if report.passed else report.summary()}
@@ -264,7 +262,7 @@ def record_fixity(inv: Inventory, disc_id: str, set_id: str, drive_name: str, re
     inv.update_disc(disc_id, event={
         "event_type": "fixity check", "outcome": "success" if report.passed else "failure",
         "set_id": set_id,
-        "detail": {"drive": drive_name, "image_sha256": report.image_sha256,
+        "detail": {"drive": drive_name, "read": read, "image_sha256": report.image_sha256,
                    "files_checked": report.files_checked,
                    "damaged": [p for p, _ in report.damaged], "problems": report.problems,
                    "bad_sectors": report.bad_sectors, "slow_sectors": report.slow_sectors,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,12 +43,21 @@ class MasteringError(Exception):
 
 @dataclass(frozen=True)
 class Image:
-    """A mastered image: its file, size in bytes and 2048-byte sectors, SHA-256 (hex)."""
+    """A mastered image.
+
+    ``path`` is its file; ``size`` in bytes; ``sectors`` in 2048-byte
+    sectors; ``sha256`` (hex) over exactly ``size`` bytes, None until a
+    check has read the image (see verification.onepass); ``extents`` maps
+    each file's path in the bag to the sector where its data starts (its
+    bytes are contiguous: ISO 9660 single extent, or level 3 multi-extent
+    laid out back to back).
+    """
 
     path: Path
     size: int
     sectors: int
-    sha256: str
+    sha256: str | None = None
+    extents: dict[str, int] = field(default_factory=dict)
 
 
 def _utf16_units(text: str) -> int:
@@ -163,6 +172,7 @@ class Layout:
         self._taken: dict[str, set[str]] = {}
         self._joliet_taken: dict[str, dict[str, str]] = {}
         self._counter = [0]
+        self._files: dict[str, str] = {}
         try:
             for disc_path, host_path in entries:
                 self._add(disc_path, host_path)
@@ -200,6 +210,7 @@ class Layout:
         iso, jol, udf = self._names(parent, name, False, disc_path)
         self.iso.add_file(str(host_path), iso, rr_name=name, joliet_path=jol, udf_path=udf,
                           file_mode=0o100444)
+        self._files[disc_path] = iso
 
     def write(self, out: Path, progress: Progress | None = None) -> Image:
         """Write the image to ``out`` (via ``out.part``, fsynced, then renamed).
@@ -213,6 +224,8 @@ class Layout:
                 self.iso.write_fp(f, progress_cb=cb)
                 f.flush()
                 os.fsync(f.fileno())
+            extents = {path: self.iso.get_record(iso_path=iso).extent_location()
+                       for path, iso in self._files.items()}
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise MasteringError(f"cannot write the image: {exc}") from None
@@ -220,4 +233,4 @@ class Layout:
             self.iso.close()
         os.replace(part, out)
         size = out.stat().st_size
-        return Image(path=out, size=size, sectors=-(-size // SECTOR), sha256=sha256_file(out))
+        return Image(path=out, size=size, sectors=-(-size // SECTOR), extents=extents)

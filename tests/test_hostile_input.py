@@ -158,7 +158,7 @@ def test_a_copy_that_fails_a_later_check_becomes_damaged_and_recovers(home, run,
     good = medium.read_bytes()
     medium.write_bytes(good[:len(good) // 3])
     res = run("verify", disc["disc_id"])
-    assert res.exit_code == 1 and "unreadable sector(s) at LBA" in res.stdout
+    assert res.exit_code == 1 and ": unreadable sectors " in res.stdout
     assert _discs(run)[0]["state"] == "damaged"
     medium.write_bytes(good)
     assert run("verify", disc["disc_id"]).exit_code == 0

@@ -293,14 +293,12 @@ def test_verify_unknown_disc_is_one_line(run):
 
 # -- a copy that fails is never archived ------------------------------------------
 
-def test_a_copy_that_reads_back_wrong_is_recorded_failed(home, run, demo_archive, monkeypatch):
-    """A drive that returns one wrong byte on read-back (a physical fault we cannot cause here)."""
+def _flip_reads_in(monkeypatch, drives: set[str]) -> None:
+    """Drives whose read-back returns one wrong bit (a physical fault we cannot cause here)."""
     from burners.xorriso import XorrisoDrive
     real_read = XorrisoDrive.read
 
     class FlippingReader:
-        """The drive's reader, with one bit of the first chunk flipped in drive file-b."""
-
         def __init__(self, inner, flip):
             self.inner, self.flip = inner, flip
             self.bad, self.slow, self.retried = inner.bad, inner.slow, inner.retried
@@ -313,18 +311,40 @@ def test_a_copy_that_reads_back_wrong_is_recorded_failed(home, run, demo_archive
 
     def bad_read(self, length, progress=None, chunk=1 << 20, retries=2):
         return FlippingReader(real_read(self, length, progress, chunk, retries),
-                              self.name == "file-b")
+                              self.name in drives)
 
     monkeypatch.setattr(XorrisoDrive, "read", bad_read)
+
+
+def _fixity_reads(home: Path, disc_id: str) -> list[tuple[str, int, str]]:
+    inv = Inventory.open(home / "inventory.db")
+    return [(json.loads(e["detail"])["drive"], json.loads(e["detail"])["read"], e["outcome"])
+            for e in inv.events(disc_id=disc_id) if e["event_type"] == "fixity check"]
+
+
+def test_a_copy_that_reads_back_wrong_twice_is_recorded_failed(home, run, demo_archive,
+                                                               monkeypatch):
+    _flip_reads_in(monkeypatch, {"file-a", "file-b"})
     res = run("archive", str(demo_archive))
     assert res.exit_code == 1
     assert "not archived" in res.stderr
     discs = {d["copy_label"]: d for d in _discs(run)}
-    assert discs["A"]["state"] == "verified"
     assert discs["B"]["state"] == "failed" and discs["B"]["verification"] == "failed"
+    assert _fixity_reads(home, discs["B"]["disc_id"]) == [
+        ("file-b", 1, "failure"), ("file-a", 2, "failure")]
     inv = Inventory.open(home / "inventory.db")
     (s,) = list(inv.db.query("SELECT state FROM disc_sets"))
     assert s["state"] == "failed"
+
+
+def test_a_disc_is_called_bad_only_after_a_second_read_in_another_drive(home, run, demo_archive,
+                                                                      monkeypatch):
+    _flip_reads_in(monkeypatch, {"file-b"})
+    res = run("archive", str(demo_archive))
+    assert res.exit_code == 0, res.stderr
+    b = {d["copy_label"]: d for d in _discs(run)}["B"]
+    assert b["state"] == "verified"
+    assert _fixity_reads(home, b["disc_id"]) == [("file-b", 1, "failure"), ("file-a", 2, "success")]
 
 
 # -- bad input: one line, non-zero, nothing half-written ------------------------------

@@ -132,16 +132,42 @@ def test_a_drive_held_by_another_process_is_named(home, run, demo_archive):
     assert len(_burns(home, a["disc_id"])) <= 1, "a busy drive is not fed new media"
 
 
-def test_unreadable_sectors_fail_the_copy_and_are_listed(home, run, demo_archive):
+def test_unreadable_sectors_name_exactly_the_damaged_items(home, run, demo_archive):
+    _virtual_drives(home, "", "")
+    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+    (a,) = _discs(run)
+    inv = Inventory.open(home / "inventory.db")
+    x, y = sorted(inv.items(a["set_id"]), key=lambda i: -i["size"])[:2]
+    assert x["size"] > 2048 and y["extent_lba"] > x["extent_lba"] + 1
+    bad = [x["extent_lba"] + 1, y["extent_lba"]]
+    inv.close()
+    faults = f"[drives.faults]\nunreadable = {bad}"
+    _virtual_drives(home, faults, faults)
+    res = run("verify", a["disc_id"])
+    assert res.exit_code == 1
+    damaged = sorted(line.split("damaged: ")[1].split(": ")[0]
+                     for line in res.stdout.splitlines() if "damaged: " in line)
+    assert damaged == sorted([x["disc_path"], y["disc_path"]])
+    assert f"unreadable sectors {bad[0]}" in res.stdout
+    assert _discs(run)[0]["state"] == "damaged"
+    inv = Inventory.open(home / "inventory.db")
+    checks = [json.loads(e["detail"]) for e in inv.events(disc_id=a["disc_id"])
+              if e["event_type"] == "fixity check"][1:]
+    assert [(c["drive"], c["read"]) for c in checks] == [("v1", 1), ("v2", 2)]
+    assert checks[1]["bad_sectors"] == [[bad[0], 1], [bad[1], 1]]
+
+
+def test_unreadable_sectors_in_one_drive_only_do_not_condemn_the_disc(home, run, demo_archive):
     _virtual_drives(home, "[drives.faults]\nunreadable = [40, 41, 42]", "")
     res = run("archive", str(demo_archive))
-    assert res.exit_code == 1
-    a, b = _discs(run)
-    assert a["state"] == "failed" and "3 unreadable sector(s) at LBA 40-42" in a["failure"]
-    assert b["state"] == "verified"
+    assert res.exit_code == 0, res.stderr
+    a = _discs(run)[0]
+    assert a["state"] == "verified"
     inv = Inventory.open(home / "inventory.db")
-    check = [e for e in inv.events(disc_id=a["disc_id"]) if e["event_type"] == "fixity check"][0]
-    assert json.loads(check["detail"])["bad_sectors"] == [[40, 3]]
+    checks = [json.loads(e["detail"]) for e in inv.events(disc_id=a["disc_id"])
+              if e["event_type"] == "fixity check"]
+    assert [(c["drive"], c["read"], c["bad_sectors"]) for c in checks] == [
+        ("v1", 1, [[40, 3]]), ("v2", 2, [])]
 
 
 def test_every_burn_records_drive_medium_speed_and_tool(home, run, demo_archive):

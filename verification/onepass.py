@@ -12,9 +12,10 @@ bytes); sector ranges are (first LBA, sector count).
 from __future__ import annotations
 
 import hashlib
+import io
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 SECTOR = 2048
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -162,3 +163,47 @@ def ranges(lbas: list[int]) -> str:
     if start is not None:
         out.append(f"{start}-{prev}" if prev != start else str(start))
     return ", ".join(out)
+
+
+class _Slice(io.RawIOBase):
+    """A read-only, seekable window of ``size`` bytes at ``offset`` in a file."""
+
+    def __init__(self, path, offset: int, size: int):
+        self._f = open(path, "rb", buffering=0)
+        self._offset, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        n = max(0, min(len(buf), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._f.seek(self._offset + self._pos)
+        got = self._f.readinto(memoryview(buf)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_extent(path, extent: Extent) -> BinaryIO:
+    """One file of an image or medium (a file or a device node), opened by its extent.
+
+    Random access for format checks that read only headers and trailers.
+    Raises OSError if ``path`` cannot be opened.
+    """
+    return io.BufferedReader(_Slice(path, extent.lba * SECTOR, extent.size))

@@ -1,42 +1,43 @@
 """Verify an image, or a medium read back from a drive, against what was recorded.
 
-Four checks, each independent of the others so that a report names every
-problem, not just the first:
+One sequential read (see :mod:`verification.onepass`) gives the image's
+SHA-256 over exactly its recorded length (never the padding a drive or file
+adds after it) and every file's SHA-256; then, each independent of the
+others so that a report names every problem and not just the first:
 
-1. the image's SHA-256 over exactly its recorded length (never the padding a
-   drive or file adds after it), against the inventory's record;
-2. every payload file's SHA-256, read through the UDF tree, against the
-   inventory's record (which does not come from the disc);
-3. the bag, extracted, validated by bagit-python (RFC 8493: manifests,
-   tag manifest, Payload-Oxum);
-4. the Ed25519 signature of the tag manifest, against the archive's own
+1. the image hash against the inventory's record;
+2. every payload file's hash against the inventory's record (which does
+   not come from the disc), naming each damaged file, and for unreadable
+   sectors the files they hit or "file system structures";
+3. the bag against itself (RFC 8493): bagit.txt, every manifest line
+   against the measured hashes and the files present, the tag manifest
+   against the tag files, Payload-Oxum against the payload;
+4. the Ed25519 signature of the tag manifest against the archive's own
    public key (not the copy on the disc).
 
-This stage extracts the bag into a scratch folder to validate it with
-bagit-python; the scratch folder is removed afterwards.
+An image hash that fails while every file passes means the damage is in
+the file system structures (directories, volume descriptors) or padding.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
-
-import bagit
-import pycdlib
-from pycdlib import pycdlibexception
 
 from manifests import signing
 from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME
 
+from .onepass import Extent, files_hit, hash_pass, ranges
+
 Progress = Callable[[int, int], None]
 
-# bagit-python logs what it finds as warnings; our Report carries the findings.
+# bagit-python logs what it finds as warnings; our reports carry the findings.
 logging.getLogger("bagit").addHandler(logging.NullHandler())
 logging.getLogger("bagit").propagate = False
+
+TAG_MANIFEST = "tagmanifest-sha256.txt"
+MANIFEST = "manifest-sha256.txt"
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Report:
     one line each. ``passed`` is True only when there is nothing in either.
     ``bad_sectors`` and ``slow_sectors`` are the drive's (first LBA, count)
     ranges from the read, ``retried_sectors`` how many read on a retry.
+    ``file_sha256`` holds every file's measured SHA-256 and ``tag_bytes``
+    the tag files' bytes, for the four-property check.
     """
 
     image_sha256: str | None = None
@@ -60,6 +63,8 @@ class Report:
     bad_sectors: list[tuple[int, int]] = field(default_factory=list)
     slow_sectors: list[tuple[int, int]] = field(default_factory=list)
     retried_sectors: int = 0
+    file_sha256: dict[str, str] = field(default_factory=dict, repr=False)
+    tag_bytes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -72,147 +77,142 @@ class Report:
         return "; ".join(lines + self.problems) or "passed"
 
 
-class _HashingSink:
-    """A write-only file object that hashes what it is given and copies it to ``out``."""
+@dataclass(frozen=True)
+class Expected:
+    """What the inventory says an image holds.
 
-    def __init__(self, out):
-        self.out = out
-        self.h = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.h.update(data)
-        self.out.write(data)
-        return len(data)
-
-
-def copy_to_file(chunks: Iterable[bytes], dest: Path) -> None:
-    """Write a stream of chunks (e.g. a drive's read-back) to ``dest``."""
-    with open(dest, "wb") as f:
-        for chunk in chunks:
-            f.write(chunk)
-
-
-def image_sha256(path: Path, length: int, progress: Progress | None = None) -> tuple[str, int]:
-    """SHA-256 (hex) of a file's first ``length`` bytes, and how many there were."""
-    h = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        while done < length:
-            chunk = f.read(min(1 << 20, length - done))
-            if not chunk:
-                break
-            h.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, length)
-    return h.hexdigest(), done
-
-
-def _udf_files(iso: pycdlib.PyCdlib) -> list[str]:
-    """Every file's path in the UDF tree, relative to the root.
-
-    pycdlib's own ``walk`` mis-decodes the paths below a folder whose name
-    needs 16-bit OSTA characters (Chinese), so names are decoded here with
-    the encoding each File Identifier Descriptor declares (ECMA-167 4/14.4).
+    ``length`` in bytes and ``sha256`` of the image; ``files``: every file
+    of the bag (payload and tag files) as :class:`Extent` with its recorded
+    SHA-256 in ``sha256`` (None for tag files, whose hashes the tag
+    manifest gives).
     """
-    out: list[str] = []
-    stack = [""]
-    while stack:
-        base = stack.pop()
-        for child in iso.list_children(udf_path="/" + base):
-            ident = getattr(child, "file_ident", None)
-            if child is None or ident is None or ident.is_parent():
-                continue
-            name = ident.fi.decode(ident.encoding or "latin-1")
-            path = f"{base}/{name}" if base else name
-            (stack.append if child.is_dir() else out.append)(path)
-    return sorted(out)
+
+    length: int
+    sha256: str | None
+    files: tuple[tuple[Extent, str | None], ...]
 
 
-def verify_image(image: Path, length: int, expected_sha256: str | None,
-                 expected_files: dict[str, str], public_key_pem: bytes, scratch: Path,
-                 progress: Progress | None = None) -> Report:
-    """Check an image file (a mastered image or a medium read back) in full.
+def _decode(path: str) -> str:
+    """Undo RFC 8493 percent-encoding of a manifest path (%0D, %0A, %25)."""
+    return path.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
 
-    ``length`` is the image's recorded size in bytes; ``expected_files`` maps
-    each payload path in the bag (``data/...``) to its recorded SHA-256;
-    ``public_key_pem`` is the archive's own public key. ``scratch`` is a
-    folder that may be created and is removed again. Never raises for bad
-    content: everything found goes into the :class:`Report`.
+
+def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str]:
+    """A manifest's lines as {path: hex digest} (RFC 8493 section 2.1.3).
+
+    Lines that are not ``<64 hex digits><whitespace><path>`` are reported in
+    ``problems``, naming the manifest and the line number.
+    """
+    out: dict[str, str] = {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{name} is not UTF-8")
+        return out
+    for n, line in enumerate(text.splitlines(), 1):
+        digest, sep, path = line.partition(" ")
+        path = path.lstrip(" ")
+        if not sep or len(digest) != 64 or not path or any(c not in "0123456789abcdef"
+                                                            for c in digest.lower()):
+            problems.append(f"{name} line {n} is not '<sha256> <path>'")
+            continue
+        out[_decode(path)] = digest.lower()
+    return out
+
+
+def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
+           progress: Progress | None = None,
+           bad: list[tuple[int, int]] | None = None) -> Report:
+    """Verify an image's bytes, read once in order, against ``expected``.
+
+    ``chunks`` are the image's bytes from byte 0 (a file, or a drive's
+    read-back with zeros for unreadable sectors); ``bad`` the unreadable
+    (first LBA, count) ranges the drive reported. Never raises for bad
+    content: every finding goes into the :class:`Report`.
     """
     report = Report()
-    report.image_sha256, got = image_sha256(image, length, progress)
-    if got < length:
-        report.problems.append(f"image ends after {got} of {length} bytes")
-    report.image_ok = got == length and (expected_sha256 is None
-                                         or report.image_sha256 == expected_sha256)
-    if got == length and not report.image_ok:
-        report.problems.append("image SHA-256 differs from the record")
-    bag_dir = scratch / "bag"
-    shutil.rmtree(scratch, ignore_errors=True)
-    bag_dir.mkdir(parents=True)
-    try:
-        _extract_and_check(image, bag_dir, expected_files, report)
-        if report.problems and not report.files_checked:
-            return report
-        _check_bag(bag_dir, report)
-        _check_signature(bag_dir, public_key_pem, report)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    extents = [e for e, _ in expected.files]
+    tags = {e.path for e in extents if not e.path.startswith("data/")}
+    result = hash_pass(chunks, extents, capture=tags, progress=progress, length=expected.length)
+    report.image_sha256 = result.image_sha256
+    report.file_sha256, report.tag_bytes = result.sha256, result.captured
+    if result.bytes_read < expected.length:
+        report.problems.append(f"image ends after {result.bytes_read} of {expected.length} bytes")
+    report.image_ok = (result.bytes_read == expected.length
+                       and expected.sha256 in (None, result.image_sha256))
+    if bad is None:
+        bad = list(getattr(chunks, "bad", None) or [])   # a drive's reader lists them
+    hit, elsewhere = files_hit(bad, extents)
+    for extent, want in expected.files:
+        got = result.sha256.get(extent.path)
+        if got is None:
+            report.damaged.append((extent.path, "not read: the image ends before it"))
+        elif extent.path in hit:
+            report.damaged.append((extent.path, f"unreadable sectors {ranges(hit[extent.path])}"))
+        elif want is not None and got != want:
+            report.damaged.append((extent.path, "SHA-256 differs from the record"))
+        report.files_checked += got is not None
+    if elsewhere:
+        report.problems.append(f"unreadable sectors {ranges(elsewhere)} in file system "
+                               "structures or padding")
+    if not report.image_ok and result.bytes_read == expected.length:
+        if report.damaged:
+            report.problems.append("image SHA-256 differs from the record")
+        else:
+            report.problems.append("image SHA-256 differs from the record while every file "
+                                   "matches: the file system structures are damaged")
+    _check_bag(result.sha256, result.captured, extents, report,
+               already={p for p, _ in report.damaged})
+    _check_signature(result.captured, public_key_pem, report)
     return report
 
 
-def _extract_and_check(image: Path, bag_dir: Path, expected: dict[str, str], report: Report) -> None:
-    iso = pycdlib.PyCdlib()
-    try:
-        with open(image, "rb") as fp:
-            iso.open_fp(fp)
-            found = set()
-            for path in _udf_files(iso):
-                found.add(path)
-                dest = bag_dir / path
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "wb") as out:
-                    sink = _HashingSink(out)
-                    try:
-                        iso.get_file_from_iso_fp(sink, udf_path="/" + path)
-                    except (pycdlibexception.PyCdlibException, OSError) as exc:
-                        report.damaged.append((path, f"unreadable: {exc}"))
-                        continue
-                report.files_checked += 1
-                want = expected.get(path)
-                if want is not None and sink.h.hexdigest() != want:
-                    report.damaged.append((path, "SHA-256 differs from the record"))
-            for path in sorted(set(expected) - found):
-                report.damaged.append((path, "missing from the disc"))
-            extra = sorted(p for p in found - set(expected) if p.startswith("data/"))
-            if extra:
-                report.problems.append(f"{len(extra)} payload file(s) not in the record: {extra[0]}")
-            iso.close()
-    except Exception as exc:  # noqa: BLE001 - a damaged image may break pycdlib anywhere
-        report.problems.append(f"file system structures unreadable: {type(exc).__name__}: {exc}")
+def _check_bag(measured: dict[str, str], tags: dict[str, bytes], extents: list[Extent],
+               report: Report, already: set[str]) -> None:
+    """RFC 8493 checks from the measured hashes and the tag files' bytes.
+
+    Files in ``already`` (reported damaged) are not reported again here.
+    """
+    before = len(report.problems)
+    if tags.get("bagit.txt", b"").splitlines()[:1] != [b"BagIt-Version: 1.0"]:
+        report.problems.append("bag: bagit.txt is missing or does not declare BagIt 1.0")
+    manifest = parse_manifest(tags.get(MANIFEST, b""), MANIFEST, report.problems)
+    payload = {e.path: e for e in extents if e.path.startswith("data/")}
+    for path, digest in manifest.items():
+        if path not in payload:
+            report.problems.append(f"bag: {path} is in {MANIFEST} but not on the disc")
+        elif path not in already and measured.get(path) not in (None, digest):
+            report.problems.append(f"bag: {path} does not match {MANIFEST}")
+    for path in sorted(set(payload) - set(manifest)):
+        report.problems.append(f"bag: {path} is on the disc but not in {MANIFEST}")
+    tagmanifest = parse_manifest(tags.get(TAG_MANIFEST, b""), TAG_MANIFEST, report.problems)
+    for path, digest in tagmanifest.items():
+        if path not in already and measured.get(path) != digest:
+            report.problems.append(f"bag: tag file {path} does not match {TAG_MANIFEST}")
+    info = parse_bag_info(tags.get("bag-info.txt", b""))
+    oxum = f"{sum(e.size for e in payload.values())}.{len(payload)}"
+    if info.get("Payload-Oxum") != oxum:
+        report.problems.append(f"bag: Payload-Oxum {info.get('Payload-Oxum')!r} does not match "
+                               f"the payload ({oxum})")
+    report.bag_ok = len(report.problems) == before and not report.damaged
 
 
-def _check_bag(bag_dir: Path, report: Report) -> None:
-    try:
-        bagit.Bag(str(bag_dir)).validate(processes=1)
-        report.bag_ok = True
-    except bagit.BagValidationError as exc:
-        details = "; ".join(str(d) for d in (exc.details or [])[:5])
-        report.problems.append(f"bag invalid: {exc.message}{': ' + details if details else ''}")
-    except bagit.BagError as exc:
-        report.problems.append(f"bag invalid: {exc}")
+def parse_bag_info(data: bytes) -> dict[str, str]:
+    """bag-info.txt's fields (RFC 8493 section 2.2.2); continuation lines are ignored."""
+    info: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        label, sep, value = line.partition(":")
+        if sep and not line[:1].isspace():
+            info[label.strip()] = value.strip()
+    return info
 
 
-def _check_signature(bag_dir: Path, public_key_pem: bytes, report: Report) -> None:
-    tm = bag_dir / "tagmanifest-sha256.txt"
-    sig = bag_dir / SIGNATURE_NAME
-    if not tm.is_file() or not sig.is_file():
+def _check_signature(tags: dict[str, bytes], public_key_pem: bytes, report: Report) -> None:
+    if TAG_MANIFEST not in tags or SIGNATURE_NAME not in tags:
         report.problems.append("signature or tag manifest missing from the disc")
         return
-    report.signature_ok = signing.verify(public_key_pem, tm.read_bytes(), sig.read_bytes())
+    report.signature_ok = signing.verify(public_key_pem, tags[TAG_MANIFEST], tags[SIGNATURE_NAME])
     if not report.signature_ok:
         report.problems.append("tag manifest signature does not verify with the archive's key")
-    disc_key = bag_dir / PUBLIC_KEY_NAME
-    if disc_key.is_file() and disc_key.read_bytes() != public_key_pem:
+    if tags.get(PUBLIC_KEY_NAME, public_key_pem) != public_key_pem:
         report.problems.append("the public key on the disc is not the archive's key")
