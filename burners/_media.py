@@ -5,7 +5,9 @@ A file-backed drive keeps its media as files ``<media_dir>/<label>.medium``;
 :class:`MediumFileReader` reads a medium file or a real drive's device node
 back, keeping account of bad and slow sectors; it is the same for every
 adapter. :func:`holder_of` names another process that holds a drive or a
-medium file open. Sizes are bytes or 2048-byte sectors; times are seconds.
+medium file open. :func:`check_writable`, :func:`require_disc` and
+:func:`require_blank` check what a drive reports about its medium. Sizes
+are bytes or 2048-byte sectors; times are seconds.
 """
 
 from __future__ import annotations
@@ -65,6 +67,22 @@ def check_writable(drive: str, status: MediumStatus, image_bytes: int) -> None:
             f"drive {drive}: image needs {need} sectors but the medium has only "
             f"{status.free_sectors} free (2048-byte sectors); use a larger medium or "
             "split the image", "medium-too-small")
+
+
+def require_disc(drive: str, where: str, status: MediumStatus, note: str = "") -> MediumStatus:
+    """``status``, if it shows a disc in a real drive; else DriveError
+    ``no-medium``: ``drive NAME: no disc in WHERE NOTE; insert one``."""
+    if status.state in ("no-medium", "tray-open"):
+        raise DriveError(f"drive {drive}: no disc in {where}{note}; insert one", "no-medium")
+    return status
+
+
+def require_blank(drive: str, where: str, status: MediumStatus) -> None:
+    """Raise DriveError ``medium-not-blank`` unless ``status`` shows a blank
+    disc in a real drive (the message names the disc in ``where`` and its state)."""
+    if status.state != "blank":
+        raise DriveError(f"drive {drive}: the disc in {where} is {status.state}, "
+                         "not blank; insert a blank disc", "medium-not-blank")
 
 
 def holder_of(path: str) -> tuple[int, str] | None:

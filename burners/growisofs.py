@@ -53,15 +53,13 @@ from __future__ import annotations
 import glob
 import os
 import re
-import selectors
 import shutil
-import signal
-import subprocess
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
-from ._media import MediumFileReader, busy_error, check_speed, check_writable
+from ._media import check_speed
+from ._tools import (BurnProgress, DeviceNodeDrive, ToolRun, drive_options,
+                     find_tool, run_timed, speed_factor, telling_line)
 from .base import BurnResult, DriveError, DriveInfo, MediumStatus, Progress
 from .sense import SENSE_LINE, classify_sense
 
@@ -71,15 +69,9 @@ CONFIG_KEYS = frozenset({"name", "adapter", "device", "growisofs", "mediainfo", 
                          "timeout"})
 """Keys a ``[[drives]]`` table with ``adapter = "growisofs"`` may hold."""
 
-TOOL_MISSING = ("{tool} is not installed: install it (Debian/Ubuntu: apt-get install {package}) "
-                "or set the drive's adapter in the config")
-"""The one-line message of DriveError ``tool-missing``."""
-
 PACKAGES = {"growisofs": "growisofs", "dvd+rw-mediainfo": "growisofs", "eject": "eject"}
-"""Debian package of each program this adapter runs (by program name)."""
-
-STOP_GRACE = 5.0
-"""Seconds a timed-out tool gets after SIGTERM before its process group gets SIGKILL."""
+"""Debian package of each program this adapter runs (by program name), for
+DriveError ``tool-missing``."""
 
 CDROM_INFO = "/proc/sys/dev/cdrom/info"
 """The kernel's table of CD/DVD drives; its ``drive name:`` line lists them (``sr0``)."""
@@ -199,17 +191,11 @@ def classify_failure(text: str, default: str = "write-error") -> str:
 _COMPLAINT = re.compile(r"^(?::-\(|FATAL)")
 
 
-def reason(text: str, patterns: tuple[re.Pattern, ...] = (SENSE_LINE, _COMPLAINT)) -> str:
-    """The line of a tool's output that best says what went wrong: the first
-    line matching the first of ``patterns`` that matches any (for growisofs a
-    sense report, else a ``:-(`` or ``FATAL`` complaint), else the last line;
-    "no output" if there is none."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for pattern in patterns:
-        for line in lines:
-            if pattern.search(line):
-                return line
-    return lines[-1] if lines else "no output"
+def reason(text: str) -> str:
+    """The line of growisofs's (or dvd+rw-mediainfo's, eject's) output that
+    best says what went wrong: a sense report, else a ``:-(`` or ``FATAL``
+    complaint, else the last line; "no output" if there is none."""
+    return telling_line(text, (SENSE_LINE, _COMPLAINT))
 
 
 def parse_cdrom_info(text: str) -> list[str]:
@@ -222,168 +208,9 @@ def parse_cdrom_info(text: str) -> list[str]:
     return []
 
 
-def speed_factor(speed: str | None) -> str | None:
-    """The speed factor the tools take for a speed :func:`burners._media.check_speed`
-    accepted: None or ``"max"`` -> None (the drive's choice); ``"min"`` -> ``"1"``
-    (the tools then pick the slowest speed the medium allows); ``"2.4x"`` -> ``"2.4"``."""
-    if speed is None or speed == "max":
-        return None
-    return "1" if speed == "min" else speed[:-1]
-
-
-# -- running a tool ------------------------------------------------------------
-
-@dataclass
-class ToolRun:
-    """The outcome of one tool run (output decoded as UTF-8, undecodable bytes replaced)."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def text(self) -> str:
-        """stdout and stderr together, for classification and messages."""
-        return self.stdout + "\n" + self.stderr
-
-
-class ToolTimeout(Exception):
-    """A tool ran longer than its limit; its whole process group was stopped."""
-
-
-def run_tool(argv: list[str], timeout: float | None,
-             on_line: Callable[[str], None] | None = None) -> ToolRun:
-    """Run ``argv`` (``argv[0]`` a full path) in its own process group and collect its output.
-
-    stdin is /dev/null and ``LC_ALL=C`` is set. ``on_line`` gets each output
-    line as it arrives; lines end at ``\\n`` or ``\\r`` (wodim redraws its
-    progress line with ``\\r``). If the run takes more than ``timeout``
-    seconds (None: no limit) the process group gets SIGTERM, SIGKILL after
-    STOP_GRACE seconds, and ToolTimeout is raised. OSError if the program
-    cannot be started.
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "LC_ALL": "C"})
-    output = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    partial = {proc.stdout: b"", proc.stderr: b""}
-    try:
-        with selectors.DefaultSelector() as sel:
-            for stream in output:
-                sel.register(stream, selectors.EVENT_READ)
-            while sel.get_map():
-                for key, _ in sel.select(_left(deadline)):
-                    data = os.read(key.fd, 65536)
-                    if not data:
-                        sel.unregister(key.fileobj)
-                        if on_line and partial[key.fileobj]:
-                            on_line(partial[key.fileobj].decode("utf-8", "replace"))
-                        continue
-                    output[key.fileobj] += data
-                    if on_line:
-                        *lines, partial[key.fileobj] = re.split(rb"[\r\n]",
-                                                                partial[key.fileobj] + data)
-                        for line in lines:
-                            on_line(line.decode("utf-8", "replace"))
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise ToolTimeout(argv[0])
-            try:
-                proc.wait(_left(deadline))
-            except subprocess.TimeoutExpired:
-                raise ToolTimeout(argv[0]) from None
-    except BaseException:
-        _stop(proc)                      # timed out, interrupted, or on_line failed
-        raise
-    finally:
-        proc.stdout.close()
-        proc.stderr.close()
-    return ToolRun(proc.returncode, output[proc.stdout].decode("utf-8", "replace"),
-                   output[proc.stderr].decode("utf-8", "replace"))
-
-
-def _left(deadline: float | None) -> float | None:
-    """Seconds until ``deadline`` (a time.monotonic() value), at least 0; None for no limit."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to ``proc``'s process group (so a burner can release the drive),
-    SIGKILL to the group after STOP_GRACE seconds, and reap ``proc``."""
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        proc.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc, signal.SIGKILL)
-    proc.wait()
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def find_tool(program: str) -> str:
-    """Full path of ``program`` (a name on PATH or a path). Raises DriveError
-    ``tool-missing`` naming the Debian package that has it."""
-    path = shutil.which(program)
-    if path is None:
-        name = os.path.basename(program)
-        raise DriveError(TOOL_MISSING.format(tool=name, package=PACKAGES.get(name, name)),
-                         "tool-missing")
-    return path
-
-
-# -- config ----------------------------------------------------------------------
-
-def drive_options(spec: Mapping[str, Any], adapter: str, keys: frozenset[str],
-                  tools: Mapping[str, str]) -> dict[str, Any]:
-    """Check a ``[[drives]]`` table for a device-node adapter and return the
-    keyword arguments of its Drive class (``name``, ``device``, each tool key
-    of ``tools`` with its default, ``timeout``).
-
-    Raises DriveError ``config`` with one line naming the drive and the fix
-    for: no name, another adapter, an unknown key, a missing or relative
-    device, a tool that is not a non-empty string, a timeout that is not a
-    number of seconds >= 0.
-    """
-    name = spec.get("name")
-    if not isinstance(name, str) or not name:
-        raise DriveError("a drive in the config has no name: add name = \"sr0\" (any label)",
-                         "config")
-    if spec.get("adapter") != adapter:
-        raise DriveError(f"drive {name}: adapter is {spec.get('adapter')!r}, not {adapter!r}; "
-                         "fix the adapter key", "config")
-    unknown = sorted(set(spec) - keys)
-    if unknown:
-        raise DriveError(f"drive {name}: {', '.join(unknown)} not used by the {adapter} adapter; "
-                         f"remove it (known keys: {', '.join(sorted(keys))})", "config")
-    device = spec.get("device")
-    if not isinstance(device, str) or not device.startswith("/"):
-        raise DriveError(f"drive {name}: set device to the drive's device node, "
-                         f"e.g. device = \"/dev/sr0\" (not {device!r})", "config")
-    options: dict[str, Any] = {"name": name, "device": device}
-    for key, default in tools.items():
-        value = spec.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise DriveError(f"drive {name}: {key} must be a program name or path, "
-                             f"e.g. {key} = \"{default}\" (not {value!r})", "config")
-        options[key] = value
-    timeout = spec.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool)
-                                or not isinstance(timeout, (int, float)) or timeout < 0):
-        raise DriveError(f"drive {name}: timeout must be a number of seconds >= 0 "
-                         f"(0: no limit), not {timeout!r}", "config")
-    options["timeout"] = timeout
-    return options
-
-
 # -- the drive -----------------------------------------------------------------
 
-class GrowisofsDrive:
+class GrowisofsDrive(DeviceNodeDrive):
     """A DVD/BD writer at ``device`` (``/dev/sr0``) driven by growisofs.
 
     ``growisofs``, ``mediainfo`` and ``eject`` name the programs (or give
@@ -391,22 +218,17 @@ class GrowisofsDrive:
     a burn included (None or 0: no limit), so set it above the longest burn.
     A missing program is reported by the operation that needs it (DriveError
     ``tool-missing``), not here, so a config loads on a host without them.
+    load_blank(), load(), read(), eject() and tool_version() are
+    :class:`burners._tools.DeviceNodeDrive`'s.
     """
 
     adapter = ADAPTER
-    media_dir = None
 
     def __init__(self, name: str, device: str, growisofs: str = "growisofs",
                  mediainfo: str = "dvd+rw-mediainfo", eject: str = "eject",
                  timeout: float | None = None):
-        self.name, self.device = name, device
+        super().__init__(name, device, timeout)
         self.growisofs, self.mediainfo, self.eject_program = growisofs, mediainfo, eject
-        self.timeout = timeout or None
-        self._ejected = False        # eject() opened the tray; load() says a disc is back
-        self._version: str | None = None
-
-    def __repr__(self) -> str:
-        return f"GrowisofsDrive({self.name!r}, device={self.device!r})"
 
     # -- the Drive interface --------------------------------------------------
 
@@ -428,24 +250,6 @@ class GrowisofsDrive:
                 raise self._failure(run, "read the disc status", "not-ready") from None
             raise DriveError(f"drive {self.name}: {exc}", "medium-error") from None
         return replace(status, tool_version=self.tool_version())
-
-    def load_blank(self, label: str) -> None:
-        """Check that the disc the operator inserted is blank (``label`` is not used).
-
-        Raises DriveError ``no-medium``, ``medium-not-blank``, or what
-        :meth:`status` raises.
-        """
-        status = self._require_disc()
-        if status.state != "blank":
-            raise DriveError(f"drive {self.name}: the disc in {self.device} is {status.state}, "
-                             "not blank; insert a blank disc", "medium-not-blank")
-
-    def load(self, medium_path: str | None) -> None:
-        """Check that a disc is in the drive (``medium_path`` is not used).
-
-        Raises DriveError ``no-medium`` or what :meth:`status` raises.
-        """
-        self._require_disc()
 
     def burn(self, image_path: str, progress: Progress | None = None,
              speed: str | None = None) -> BurnResult:
@@ -473,89 +277,30 @@ class GrowisofsDrive:
         image = os.path.abspath(image_path)
         size = os.path.getsize(image)
         status = self.status()
-        check_writable(self.name, status, size)
-        if (busy := busy_error(self.name, self.device)) is not None:
-            raise busy
-        done, drive_speed, last_speed = 0, None, None
+        self._check_burnable(status, size)
+        report = BurnProgress(progress, size)
 
         def on_line(line: str) -> None:
-            nonlocal done, drive_speed, last_speed
-            drive_speed = parse_write_speed(line) or drive_speed
-            parsed = parse_progress(line)
-            if parsed is None:
-                return
-            written, _, last_speed = parsed
-            if progress and min(written, size) > done:
-                done = min(written, size)
-                progress(done, size)
+            report.drive_speed = parse_write_speed(line) or report.drive_speed
+            if (parsed := parse_progress(line)) is not None:
+                report.advance(parsed[0], parsed[2])
 
         args = [self.growisofs, "-dvd-compat"]
         if factor is not None:
             args.append(f"-speed={factor}")
         args += ["-Z", f"{self.device}={image}"]
-        started = time.monotonic()
-        if progress:
-            progress(0, size)
-        run = self._run(args, f"burn {image}", on_line, "; the disc must not be trusted")
-        if run.returncode != 0:
-            raise self._failure(run, f"burn {image}", "write-error",
-                                "; the disc must not be trusted")
-        if progress and done < size:
-            progress(size, size)
-        return BurnResult(medium_path=None, speed=drive_speed or last_speed,
-                          seconds=time.monotonic() - started, requested_speed=speed,
-                          medium_type=status.medium_type, medium_id=status.medium_id,
-                          tool_version=status.tool_version)
-
-    def read(self, length: int, progress: Progress | None = None,
-             chunk: int = 1 << 20, retries: int = 2) -> MediumFileReader:
-        """A reader of the first ``length`` bytes of the disc, read from the
-        device node itself (growisofs is not run).
-
-        See :class:`burners._media.MediumFileReader`: unreadable sectors are
-        retried ``retries`` more times, then given as zeros and listed in its
-        ``bad`` ranges, as are sectors missing where the disc ends early.
-        Raises DriveError ``no-medium`` at once when the device node is
-        missing, or after :meth:`eject` until :meth:`load` or
-        :meth:`load_blank` confirms a disc is back; while iterating,
-        ``no-medium`` or ``read-error`` when the disc cannot be read at all.
-        """
-        if self._ejected:
-            raise DriveError(f"drive {self.name}: the tray of {self.device} was opened; "
-                             "insert the disc and load it before reading", "no-medium")
-        return MediumFileReader(self.device, length, progress, chunk, retries, self.name)
-
-    def eject(self) -> None:
-        """Open the tray with ``eject DEVICE``.
-
-        Raises DriveError ``tool-missing`` (Debian package eject),
-        ``timeout``, ``drive-busy`` or ``not-ready``.
-        """
-        run = self._run([self.eject_program, self.device], "open the tray")
-        if run.returncode != 0:
-            raise self._failure(run, "open the tray", "not-ready")
-        self._ejected = True
-
-    def tool_version(self) -> str:
-        """growisofs's version (``growisofs 7.1``), asked once per drive object.
-
-        "" if growisofs does not say. Raises DriveError ``tool-missing`` or
-        ``timeout`` (the drive's ``timeout`` applies).
-        """
-        if self._version is None:
-            self._version = parse_version(self._run([self.growisofs, "-version"],
-                                                    "report its version").stdout)
-        return self._version
+        return self._write(args, image, status, speed, report, on_line)
 
     # -- helpers ------------------------------------------------------------
 
-    def _require_disc(self) -> MediumStatus:
-        status = self.status()
-        if status.state in ("no-medium", "tray-open"):
-            raise DriveError(f"drive {self.name}: no disc in {self.device}; insert one",
-                             "no-medium")
-        self._ejected = False
-        return status
+    def _eject_args(self) -> list[str]:
+        """eject() runs ``eject DEVICE`` (a missing one: Debian package eject)."""
+        return [self.eject_program, self.device]
+
+    def _ask_version(self) -> str:
+        """``growisofs 7.1`` from ``growisofs -version``; "" if it does not say."""
+        return parse_version(self._run([self.growisofs, "-version"],
+                                       "report its version").stdout)
 
     def _run(self, args: list[str], doing: str, on_line: Callable[[str], None] | None = None,
              timeout_note: str = "") -> ToolRun:
@@ -563,22 +308,12 @@ class GrowisofsDrive:
 
         Raises DriveError ``tool-missing`` or ``timeout`` (worded with ``doing``).
         """
-        argv = [find_tool(args[0]), *args[1:]]
-        try:
-            return run_tool(argv, self.timeout, on_line)
-        except ToolTimeout:
-            raise DriveError(f"drive {self.name}: {os.path.basename(args[0])} took longer than "
-                             f"{self.timeout:g} s to {doing} and was stopped{timeout_note}",
-                             "timeout") from None
+        return run_timed([find_tool(args[0], packages=PACKAGES), *args[1:]], self.timeout,
+                         doing, tool=os.path.basename(args[0]), drive=self.name,
+                         note=timeout_note, on_line=on_line, c_locale=True)
 
-    def _failure(self, run: ToolRun, doing: str, default: str, note: str = "") -> DriveError:
-        """A one-line DriveError for a failed run, with its failure class; a
-        busy drive's holder is named where it can be found."""
-        failure_class = classify_failure(run.text, default)
-        if failure_class == "drive-busy" and (busy := busy_error(self.name, self.device)):
-            return busy
-        return DriveError(f"drive {self.name}: could not {doing} (exit {run.returncode}): "
-                          f"{reason(run.text)}{note}", failure_class)
+    _classify = staticmethod(classify_failure)
+    _reason = staticmethod(reason)
 
 
 # -- module entry points -----------------------------------------------------------
@@ -588,8 +323,8 @@ def from_config(spec: Mapping[str, Any]) -> GrowisofsDrive:
 
     ``device`` is required; ``growisofs``, ``mediainfo``, ``eject`` default to
     the program names; ``timeout`` is seconds per tool run (absent or 0: no
-    limit). Raises DriveError ``config`` (see :func:`drive_options`). Does not
-    touch the drive or look for the programs.
+    limit). Raises DriveError ``config`` (see :func:`burners._tools.drive_options`).
+    Does not touch the drive or look for the programs.
     """
     return GrowisofsDrive(**drive_options(spec, ADAPTER, CONFIG_KEYS, {
         "growisofs": "growisofs", "mediainfo": "dvd+rw-mediainfo", "eject": "eject"}))

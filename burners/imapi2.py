@@ -57,14 +57,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ._media import MediumFileReader, check_speed, check_writable
+from ._media import (MediumFileReader, check_speed, check_writable, require_blank,
+                     require_disc)
+from ._tools import (UNTRUSTED, BurnProgress, check_table, check_timeout, find_tool, run_timed,
+                     speed_request)
 from .base import BurnResult, DriveError, DriveInfo, MediumStatus, Progress
 
 ADAPTER = "imapi2"
@@ -85,9 +85,6 @@ CLIENT_NAME = "discarchive"
 BURN_VERIFICATION_FULL = 2
 """IMAPI_BURN_VERIFICATION_FULL: IMAPI2 reads the whole session back and
 compares a checksum with the stream it burned."""
-
-STOP_GRACE = 5.0
-"""Seconds a timed-out PowerShell gets after the first stop signal."""
 
 PROGRESS_EVERY_MS = 1000
 """How often the burn script reports progress, in milliseconds."""
@@ -279,22 +276,19 @@ def sectors_per_second(speed: str | None, medium_type: str | None,
     ``"max"`` is None (IMAPI2's default, the fastest). Raises ValueError for
     a speed it cannot read, or for ``x`` speeds on an unknown medium type.
     """
-    if speed is None or speed.strip().lower() in ("", "max"):
+    factor = speed_request(speed)
+    if factor is None:
         return None
-    text = speed.strip().lower()
-    if text == "min":
+    if factor == "min":
         speeds = [int(s) for s in supported or [] if int(s) > 0]
         if not speeds:
             raise ValueError("the drive reports no write speeds for this medium")
         return min(speeds)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*x?", text)
-    if not m or float(m[1]) <= 0:
-        raise ValueError(f"speed {speed!r} is not a speed such as \"4x\", \"min\" or \"max\"")
     family = medium_family(medium_type)
     if family is None:
         raise ValueError(f"cannot turn {speed!r} into sectors per second for medium "
                          f"type {medium_type!r}")
-    return max(1, round(float(m[1]) * _ONE_X[family]))
+    return max(1, round(factor * _ONE_X[family]))
 
 
 def speed_label(sectors: int | None, medium_type: str | None) -> str | None:
@@ -530,96 +524,7 @@ def encode_script(script: str) -> str:
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
 
-# -- running a tool ----------------------------------------------------------------
-# (run_tool is a plain POSIX/Windows helper, used by the drutil adapter too.)
-
-@dataclass
-class ToolRun:
-    """One finished run of a tool: its exit status and its output lines."""
-
-    returncode: int
-    stdout: list[str]
-    stderr: list[str]
-
-
-def run_tool(argv: list[str], timeout: float | None,
-             on_line: Callable[[str], None] | None = None) -> ToolRun:
-    """Run ``argv`` with no input, collecting its output as lines (UTF-8).
-
-    ``on_line`` gets each stdout line as it arrives; lines end at a newline
-    or a carriage return. On POSIX the program runs in its own process
-    group, so that it can be stopped with everything it started. Raises subprocess.TimeoutExpired, after stopping it (see
-    :func:`stop_tool`), if it runs longer than ``timeout`` seconds (None: no
-    limit); OSError if it cannot be started.
-    """
-    if os.name == "nt":
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE,
-                                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-    else:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-    out: list[str] = []
-    err: list[str] = []
-
-    def pump(stream, lines: list[str], callback) -> None:
-        partial = b""
-        while data := stream.read1(65536):
-            *whole, partial = re.split(rb"\r\n|[\r\n]", partial + data)
-            for raw in whole:
-                line = raw.decode("utf-8", "replace")
-                lines.append(line)
-                if callback:
-                    callback(line)
-        if partial:
-            line = partial.decode("utf-8", "replace")
-            lines.append(line)
-            if callback:
-                callback(line)
-
-    readers = [threading.Thread(target=pump, args=(proc.stdout, out, on_line), daemon=True),
-               threading.Thread(target=pump, args=(proc.stderr, err, None), daemon=True)]
-    for t in readers:
-        t.start()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        stop_tool(proc)
-        raise
-    finally:
-        if proc.poll() is None:        # interrupted (KeyboardInterrupt...)
-            stop_tool(proc)
-        for t in readers:
-            t.join(STOP_GRACE)
-        proc.stdout.close()
-        proc.stderr.close()
-    return ToolRun(proc.returncode, out, err)
-
-
-def stop_tool(proc: subprocess.Popen) -> None:
-    """Stop a tool started by :func:`run_tool` and reap it. POSIX: SIGTERM to
-    its process group, SIGKILL after STOP_GRACE seconds. Windows:
-    TerminateProcess at once (PowerShell has no cleaner stop for a COM call
-    in progress; the drive driver releases IMAPI2's exclusive lock)."""
-    if os.name == "nt":
-        proc.kill()
-        proc.wait()
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except OSError:
-        pass
-    try:
-        proc.wait(STOP_GRACE)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait()
-
+# -- running PowerShell ------------------------------------------------------------
 
 @dataclass
 class _Answers:
@@ -646,20 +551,25 @@ def _json_object(line: str) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _run_powershell(exe: str, script: str, timeout: float | None,
-                    on_object: Callable[[dict], None] | None = None) -> _Answers:
+def _run_powershell(exe: str, script: str, timeout: float | None, doing: str,
+                    on_object: Callable[[dict], None] | None = None, drive: str | None = None,
+                    note: str = "") -> _Answers:
     """Run ``script`` in the PowerShell at ``exe`` (``-EncodedCommand``);
-    ``on_object`` gets each JSON object it prints as it arrives. Raises
-    subprocess.TimeoutExpired as :func:`run_tool` does."""
+    ``on_object`` gets each JSON object it prints on stdout as it arrives.
+    Raises DriveError ``timeout`` (worded with ``doing``, ``drive`` and
+    ``note``, see :func:`burners._tools.run_timed`) after stopping it if it
+    runs longer than ``timeout`` seconds (None: no limit)."""
     def on_line(line: str) -> None:
         obj = _json_object(line)
         if obj is not None and on_object:
             on_object(obj)
 
     argv = [exe, "-NoProfile", "-NonInteractive", "-EncodedCommand", encode_script(script)]
-    run = run_tool(argv, timeout, on_line)
-    objects = [o for o in map(_json_object, run.stdout) if o is not None]
-    other = [line.strip() for line in run.stdout + run.stderr
+    run = run_timed(argv, timeout, doing, tool="PowerShell", drive=drive, note=note,
+                    on_line=on_line, stderr_lines=False)
+    lines = run.stdout_lines
+    objects = [o for o in map(_json_object, lines) if o is not None]
+    other = [line.strip() for line in lines + run.stderr_lines
              if line.strip() and _json_object(line) is None]
     return _Answers(run.returncode, objects, "\n".join(other))
 
@@ -686,10 +596,7 @@ class Imapi2Drive:
         if not isinstance(device, str) or not device.strip():
             raise DriveError(f"drive {name}: set device to the recorder's drive letter "
                              "(e.g. \"E:\") or IMAPI2 unique ID", "config")
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float)) or timeout < 0):
-            raise DriveError(f"drive {name}: timeout must be a number of seconds >= 0, "
-                             f"not {timeout!r}", "config")
+        check_timeout(name, timeout)
         self.name = name
         self.device = device.strip()
         self.powershell = powershell
@@ -724,9 +631,7 @@ class Imapi2Drive:
         ``incompatible-medium``, or what :meth:`status` raises."""
         status = self._require_medium()
         self._refuse_unwritable()
-        if status.state != "blank":
-            raise DriveError(f"drive {self.name}: the disc in {self.device} is {status.state}, "
-                             "not blank; insert a blank disc", "medium-not-blank")
+        require_blank(self.name, self.device, status)
 
     def load(self, medium_path: str | None) -> None:
         """Check that a disc is in the drive (``medium_path`` is not used).
@@ -765,26 +670,20 @@ class Imapi2Drive:
         except ValueError as exc:
             raise DriveError(f"drive {self.name}: {exc}", "config") from None
         image = os.path.abspath(image_path)
-        done = 0
+        report = BurnProgress(progress, size)
 
         def on_answer(obj: dict) -> None:
-            nonlocal done
-            if obj.get("event") == "progress" and progress:
-                now = min(int(obj.get("bytes") or 0), size)
-                if now > done:
-                    done = now
-                    progress(done, size)
+            if obj.get("event") == "progress":
+                report.advance(int(obj.get("bytes") or 0))
 
         started = time.monotonic()
-        if progress:
-            progress(0, size)
+        report.start()
         params = {"device": self.device, "image": image, "client": CLIENT_NAME,
                   "verification": BURN_VERIFICATION_FULL, "sectors_per_second": rate,
                   "progress_ms": PROGRESS_EVERY_MS}
         answer = self._ask("burn", params, f"burn {image}", "write-error", on_answer,
-                           note="; the disc must not be trusted")
-        if progress and done < size:
-            progress(size, size)
+                           note=UNTRUSTED)
+        report.finish()
         return BurnResult(medium_path=None,
                           speed=speed_label(answer.get("CurrentWriteSpeed"), status.medium_type),
                           seconds=time.monotonic() - started, requested_speed=speed,
@@ -802,9 +701,7 @@ class Imapi2Drive:
         come back as zeros, listed in its ``bad`` ranges, as do sectors
         missing where the disc ends early.
         """
-        if self.status().state == "no-medium":
-            raise DriveError(f"drive {self.name}: no disc in {self.device} to read; insert one",
-                             "no-medium")
+        require_disc(self.name, self.device, self.status(), " to read")
         path = self.raw_device or self._raw_from_letter()
         return VolumeReader(path, length, progress, chunk, retries, self.name)
 
@@ -815,24 +712,15 @@ class Imapi2Drive:
 
     # -- helpers --------------------------------------------------------------------
 
-    def _exe(self) -> str:
-        path = shutil.which(self.powershell)
-        if path is None:
-            raise DriveError(TOOL_MISSING, "tool-missing")
-        return path
-
     def _ask(self, op: str, params: Mapping[str, Any], doing: str, default: str,
              on_answer: Callable[[dict], None] | None = None, note: str = "") -> dict:
         """Run the ``op`` script and return its answer; raise DriveError for a
         failed, missing or timed-out one (class from its HRESULT, else
         ``default``; ``note`` ends the message). The status script's answer is
         returned even when it carries an HRESULT: :func:`parse_status` reads it."""
-        exe = self._exe()
-        try:
-            run = _run_powershell(exe, build_script(op, params), self.timeout, on_answer)
-        except subprocess.TimeoutExpired:
-            raise DriveError(f"drive {self.name}: PowerShell took longer than {self.timeout:g} s "
-                             f"to {doing} and was stopped{note}", "timeout") from None
+        exe = find_tool(self.powershell, TOOL_MISSING)
+        run = _run_powershell(exe, build_script(op, params), self.timeout, doing, on_answer,
+                              self.name, note)
         answer = run.answer()
         if answer is None:
             last = run.text.splitlines()[-1] if run.text else "no output"
@@ -847,11 +735,7 @@ class Imapi2Drive:
         return answer
 
     def _require_medium(self) -> MediumStatus:
-        status = self.status()
-        if status.state == "no-medium":
-            raise DriveError(f"drive {self.name}: no disc in {self.device} (or its tray is "
-                             "open); insert one", "no-medium")
-        return status
+        return require_disc(self.name, self.device, self.status(), " (or its tray is open)")
 
     def _refuse_unwritable(self) -> None:
         refusal = write_refusal(self._last)
@@ -906,17 +790,7 @@ def from_config(spec: Mapping[str, Any]) -> Imapi2Drive:
     for a missing name or device, an unknown key, or a bad value. Does not
     run PowerShell.
     """
-    name = spec.get("name")
-    if not isinstance(name, str) or not name:
-        raise DriveError("a drive in the config has no name: add name = \"burner1\" (any label)",
-                         "config")
-    if spec.get("adapter", ADAPTER) != ADAPTER:
-        raise DriveError(f"drive {name}: adapter is {spec.get('adapter')!r}, not \"imapi2\"",
-                         "config")
-    unknown = sorted(set(spec) - CONFIG_KEYS)
-    if unknown:
-        raise DriveError(f"drive {name}: {', '.join(unknown)} not used by the imapi2 adapter; "
-                         f"remove it (known keys: {', '.join(sorted(CONFIG_KEYS))})", "config")
+    name = check_table(spec, ADAPTER, CONFIG_KEYS, example="burner1", adapter_optional=True)
     powershell = spec.get("powershell") or "powershell.exe"
     if not isinstance(powershell, str):
         raise DriveError(f"drive {name}: powershell must be a program name or path", "config")
@@ -935,11 +809,8 @@ def discover(powershell: str = "powershell.exe", timeout: float | None = 60) -> 
     exe = shutil.which(powershell)
     if exe is None:
         return []
-    try:
-        run = _run_powershell(exe, build_script("discover", {}), timeout)
-    except subprocess.TimeoutExpired:
-        raise DriveError(f"PowerShell took longer than {timeout:g} s to list the IMAPI2 "
-                         "recorders and was stopped", "timeout") from None
+    run = _run_powershell(exe, build_script("discover", {}), timeout,
+                          "list the IMAPI2 recorders")
     answer = run.answer()
     if answer is None:
         return []                       # not a PowerShell that can load COM (pwsh off Windows)

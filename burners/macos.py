@@ -47,13 +47,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from typing import Any, Mapping
 
-from ._media import MediumFileReader, check_speed, check_writable
+from ._media import (MediumFileReader, check_speed, check_writable, require_blank,
+                     require_disc)
+from ._tools import (UNTRUSTED, BurnProgress, ToolRun, ToolTimeout, check_table, check_timeout,
+                     find_tool, run_timed, run_tool, speed_request, telling_line)
 from .base import BurnResult, DriveError, DriveInfo, MediumStatus, Progress
-from .imapi2 import ToolRun, run_tool
 from .sense import SENSE_LINE, classify_sense
 
 ADAPTER = "drutil"
@@ -215,17 +216,12 @@ def hdiutil_speed(speed: str | None, write_speeds: list[float]) -> str | None:
     -> the lowest of the disc's ``write_speeds`` (1 if drutil listed none);
     None or ``"max"`` -> None (hdiutil's default, the fastest). Raises
     ValueError for a speed it cannot read."""
-    if speed is None or speed.strip().lower() in ("", "max"):
+    factor = speed_request(speed)
+    if factor is None:
         return None
-    text = speed.strip().lower()
-    if text == "min":
-        value = min(write_speeds) if write_speeds else 1.0
-    else:
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*x?", text)
-        if not m or float(m[1]) <= 0:
-            raise ValueError(f"speed {speed!r} is not a speed such as \"4x\", \"min\" or \"max\"")
-        value = float(m[1])
-    return f"{value:g}"
+    if factor == "min":
+        return f"{min(write_speeds) if write_speeds else 1.0:g}"
+    return f"{factor:g}"
 
 
 class MacDrive:
@@ -249,10 +245,7 @@ class MacDrive:
         if isinstance(device, bool) or not re.fullmatch(r"[1-9]\d*", str(device).strip()):
             raise DriveError(f"drive {name}: device must be the drive's number in `drutil list` "
                              f"(e.g. 1), not {device!r}", "config")
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float)) or timeout < 0):
-            raise DriveError(f"drive {name}: timeout must be a number of seconds >= 0, "
-                             f"not {timeout!r}", "config")
+        check_timeout(name, timeout)
         self.name = name
         self.device = str(device).strip()
         self.drutil = drutil
@@ -280,9 +273,7 @@ class MacDrive:
         ``incompatible-medium`` or what :meth:`status` raises."""
         status = self._require_medium()
         self._refuse_read_only(status)
-        if status.state != "blank":
-            raise DriveError(f"drive {self.name}: the disc in drive {self.device} is "
-                             f"{status.state}, not blank; insert a blank disc", "medium-not-blank")
+        require_blank(self.name, f"drive {self.device}", status)
 
     def load(self, medium_path: str | None) -> None:
         """Check that a disc is in the drive (``medium_path`` is not used).
@@ -322,27 +313,20 @@ class MacDrive:
         image = os.path.abspath(image_path)
         args = ["burn", image, "-device", target, "-noverifyburn", "-noeject", "-forceclose",
                 "-puppetstrings"] + (["-speed", x] if x else [])
-        done = 0
+        report = BurnProgress(progress, size)
 
         def on_line(line: str) -> None:
-            nonlocal done
             percent = parse_percent(line)
-            if percent is not None and progress:
-                now = min(size, int(size * percent / 100))
-                if now > done:
-                    done = now
-                    progress(done, size)
+            if percent is not None:
+                report.advance(int(size * percent / 100))
 
         started = time.monotonic()
-        if progress:
-            progress(0, size)
+        report.start()
         doing = f"burn {image}"
-        run = self._run(self.hdiutil, args, doing, on_line, "; the disc must not be trusted")
+        run = self._run(self.hdiutil, args, doing, on_line, UNTRUSTED)
         if run.returncode != 0:
-            raise self._failure(self.hdiutil, run, doing, "write-error",
-                                "; the disc must not be trusted")
-        if progress and done < size:
-            progress(size, size)
+            raise self._failure(self.hdiutil, run, doing, "write-error", UNTRUSTED)
+        report.finish()
         return BurnResult(medium_path=None, speed=None, seconds=time.monotonic() - started,
                           requested_speed=speed, medium_type=status.medium_type,
                           medium_id=status.medium_id, tool_version=status.tool_version)
@@ -359,9 +343,7 @@ class MacDrive:
         as do sectors missing where the disc ends early.
         """
         text = self._status_text()
-        if parse_status(text).state == "no-medium":
-            raise DriveError(f"drive {self.name}: no disc in drive {self.device} to read; "
-                             "insert one", "no-medium")
+        require_disc(self.name, f"drive {self.device}", parse_status(text), " to read")
         path = self.raw_device
         if path is None:
             node = parse_device_node(text)
@@ -381,30 +363,22 @@ class MacDrive:
     # -- helpers --------------------------------------------------------------------
 
     def _exe(self, program: str) -> str:
-        path = shutil.which(program)
-        if path is None:
-            raise DriveError(TOOL_MISSING.format(tool=os.path.basename(program)), "tool-missing")
-        return path
+        return find_tool(program, TOOL_MISSING)
 
     def _run(self, program: str, args: list[str], doing: str,
              on_line=None, note: str = "") -> ToolRun:
-        exe = self._exe(program)
-        try:
-            return run_tool([exe, *args], self.timeout, on_line)
-        except subprocess.TimeoutExpired:
-            raise DriveError(f"drive {self.name}: {os.path.basename(program)} took longer than "
-                             f"{self.timeout:g} s to {doing} and was stopped{note}",
-                             "timeout") from None
+        """Run ``program`` with ``args`` under this drive's time limit (``on_line``
+        gets its stdout lines). Raises DriveError ``tool-missing`` or ``timeout``."""
+        return run_timed([self._exe(program), *args], self.timeout, doing,
+                         tool=os.path.basename(program), drive=self.name, note=note,
+                         on_line=on_line, stderr_lines=False)
 
     def _failure(self, program: str, run: ToolRun, doing: str, default: str,
                  note: str = "") -> DriveError:
         """A one-line DriveError for a failed run, with its failure class."""
-        lines = [line.strip() for line in run.stderr + run.stdout
-                 if line.strip() and not line.startswith(("PERCENT:", "MESSAGE:"))]
-        text = "\n".join(lines)
-        reason = (next((line for line in lines if SENSE_LINE.search(line)), None)
-                  or next((line for line in lines if _FAILED.search(line)), None)
-                  or (lines[-1] if lines else "no output"))
+        text = "\n".join(line.strip() for line in run.stderr_lines + run.stdout_lines
+                         if line.strip() and not line.startswith(("PERCENT:", "MESSAGE:")))
+        reason = telling_line(text, (SENSE_LINE, _FAILED))
         return DriveError(f"drive {self.name}: {os.path.basename(program)} could not {doing} "
                           f"(exit {run.returncode}): {reason}{note}",
                           classify_failure(text, default))
@@ -412,7 +386,7 @@ class MacDrive:
     def _status_text(self) -> str:
         self._exe(self.hdiutil)             # both programs or neither: say so before any work
         run = self._run(self.drutil, ["status", "-drive", self.device], "read the disc status")
-        text = "\n".join(run.stdout)
+        text = run.stdout
         if run.returncode != 0:
             raise self._failure(self.drutil, run, "read the disc status", "not-ready")
         try:
@@ -423,11 +397,8 @@ class MacDrive:
         return text
 
     def _require_medium(self) -> MediumStatus:
-        status = self.status()
-        if status.state == "no-medium":
-            raise DriveError(f"drive {self.name}: no disc in drive {self.device} (or its tray "
-                             "is open); insert one", "no-medium")
-        return status
+        return require_disc(self.name, f"drive {self.device}", self.status(),
+                            " (or its tray is open)")
 
     def _refuse_read_only(self, status: MediumStatus) -> None:
         if status.medium_type in _READ_ONLY:
@@ -440,7 +411,7 @@ class MacDrive:
         run = self._run(self.hdiutil, ["burn", "-list"], "list the burners")
         if run.returncode != 0:
             raise self._failure(self.hdiutil, run, "list the burners", "not-ready")
-        paths = parse_burn_list("\n".join(run.stdout))
+        paths = parse_burn_list(run.stdout)
         index = int(self.device)
         if index > len(paths):
             raise DriveError(f"drive {self.name}: hdiutil lists {len(paths)} burner(s), not a "
@@ -456,10 +427,11 @@ class MacDrive:
             if exe:
                 try:
                     run = run_tool([exe, "-productVersion"], 10)
-                except (subprocess.TimeoutExpired, OSError):
+                except (ToolTimeout, OSError):
                     run = None
-                if run and run.returncode == 0 and run.stdout and run.stdout[0].strip():
-                    self._version = f"macOS {run.stdout[0].strip()} drutil/hdiutil"
+                lines = run.stdout_lines if run and run.returncode == 0 else []
+                if lines and lines[0].strip():
+                    self._version = f"macOS {lines[0].strip()} drutil/hdiutil"
         return self._version
 
 
@@ -472,17 +444,7 @@ def from_config(spec: Mapping[str, Any]) -> MacDrive:
     for a missing name or device, an unknown key, or a bad value. Does not
     run drutil.
     """
-    name = spec.get("name")
-    if not isinstance(name, str) or not name:
-        raise DriveError("a drive in the config has no name: add name = \"burner1\" (any label)",
-                         "config")
-    if spec.get("adapter", ADAPTER) != ADAPTER:
-        raise DriveError(f"drive {name}: adapter is {spec.get('adapter')!r}, not \"drutil\"",
-                         "config")
-    unknown = sorted(set(spec) - CONFIG_KEYS)
-    if unknown:
-        raise DriveError(f"drive {name}: {', '.join(unknown)} not used by the drutil adapter; "
-                         f"remove it (known keys: {', '.join(sorted(CONFIG_KEYS))})", "config")
+    name = check_table(spec, ADAPTER, CONFIG_KEYS, example="burner1", adapter_optional=True)
     for key in ("drutil", "hdiutil"):
         if key in spec and (not isinstance(spec[key], str) or not spec[key]):
             raise DriveError(f"drive {name}: {key} must be a program name or path", "config")
@@ -500,13 +462,10 @@ def discover(drutil: str = "drutil", timeout: float | None = 30) -> list[DriveIn
     exe = shutil.which(drutil)
     if exe is None:
         return []
-    try:
-        run = run_tool([exe, "list"], timeout)
-    except subprocess.TimeoutExpired:
-        raise DriveError(f"drutil took longer than {timeout:g} s to list the drives and was "
-                         "stopped", "timeout") from None
+    run = run_timed([exe, "list"], timeout, "list the drives", tool="drutil",
+                    stderr_lines=False)
     if run.returncode != 0:
-        last = next((line for line in reversed(run.stderr + run.stdout) if line.strip()), "")
-        raise DriveError(f"drutil could not list the drives (exit {run.returncode}): "
-                         f"{last.strip() or 'no output'}", "not-ready")
-    return parse_list("\n".join(run.stdout))
+        last = telling_line(run.stderr + "\n" + run.stdout, ())
+        raise DriveError(f"drutil could not list the drives (exit {run.returncode}): {last}",
+                         "not-ready")
+    return parse_list(run.stdout)

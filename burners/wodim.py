@@ -5,7 +5,7 @@ operator inserts each disc by hand, so :meth:`WodimDrive.load_blank` and
 :meth:`WodimDrive.load` only check what is in the tray.
 
 Programs run, each with ``LC_ALL=C``, in its own process group, and
-stopped when it outlives ``timeout`` (see :func:`burners.growisofs.run_tool`)::
+stopped when it outlives ``timeout`` (see :func:`burners._tools.run_tool`)::
 
     wodim -v -atip dev=DEVICE                              status(): drive, medium, ATIP
     wodim -toc dev=DEVICE                                  status(): blank or written
@@ -66,14 +66,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
-from ._media import MediumFileReader, busy_error, check_speed, check_writable
+from ._media import check_speed
+from ._tools import (BurnProgress, DeviceNodeDrive, ToolRun, drive_options,
+                     find_tool, run_timed, speed_factor, telling_line)
 from .base import SECTOR, BurnResult, DriveError, DriveInfo, MediumStatus, Progress
-from .growisofs import (ToolRun, ToolTimeout, drive_options, find_tool, reason, run_tool,
-                        speed_factor)
 from .sense import classify
 
 ADAPTER = "wodim"
@@ -234,8 +233,8 @@ def failure_reason(text: str) -> str:
         key_line = text[key.start():].splitlines()[0].strip()
         code_line = text[code.start():].splitlines()[0].strip()
         return f"{sense[3] or 'a SCSI command'} failed: {key_line}; {code_line}"
-    return reason(text, (_BUSY, _NO_DISC, re.compile("does not fit"),
-                         re.compile(r"wodim: (?!.*(?:[Ww]arning|fifo))")))
+    return telling_line(text, (_BUSY, _NO_DISC, re.compile("does not fit"),
+                               re.compile(r"wodim: (?!.*(?:[Ww]arning|fifo))")))
 
 
 def parse_devices(text: str) -> list[DriveInfo]:
@@ -252,27 +251,26 @@ def parse_version(text: str) -> str:
 
 # -- the drive -----------------------------------------------------------------
 
-class WodimDrive:
+class WodimDrive(DeviceNodeDrive):
     """A CD/DVD writer at ``device`` (``/dev/sr0``) driven by wodim.
 
     ``wodim`` names the program (or gives its path); ``timeout`` is the limit
     in seconds for each run of it, a burn included (None or 0: no limit), so
     set it above the longest burn. A missing wodim is reported by the
     operation that needs it (DriveError ``tool-missing``), not here.
+    load_blank(), load(), read(), eject() and tool_version() are
+    :class:`burners._tools.DeviceNodeDrive`'s; as wodim pads short tracks,
+    read() finds sectors missing past ``length`` only on a damaged or
+    unfinished disc.
     """
 
     adapter = ADAPTER
-    media_dir = None
+    tool_label = "wodim"
 
     def __init__(self, name: str, device: str, wodim: str = "wodim",
                  timeout: float | None = None):
-        self.name, self.device, self.wodim = name, device, wodim
-        self.timeout = timeout or None
-        self._ejected = False        # eject() opened the tray; load() says a disc is back
-        self._version: str | None = None
-
-    def __repr__(self) -> str:
-        return f"WodimDrive({self.name!r}, device={self.device!r})"
+        super().__init__(name, device, timeout)
+        self.wodim = wodim
 
     # -- the Drive interface --------------------------------------------------
 
@@ -298,24 +296,6 @@ class WodimDrive:
                 raise self._failure(toc, doing, "not-ready") from None
             raise DriveError(f"drive {self.name}: {exc}", "medium-error") from None
         return replace(status, tool_version=self.tool_version())
-
-    def load_blank(self, label: str) -> None:
-        """Check that the disc the operator inserted is blank (``label`` is not used).
-
-        Raises DriveError ``no-medium``, ``medium-not-blank``, or what
-        :meth:`status` raises.
-        """
-        status = self._require_disc()
-        if status.state != "blank":
-            raise DriveError(f"drive {self.name}: the disc in {self.device} is {status.state}, "
-                             "not blank; insert a blank disc", "medium-not-blank")
-
-    def load(self, medium_path: str | None) -> None:
-        """Check that a disc is in the drive (``medium_path`` is not used).
-
-        Raises DriveError ``no-medium`` or what :meth:`status` raises.
-        """
-        self._require_disc()
 
     def burn(self, image_path: str, progress: Progress | None = None,
              speed: str | None = None) -> BurnResult:
@@ -350,90 +330,29 @@ class WodimDrive:
             raise DriveError(f"drive {self.name}: wodim does not report the capacity of a "
                              f"{status.medium_type or 'disc of unknown type'}; use a DVD±R "
                              "or CD-R, or the growisofs adapter", "incompatible-medium")
-        check_writable(self.name, status, max(size, MIN_TRACK_SECTORS * SECTOR))
-        if (busy := busy_error(self.name, self.device)) is not None:
-            raise busy
-        done, drive_speed, last_speed = 0, None, None
+        self._check_burnable(status, max(size, MIN_TRACK_SECTORS * SECTOR))
+        report = BurnProgress(progress, size)
 
         def on_line(line: str) -> None:
-            nonlocal done, drive_speed, last_speed
-            drive_speed = parse_start_speed(line) or drive_speed
-            parsed = parse_progress(line)
-            if parsed is None:
-                return
-            written, last_speed = parsed[0], parsed[1] or last_speed
-            if progress and min(written, size) > done:
-                done = min(written, size)
-                progress(done, size)
+            report.drive_speed = parse_start_speed(line) or report.drive_speed
+            if (parsed := parse_progress(line)) is not None:
+                report.advance(*parsed)
 
         args = ["-v", "-dao", "gracetime=2"]
         if factor is not None:
             args.append(f"speed={max(1, int(float(factor)))}")
         args += [f"dev={self.device}", image]
-        started = time.monotonic()
-        if progress:
-            progress(0, size)
-        doing = f"burn {image}"
-        run = self._run(args, doing, on_line, "; the disc must not be trusted")
-        if run.returncode != 0:
-            raise self._failure(run, doing, "write-error", "; the disc must not be trusted")
-        if progress and done < size:
-            progress(size, size)
-        return BurnResult(medium_path=None, speed=drive_speed or last_speed,
-                          seconds=time.monotonic() - started, requested_speed=speed,
-                          medium_type=status.medium_type, medium_id=status.medium_id,
-                          tool_version=status.tool_version)
-
-    def read(self, length: int, progress: Progress | None = None,
-             chunk: int = 1 << 20, retries: int = 2) -> MediumFileReader:
-        """A reader of the first ``length`` bytes of the disc, read from the
-        device node itself (wodim is not run).
-
-        See :class:`burners._media.MediumFileReader`: unreadable sectors are
-        retried ``retries`` more times, then given as zeros and listed in its
-        ``bad`` ranges, as are sectors missing where the disc ends early
-        (wodim pads short tracks, so that is past ``length`` only on a
-        damaged or unfinished disc). Raises DriveError ``no-medium`` at once
-        when the device node is missing, or after :meth:`eject` until
-        :meth:`load` or :meth:`load_blank` confirms a disc is back; while
-        iterating, ``no-medium`` or ``read-error`` when the disc cannot be
-        read at all.
-        """
-        if self._ejected:
-            raise DriveError(f"drive {self.name}: the tray of {self.device} was opened; "
-                             "insert the disc and load it before reading", "no-medium")
-        return MediumFileReader(self.device, length, progress, chunk, retries, self.name)
-
-    def eject(self) -> None:
-        """Open the tray (``wodim -eject``).
-
-        Raises DriveError ``tool-missing``, ``timeout``, ``drive-busy`` or
-        ``not-ready``.
-        """
-        run = self._run(["-eject", f"dev={self.device}"], "open the tray")
-        if run.returncode != 0:
-            raise self._failure(run, "open the tray", "not-ready")
-        self._ejected = True
-
-    def tool_version(self) -> str:
-        """wodim's version (``wodim 1.1.11``), asked once per drive object.
-
-        "" if wodim does not say. Raises DriveError ``tool-missing`` or
-        ``timeout`` (the drive's ``timeout`` applies).
-        """
-        if self._version is None:
-            self._version = parse_version(self._run(["-version"], "report its version").text)
-        return self._version
+        return self._write(args, image, status, speed, report, on_line)
 
     # -- helpers ------------------------------------------------------------
 
-    def _require_disc(self) -> MediumStatus:
-        status = self.status()
-        if status.state in ("no-medium", "tray-open"):
-            raise DriveError(f"drive {self.name}: no disc in {self.device}; insert one",
-                             "no-medium")
-        self._ejected = False
-        return status
+    def _eject_args(self) -> list[str]:
+        """eject() runs ``wodim -eject dev=DEVICE``."""
+        return ["-eject", f"dev={self.device}"]
+
+    def _ask_version(self) -> str:
+        """``wodim 1.1.11`` from ``wodim -version``; "" if it does not say."""
+        return parse_version(self._run(["-version"], "report its version").text)
 
     def _run(self, args: list[str], doing: str, on_line: Callable[[str], None] | None = None,
              timeout_note: str = "") -> ToolRun:
@@ -441,20 +360,11 @@ class WodimDrive:
 
         Raises DriveError ``tool-missing`` or ``timeout`` (worded with ``doing``).
         """
-        try:
-            return run_tool([find_tool(self.wodim), *args], self.timeout, on_line)
-        except ToolTimeout:
-            raise DriveError(f"drive {self.name}: wodim took longer than {self.timeout:g} s "
-                             f"to {doing} and was stopped{timeout_note}", "timeout") from None
+        return run_timed([find_tool(self.wodim), *args], self.timeout, doing, tool="wodim",
+                         drive=self.name, note=timeout_note, on_line=on_line, c_locale=True)
 
-    def _failure(self, run: ToolRun, doing: str, default: str, note: str = "") -> DriveError:
-        """A one-line DriveError for a failed wodim run, with its failure class;
-        a busy drive's holder is named where it can be found."""
-        failure_class = classify_failure(run.text, default)
-        if failure_class == "drive-busy" and (busy := busy_error(self.name, self.device)):
-            return busy
-        return DriveError(f"drive {self.name}: wodim could not {doing} (exit {run.returncode}): "
-                          f"{failure_reason(run.text)}{note}", failure_class)
+    _classify = staticmethod(classify_failure)
+    _reason = staticmethod(failure_reason)
 
 
 # -- module entry points -----------------------------------------------------------
@@ -464,7 +374,7 @@ def from_config(spec: Mapping[str, Any]) -> WodimDrive:
 
     ``device`` is required; ``wodim`` defaults to the program name;
     ``timeout`` is seconds per wodim run (absent or 0: no limit). Raises
-    DriveError ``config`` (see :func:`burners.growisofs.drive_options`).
+    DriveError ``config`` (see :func:`burners._tools.drive_options`).
     Does not touch the drive or look for wodim.
     """
     return WodimDrive(**drive_options(spec, ADAPTER, CONFIG_KEYS, {"wodim": "wodim"}))
@@ -479,9 +389,6 @@ def discover(wodim: str = "wodim") -> list[DriveInfo]:
     path = shutil.which(wodim)
     if path is None:
         return []
-    try:
-        run = run_tool([path, "--devices"], DISCOVER_TIMEOUT)
-    except ToolTimeout:
-        raise DriveError(f"wodim --devices took longer than {DISCOVER_TIMEOUT:g} s "
-                         "and was stopped", "timeout") from None
+    run = run_timed([path, "--devices"], DISCOVER_TIMEOUT, "", tool="wodim --devices",
+                    c_locale=True)
     return parse_devices(run.stdout)

@@ -58,25 +58,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import selectors
 import shutil
-import signal
-import subprocess
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from ._media import (MediumFileReader, MediumSlot, busy_error, check_speed, check_writable,
-                     holder_of)
+                     holder_of, require_blank, require_disc)
+from ._tools import (NOT_INSTALLED, BurnProgress, ToolRun, ToolTimeout, check_timeout, find_tool,
+                     run_timed, run_tool, telling_line)
 from .base import BurnResult, DriveError, DriveInfo, MediumStatus, Progress
 from .sense import SENSE_LINE, classify_sense
 
-TOOL_MISSING = ("xorriso is not installed: install it (Debian/Ubuntu: apt-get install xorriso) "
-                "or set the drive's adapter in the config")
+TOOL_MISSING = NOT_INSTALLED.format(tool="xorriso", package="xorriso")
 """The one-line message of DriveError ``tool-missing``."""
-
-STOP_GRACE = 5.0
-"""Seconds a timed-out xorriso gets after SIGTERM before SIGKILL."""
 
 DISCOVER_TIMEOUT = 120.0
 """Seconds ``xorriso -devices`` may take (it probes every drive) before discover() gives up."""
@@ -101,12 +95,11 @@ def discover(xorriso: str = "xorriso", timeout: float = DISCOVER_TIMEOUT) -> lis
     if exe is None:
         return []
     try:
-        run = subprocess.run([exe, "-devices"], stdin=subprocess.DEVNULL, capture_output=True,
-                             timeout=timeout)
-    except subprocess.TimeoutExpired:
+        run = run_tool([exe, "-devices"], timeout)
+    except ToolTimeout:
         raise DriveError(f"xorriso -devices took longer than {timeout:g} s to scan for drives",
                          "timeout") from None
-    return parse_devices(run.stdout.decode("utf-8", "replace"))
+    return parse_devices(run.stdout)
 
 
 def parse_devices(text: str) -> list[DriveInfo]:
@@ -194,15 +187,6 @@ def parse_progress(line: str) -> tuple[int, str | None] | None:
     return int(m[1]) * MIB, m[2]
 
 
-@dataclass
-class _Run:
-    """The outcome of one xorriso invocation (text decoded as UTF-8)."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 class XorrisoDrive:
     """A real drive (``device``) or a file-backed drive (``media_dir``) driven by xorriso.
 
@@ -226,10 +210,7 @@ class XorrisoDrive:
             raise DriveError(f"drive {name}: device {device!r} must be a device node such as "
                              "/dev/sr0, without a prefix; for medium files set media_dir",
                              "config")
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float)) or timeout < 0):
-            raise DriveError(f"drive {name}: timeout must be a number of seconds >= 0, "
-                             f"not {timeout!r}", "config")
+        check_timeout(name, timeout)
         self.name = name
         self.device = device
         self.media_dir = os.fspath(media_dir) if media_dir is not None else None
@@ -281,10 +262,7 @@ class XorrisoDrive:
         if self._slot is not None:
             self._slot.load_blank(label)
             return
-        status = self._require_medium()
-        if status.state != "blank":
-            raise DriveError(f"drive {self.name}: the disc in {self.device} is {status.state}, "
-                             "not blank; insert a blank disc", "medium-not-blank")
+        require_blank(self.name, self.device, self._require_medium())
 
     def load(self, medium_path: str | None) -> None:
         """Load an existing medium.
@@ -330,23 +308,14 @@ class XorrisoDrive:
         if (busy := busy_error(self.name, medium or self.device)) is not None:
             raise busy
         image = os.path.abspath(image_path)
-        done = 0
-        actual: str | None = None
+        report = BurnProgress(progress, size)
 
         def on_line(line: str) -> None:
-            nonlocal done, actual
-            parsed = parse_progress(line)
-            if parsed is None:
-                return
-            written, line_speed = parsed
-            actual = line_speed or actual
-            if progress and min(written, size) > done:
-                done = min(written, size)
-                progress(done, size)
+            if (parsed := parse_progress(line)) is not None:
+                report.advance(*parsed)
 
         started = time.monotonic()
-        if progress:
-            progress(0, size)
+        report.start()
         doing = f"burn {image}"
         args = ["-as", "cdrecord", "-v", f"dev={self._target()}"]
         if speed is not None:
@@ -355,9 +324,9 @@ class XorrisoDrive:
                         "; the medium must not be trusted")
         if run.returncode != 0:
             raise self._failure(run, doing, "write-error")
-        if progress and done < size:
-            progress(size, size)
-        return BurnResult(medium_path=medium, speed=actual, seconds=time.monotonic() - started,
+        report.finish()
+        return BurnResult(medium_path=medium, speed=report.speed,
+                          seconds=time.monotonic() - started,
                           requested_speed=speed, medium_type=before.medium_type,
                           medium_id=before.medium_id, tool_version=self.tool_version())
 
@@ -407,10 +376,7 @@ class XorrisoDrive:
 
     def _exe(self) -> str:
         """Path of the xorriso program. Raises DriveError ``tool-missing``."""
-        path = shutil.which(self.xorriso)
-        if path is None:
-            raise DriveError(TOOL_MISSING, "tool-missing")
-        return path
+        return find_tool(self.xorriso, TOOL_MISSING)
 
     def _target(self) -> str:
         """The drive address xorriso takes: ``mmc:<device>`` or ``stdio:<medium file>``.
@@ -423,67 +389,25 @@ class XorrisoDrive:
         return "stdio:" + self._slot.require()
 
     def _require_medium(self) -> MediumStatus:
-        status = self.status()
-        if status.state == "no-medium":
-            raise DriveError(f"drive {self.name}: no disc in {self.device}; insert one",
-                             "no-medium")
-        return status
+        return require_disc(self.name, self.device, self.status())
 
     def _run(self, args: list[str], doing: str, on_line: Callable[[str], None] | None = None,
-             timeout_note: str = "") -> _Run:
+             timeout_note: str = "") -> ToolRun:
         """Run xorriso with ``args`` in its own process group, collecting its output.
 
         ``on_line`` is called with each output line as it arrives. If the run
         takes more than ``self.timeout`` seconds the whole group is stopped
-        (SIGTERM, then SIGKILL after STOP_GRACE seconds) and DriveError
-        ``timeout`` is raised; ``doing`` and ``timeout_note`` word its message.
+        (SIGTERM, then SIGKILL after :data:`burners._tools.STOP_GRACE`
+        seconds) and DriveError ``timeout`` is raised; ``doing`` and
+        ``timeout_note`` word its message.
         """
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        proc = subprocess.Popen([self._exe(), *args], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-        output = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-        partial = {proc.stdout: b"", proc.stderr: b""}
-        try:
-            with selectors.DefaultSelector() as sel:
-                for stream in output:
-                    sel.register(stream, selectors.EVENT_READ)
-                while sel.get_map():
-                    for key, _ in sel.select(_left(deadline)):
-                        data = os.read(key.fd, 65536)
-                        if not data:
-                            sel.unregister(key.fileobj)
-                            if on_line and partial[key.fileobj]:
-                                on_line(partial[key.fileobj].decode("utf-8", "replace"))
-                            continue
-                        output[key.fileobj] += data
-                        if on_line:
-                            *lines, partial[key.fileobj] = re.split(
-                                rb"[\r\n]", partial[key.fileobj] + data)
-                            for line in lines:
-                                on_line(line.decode("utf-8", "replace"))
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise subprocess.TimeoutExpired(args, self.timeout)
-                proc.wait(_left(deadline))
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise DriveError(f"drive {self.name}: xorriso took longer than {self.timeout:g} s "
-                             f"to {doing} and was stopped{timeout_note}", "timeout") from None
-        finally:
-            if proc.poll() is None:      # interrupted (e.g. KeyboardInterrupt)
-                _stop(proc)
-            proc.stdout.close()
-            proc.stderr.close()
-        return _Run(proc.returncode, output[proc.stdout].decode("utf-8", "replace"),
-                    output[proc.stderr].decode("utf-8", "replace"))
+        return run_timed([self._exe(), *args], self.timeout, doing, tool="xorriso",
+                         drive=self.name, note=timeout_note, on_line=on_line)
 
-    def _failure(self, run: _Run, doing: str, default: str) -> DriveError:
+    def _failure(self, run: ToolRun, doing: str, default: str) -> DriveError:
         """A one-line DriveError for a failed xorriso run, with its failure class."""
         text = run.stderr + "\n" + run.stdout
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        reason = (next((line for line in lines if SENSE_LINE.search(line)), None)
-                  or next((line for line in lines if _PROBLEM.search(line)), None)
-                  or (lines[-1] if lines else "no output"))
+        reason = telling_line(text, (SENSE_LINE, _PROBLEM))
         failure_class = _classify(text, default)
         if failure_class == "drive-busy" and self.device and (held := holder_of(self.device)):
             reason += f" (held by {held[1]}, PID {held[0]})"
@@ -500,30 +424,3 @@ def _classify(text: str, default: str) -> str:
     if re.search(r"no media|media status : is not present", text, re.IGNORECASE):
         return "no-medium"
     return default
-
-
-def _left(deadline: float | None) -> float | None:
-    """Seconds until ``deadline`` (a time.monotonic() value), at least 0; None for no limit."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop ``proc`` and everything in its process group, and reap it.
-
-    SIGTERM first so xorriso can release the drive, SIGKILL to the group
-    after STOP_GRACE seconds for whatever is left.
-    """
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        proc.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(proc, signal.SIGKILL)
-    proc.wait()
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from burner_helpers import failure as _failure
 from burners import (SECTOR, BurnResult, DriveError, DriveInfo, MediumStatus, VirtualDrive,
                      XorrisoDrive, open_drive)
 from burners import virtual as virtual_adapter
@@ -55,6 +56,20 @@ def fake_xorriso(tmp_path, burn_body: str, space: int = 100_000, toc: str = BLAN
         "esac\n")
     script.chmod(0o755)
     return str(script)
+
+
+def capacity_xorriso(tmp_path: Path, capacity_sectors: int, name: str) -> str:
+    """A wrapper ``tmp_path/name`` around the real xorriso whose ``-toc`` reports
+    ``capacity_sectors`` free sectors (a ``stdio:`` medium's room is the file
+    system's free space)."""
+    wrapper = tmp_path / name
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"case \" $* \" in *' -toc '*) {XORRISO} \"$@\" | "
+        f"sed 's/^Media space  : .*/Media space  : {capacity_sectors}s/' ;;\n"
+        f"*) exec {XORRISO} \"$@\" ;; esac\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 @pytest.fixture(scope="module")
@@ -97,22 +112,11 @@ def make_drive(request, tmp_path):
             pytest.skip("xorriso is not installed")
         program = XORRISO
         if capacity_sectors is not None:
-            wrapper = tmp_path / "small-xorriso"
-            wrapper.write_text(
-                "#!/bin/sh\n"
-                f"case \" $* \" in *' -toc '*) {XORRISO} \"$@\" | "
-                f"sed 's/^Media space  : .*/Media space  : {capacity_sectors}s/' ;;\n"
-                f"*) exec {XORRISO} \"$@\" ;; esac\n")
-            wrapper.chmod(0o755)
-            program = str(wrapper)
+            program = capacity_xorriso(tmp_path, capacity_sectors, "small-xorriso")
         return XorrisoDrive("x1", media_dir=media, xorriso=program, timeout=60)
 
     make.adapter = request.param
     return make
-
-
-def _failure(exc_info) -> str:
-    return exc_info.value.failure_class
 
 
 # -- the contract, for every adapter -------------------------------------------
@@ -380,16 +384,8 @@ class TestVirtualContract(DriveContract):
 @needs_xorriso
 class TestXorrisoContract(DriveContract):
     def make_drive(self, tmp_path: Path, capacity_sectors: int = 2_298_496):
-        # A stdio: medium's room is the file system's free space; a wrapper
-        # around the real xorriso reports the capacity asked for instead.
-        wrapper = tmp_path / "capacity-xorriso"
-        wrapper.write_text(
-            "#!/bin/sh\n"
-            f"case \" $* \" in *' -toc '*) {XORRISO} \"$@\" | "
-            f"sed 's/^Media space  : .*/Media space  : {capacity_sectors}s/' ;;\n"
-            f"*) exec {XORRISO} \"$@\" ;; esac\n")
-        wrapper.chmod(0o755)
-        return XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=str(wrapper),
+        program = capacity_xorriso(tmp_path, capacity_sectors, "capacity-xorriso")
+        return XorrisoDrive("x1", media_dir=str(tmp_path / "media"), xorriso=program,
                             timeout=60)
 
     def medium_file(self, drive) -> Path:

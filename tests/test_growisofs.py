@@ -11,77 +11,45 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from burner_helpers import (DeviceNodeContract, assert_gone, device_drive, failure, fakes_fixture,
+                            image_fixture, one_line)
 from burners import growisofs
 from burners.base import SECTOR, DriveError, DriveInfo
 from burners._media import MediumFileReader
 from burners.growisofs import (CONFIG_KEYS, GrowisofsDrive, classify_failure, from_config,
                                parse_cdrom_info, parse_mediainfo, parse_progress, parse_version,
                                parse_write_speed, speed_factor)
-from drive_contract import DriveContract
 
 FAKES = Path(__file__).parent / "fakes" / "growisofs"
 
+fake_tools = fakes_fixture(FAKES)
+"""Autouse: the fake tools first on PATH, and no FAKE_* fault left over from outside."""
 
-@pytest.fixture(autouse=True)
-def fake_tools(monkeypatch):
-    """The fake tools first on PATH, and no FAKE_* fault left over from outside."""
-    for key in list(os.environ):
-        if key.startswith("FAKE_"):
-            monkeypatch.delenv(key)
-    # the fakes' "#!/usr/bin/env python3" finds the interpreter running the tests first
-    path = [str(FAKES), os.path.dirname(sys.executable), os.environ["PATH"]]
-    monkeypatch.setenv("PATH", os.pathsep.join(path))
+image = image_fixture(5 * (1 << 19) + 123)
+"""An image of 2.5 MiB plus 123 bytes (not whole sectors; several progress lines)."""
 
-
-def make_drive(tmp_path: Path, timeout: float = 30, **state) -> GrowisofsDrive:
-    """A drive whose device is ``tmp_path/sr0`` (blank: the file is absent), with its state file."""
-    device = tmp_path / "sr0"
-    if state:
-        Path(f"{device}.state").write_text(json.dumps(state))
-    return GrowisofsDrive("sr0", str(device), timeout=timeout)
-
-
-@pytest.fixture
-def image(tmp_path) -> tuple[str, bytes]:
-    """An image of 2.5 MiB plus 123 bytes (not whole sectors; several progress lines)."""
-    data = os.urandom(5 * (1 << 19) + 123)
-    path = tmp_path / "image.iso"
-    path.write_bytes(data)
-    return str(path), data
-
-
-def failure(exc_info) -> str:
-    return exc_info.value.failure_class
-
-
-def one_line(exc_info) -> str:
-    message = str(exc_info.value)
-    assert "\n" not in message
-    return message
+make_drive = partial(device_drive, GrowisofsDrive)
+"""make_drive(tmp_path, timeout=30, **state): a drive whose device is ``tmp_path/sr0``
+(blank: the file is absent), with its state file."""
 
 
 # -- the drive contract -----------------------------------------------------------
 
-class TestGrowisofsContract(DriveContract):
+class TestGrowisofsContract(DeviceNodeContract):
+    drive_class = GrowisofsDrive
+
     @pytest.fixture(autouse=True)
     def _host(self, tmp_path):
         self.host = tmp_path / "host"
         (self.host / "sys" / "sr0" / "device").mkdir(parents=True)
         (self.host / "sys" / "sr0" / "device" / "vendor").write_text("YOYODYNE\n")
         (self.host / "cdrom-info").write_text(CDROM_INFO)
-
-    def make_drive(self, tmp_path, capacity_sectors=2_298_496):
-        return make_drive(tmp_path, capacity_sectors=capacity_sectors)
-
-    def medium_file(self, drive):
-        return Path(drive.device)
 
     def discover(self):
         return growisofs.discover(info_path=str(self.host / "cdrom-info"),
@@ -235,20 +203,6 @@ def test_a_hung_status_query_times_out(tmp_path, monkeypatch):
     with pytest.raises(DriveError) as err:
         make_drive(tmp_path, timeout=0.5).status()
     assert failure(err) == "timeout" and "dvd+rw-mediainfo took longer than 0.5 s" in one_line(err)
-
-
-def assert_gone(pid: int, wait: float = 5.0) -> None:
-    """The process has exited (a zombie awaiting its reaper counts as gone)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except FileNotFoundError:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"process {pid} is still running")
 
 
 @pytest.mark.parametrize("key, program, package", [

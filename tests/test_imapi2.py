@@ -7,20 +7,18 @@ JSON state file sets what the drive holds and how it fails.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from burner_helpers import FakeState, FakeStateContract, failure, image_fixture
 from burners import imapi2
 from burners.base import SECTOR, DriveError, MediumStatus
 from burners.imapi2 import (Imapi2Drive, Imapi2Error, VolumeReader, build_script,
                             encode_script, parse_discovery, parse_status, sectors_per_second,
                             speed_label, write_refusal)
-
-from drive_contract import DriveContract
 
 FAKES = Path(__file__).parent / "fakes" / "imapi2"
 POWERSHELL = str(FAKES / "powershell.exe")
@@ -28,36 +26,16 @@ UNIQUE_ID = r"\\?\scsi#cdrom&ven_hl-dt-st&prod_dvdram_gh24nsd1#5&2b6e2e5b&0&0000
 DVD_R_SPEEDS = [2720, 5440, 10880, 16320]          # 4x 8x 16x 24x at 680 sectors/s
 
 
-class FakeDrive:
+class FakeDrive(FakeState):
     """The fake's state file: one recorder E: whose disc is ``medium``."""
 
+    FILE, ENV, KEY = "imapi2-state.json", "FAKE_IMAPI2_STATE", "recorders"
+
     def __init__(self, tmp_path: Path, monkeypatch):
-        self.path = tmp_path / "imapi2-state.json"
-        self.medium = tmp_path / "disc.medium"
-        self.medium.touch()
-        self.state = {"recorders": [{
+        super().__init__(tmp_path, monkeypatch, {
             "UniqueId": UNIQUE_ID, "letter": "E:", "VendorId": "HL-DT-ST",
             "ProductId": "DVDRAM GH24NSD1", "ProductRevision": "LG00",
-            "medium": str(self.medium), "media_type": 9, "capacity_sectors": 2_298_496,
-            "speeds": DVD_R_SPEEDS}]}
-        self.save()
-        monkeypatch.setenv("FAKE_IMAPI2_STATE", str(self.path))
-
-    @property
-    def recorder(self) -> dict:
-        return self.state["recorders"][0]
-
-    def set(self, **changes) -> None:
-        self.load()
-        self.recorder.update(changes)
-        self.save()
-
-    def load(self) -> dict:
-        self.state = json.loads(self.path.read_text())
-        return self.state
-
-    def save(self) -> None:
-        self.path.write_text(json.dumps(self.state))
+            "media_type": 9, "capacity_sectors": 2_298_496, "speeds": DVD_R_SPEEDS})
 
     def drive(self, timeout: float | None = 30, device: str = "E:") -> Imapi2Drive:
         return Imapi2Drive("w1", device, powershell=POWERSHELL, timeout=timeout,
@@ -69,32 +47,13 @@ def fake(tmp_path, monkeypatch) -> FakeDrive:
     return FakeDrive(tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def image(tmp_path) -> tuple[str, bytes]:
-    data = os.urandom(40 * SECTOR + 500)
-    path = tmp_path / "image.iso"
-    path.write_bytes(data)
-    return str(path), data
-
-
-def failure(exc_info) -> str:
-    return exc_info.value.failure_class
+image = image_fixture(40 * SECTOR + 500)
 
 
 # -- the contract ----------------------------------------------------------------------
 
-class TestImapi2Contract(DriveContract):
-
-    @pytest.fixture(autouse=True)
-    def _fake(self, tmp_path, monkeypatch):
-        self.fake = FakeDrive(tmp_path, monkeypatch)
-
-    def make_drive(self, tmp_path, capacity_sectors=2_298_496):
-        self.fake.set(capacity_sectors=capacity_sectors)
-        return self.fake.drive()
-
-    def medium_file(self, drive):
-        return Path(drive.raw_device)
+class TestImapi2Contract(FakeStateContract):
+    fake_class = FakeDrive
 
     def discover(self):
         return imapi2.discover(powershell=POWERSHELL)

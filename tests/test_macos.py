@@ -6,20 +6,18 @@ plain file; a JSON state file sets what the drive holds and how it fails.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from burner_helpers import FakeState, FakeStateContract, failure, image_fixture
 from burners import macos
 from burners.base import SECTOR, DriveError, MediumStatus
 from burners.macos import (MacDrive, classify_failure, hdiutil_speed, parse_burn_list,
                            parse_device_node, parse_list, parse_percent, parse_status,
                            parse_write_speeds)
-
-from drive_contract import DriveContract
 
 FAKES = Path(__file__).parent / "fakes" / "macos"
 IOSERVICE = ("IOService:/AppleARMPE/arm-io@10F00000/AppleT600xIO/usb-drd1@2280000/"
@@ -28,37 +26,18 @@ IOSERVICE = ("IOService:/AppleARMPE/arm-io@10F00000/AppleT600xIO/usb-drd1@228000
              "IOSCSILogicalUnitNub@0/IOSCSIPeripheralDeviceType05/IODVDServices")
 
 
-class FakeMac:
+class FakeMac(FakeState):
     """The fakes' state file: drive 1, whose disc is ``medium``; the fakes on PATH."""
 
+    FILE, ENV, KEY = "macos-state.json", "FAKE_MACOS_STATE", "drives"
+
     def __init__(self, tmp_path: Path, monkeypatch):
-        self.path = tmp_path / "macos-state.json"
-        self.medium = tmp_path / "disc.medium"
-        self.medium.touch()
-        self.state = {"drives": [{
+        super().__init__(tmp_path, monkeypatch, {
             "number": 1, "vendor": "PIONEER", "product": "DVD-RW  DVR-XD11", "rev": "1.00",
             "bus": "USB", "support": "Unsupported", "ioservice": IOSERVICE, "node": "/dev/disk4",
-            "medium": str(self.medium), "media_type": "DVD-R", "capacity_sectors": 2_298_496,
-            "media_id": "CMC MAG. AM3", "speeds": [2, 4, 8, 16]}]}
-        self.save()
-        monkeypatch.setenv("FAKE_MACOS_STATE", str(self.path))
+            "media_type": "DVD-R", "capacity_sectors": 2_298_496,
+            "media_id": "CMC MAG. AM3", "speeds": [2, 4, 8, 16]})
         monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ.get('PATH', '')}")
-
-    @property
-    def entry(self) -> dict:
-        return self.state["drives"][0]
-
-    def set(self, **changes) -> None:
-        self.load()
-        self.entry.update(changes)
-        self.save()
-
-    def load(self) -> dict:
-        self.state = json.loads(self.path.read_text())
-        return self.state
-
-    def save(self) -> None:
-        self.path.write_text(json.dumps(self.state))
 
     def drive(self, timeout: float | None = 30) -> MacDrive:
         return MacDrive("m1", 1, timeout=timeout, raw_device=str(self.medium))
@@ -69,32 +48,13 @@ def fake(tmp_path, monkeypatch) -> FakeMac:
     return FakeMac(tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def image(tmp_path) -> tuple[str, bytes]:
-    data = os.urandom(40 * SECTOR + 500)
-    path = tmp_path / "image.iso"
-    path.write_bytes(data)
-    return str(path), data
-
-
-def failure(exc_info) -> str:
-    return exc_info.value.failure_class
+image = image_fixture(40 * SECTOR + 500)
 
 
 # -- the contract ----------------------------------------------------------------------
 
-class TestMacContract(DriveContract):
-
-    @pytest.fixture(autouse=True)
-    def _fake(self, tmp_path, monkeypatch):
-        self.fake = FakeMac(tmp_path, monkeypatch)
-
-    def make_drive(self, tmp_path, capacity_sectors=2_298_496):
-        self.fake.set(capacity_sectors=capacity_sectors)
-        return self.fake.drive()
-
-    def medium_file(self, drive):
-        return Path(drive.raw_device)
+class TestMacContract(FakeStateContract):
+    fake_class = FakeMac
 
     def discover(self):
         return macos.discover()

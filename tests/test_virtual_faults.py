@@ -10,6 +10,7 @@ import tomllib
 
 import pytest
 
+from burner_helpers import image_fixture
 from burners import SECTOR, DriveError, VirtualDrive
 from burners.sense import classify_sense
 from burners.virtual import CONFIG_KEYS, discover, from_config
@@ -18,12 +19,7 @@ SECTORS = 16
 IMAGE_BYTES = SECTORS * SECTOR - 700     # the last sector is padded on the medium
 
 
-@pytest.fixture
-def image(tmp_path) -> tuple[str, bytes]:
-    data = os.urandom(IMAGE_BYTES)
-    path = tmp_path / "image.iso"
-    path.write_bytes(data)
-    return str(path), data
+image = image_fixture(IMAGE_BYTES)
 
 
 def drive_with(tmp_path, **faults) -> VirtualDrive:
