@@ -190,12 +190,26 @@ def archive(home, source, media, copies):
         click.echo(f"discarchive: warning: {w}", err=True)
     click.echo(f"disc set {result.set_id}: {result.records} records, {result.files} files, "
                f"image {result.image.sectors} sectors, sha256 {result.image.sha256}")
+    _print_copies(result)
+
+
+@main.command()
+@_home_option
+@click.argument("set_id")
+def burn(home, set_id):
+    """Burn again the copies of SET_ID that failed or were interrupted, from its kept image."""
+    with _errors():
+        result = jobs.burn_set(_config(home), set_id, reporter=TerminalReporter())
+    _print_copies(result)
+
+
+def _print_copies(result) -> None:
     for disc_id, state in result.copies.items():
         why = result.failures.get(disc_id)
-        click.echo(f"  {disc_id}: {state}{f' ({why})' if why else ''}")
+        click.echo(f"  {disc_id}: {state}{f' ({_safe(why)})' if why else ''}")
     if not result.ok:
-        _fail(f"disc set {result.set_id} is not archived: a copy failed; burn it again "
-              "on a new blank medium", EXIT_FAILED)
+        _fail(f"disc set {result.set_id} is not archived: a copy failed; put a new blank "
+              f"medium in the drive and run `discarchive burn {result.set_id}`", EXIT_FAILED)
 
 
 _DISC_FIELDS = ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "adapter",
@@ -244,11 +258,14 @@ def drives(home, as_json):
         for r in rows:
             what = r.get("message") or " ".join(
                 x for x in (r.get("vendor"), r.get("model"), r.get("firmware")) if x)
-            click.echo(fmt.format(r["name"] or "-", r["adapter"], r["state"],
+            click.echo(fmt.format(r["name"] or "-", r["adapter"] or "-", r["state"],
                                   r.get("medium_type") or "-", r.get("free_sectors") or "-",
                                   _safe(f"{r['device']}  {what}".strip())).rstrip())
-    if any(r["state"] == "error" for r in rows if r["configured"]):
-        sys.exit(EXIT_DRIVE)
+    broken = [r for r in rows if r["configured"] and r["state"] == "error"]
+    if broken:
+        config_error = any(r["failure_class"] == "config" for r in broken)
+        _fail(f"{len(broken)} configured drive(s) cannot answer: {broken[0]['message']}",
+              EXIT_INPUT if config_error else EXIT_DRIVE)
 
 
 @main.command()
@@ -264,6 +281,7 @@ def show(home, disc_id, as_json):
             inv.close()
             _fail(f"no disc {disc_id}: see `discarchive discs` for the disc IDs", EXIT_INPUT)
         events = inv.events(disc_id=disc_id)
+        disc["burns"] = inv.burns(disc_id)
         inv.close()
     disc["events"] = events
     if as_json:
@@ -275,6 +293,12 @@ def show(home, disc_id, as_json):
               "image_sha256", "image_sectors", "image_bytes", "image_path"]:
         if disc.get(k) is not None:
             click.echo(f"{k:<14} {disc[k]}")
+    burns = disc.pop("burns")
+    if burns:
+        click.echo("burn attempts:")
+    for b in burns:
+        click.echo(_safe(f"  {b['started_at']}  {b['drive']:<8} {b['outcome']:<8} "
+                         f"{b['failure_class'] or ''} {b['message'] or b['speed'] or ''}".rstrip()))
     click.echo("events:")
     for e in events:
         click.echo(f"  {e['at']}  {e['event_type']:<12} {e['outcome']}")
@@ -295,6 +319,8 @@ def find(home, text, as_json):
         inv.close()
     if as_json:
         _emit_json(rows)
+        if not rows:
+            sys.exit(EXIT_FAILED)
         return
     if not rows:
         _fail(f"nothing matches {text!r}", EXIT_FAILED)
@@ -370,6 +396,14 @@ def export_log(home, out):
                f"{out}; check them as docs/AUDIT.md shows")
 
 
+def _require_bag(path: Path, declared: bool = True) -> None:
+    """One line and exit 2 unless ``path`` is a folder (holding a bagit.txt if ``declared``)."""
+    if not str(path).strip() or not path.is_dir():
+        _fail(f"{path} is not a folder: give the folder of a BagIt bag", EXIT_INPUT)
+    if declared and not (path / "bagit.txt").is_file():
+        _fail(f"{path} is not a BagIt bag (no bagit.txt): give the bag's top folder", EXIT_INPUT)
+
+
 def _print_fourcheck(report, path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(report.to_json())
@@ -382,7 +416,8 @@ def _print_fourcheck(report, path: Path, as_json: bool) -> None:
                               f"{c.get('not-checked', 0)} not checked" for p, c in counts.items()))
         click.echo(f"report stored in {path}")
     if not report.passed:
-        sys.exit(EXIT_FAILED)
+        _fail(f"the four-property check failed ({len(report.failures())} finding(s)): see "
+              f"the lines above or {path}", EXIT_FAILED)
 
 
 @main.command("check")
@@ -402,9 +437,8 @@ def check_command(home, disc_id, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_bag_command(home, bag, as_json):
     """Four-property check of an incoming BagIt bag folder; exit 1 if any check fails."""
+    _require_bag(bag)
     with _errors():
-        if not bag.is_dir():
-            _fail(f"{bag} is not a folder: give the folder of a BagIt bag", EXIT_INPUT)
         report, path = checks.check_bag(_config(home), bag)
     _print_fourcheck(report, path, as_json)
 
@@ -414,6 +448,7 @@ def check_bag_command(home, bag, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate_bag_command(path, as_json):
     """Validate the BagIt bag at PATH (RFC 8493); exit 0 if valid, 1 if not."""
+    _require_bag(path, declared=False)     # a missing bagit.txt is a finding here
     report = validate_bag(path)
     if as_json:
         click.echo(report.to_json())

@@ -126,7 +126,7 @@ _ARCHIVE_KEYS = {"source_organization": str, "fonds": str, "media": str, "copies
 _DRIVE_KEYS = {"name": str, "adapter": str, "media_dir": str, "timeout": (int, float)}
 """Keys every drive table may have; each adapter checks the rest (burners.open_drive)."""
 _TYPE_WORDS = {str: "a quoted text", int: "a whole number", bool: "true or false",
-               dict: "a table", (int, float): "a number"}
+               dict: "a table", list: "a list [...]", (int, float): "a number"}
 
 
 def _check(where: str, table: dict, schema: dict) -> None:
@@ -150,6 +150,9 @@ def _check_settings(where: str, table: dict):
     from verification.fourcheck import CheckSettings
 
     _check(f"{where} [check]", table, _CHECK_KEYS)
+    for key in ("formats", "virus_scan", "required_fields"):
+        if not all(isinstance(v, str) for v in table.get(key, [])):
+            raise ConfigError(f"{where} [check]: {key} must be a list of quoted texts")
     try:
         return CheckSettings(**{k: tuple(v) if isinstance(v, list) else float(v)
                                 for k, v in table.items()})
@@ -163,6 +166,7 @@ def load(home: Path) -> Config:
     Every key and value type is checked here, so a job never starts on a
     config it would trip over halfway. Raises ConfigError with the fix.
     """
+    home = Path(home).absolute()   # paths recorded in the inventory must not depend on the cwd
     path = home / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(

@@ -25,17 +25,16 @@ from manifests.validate import validate_bag
 from verification.fourcheck import (CheckInput, FourPropertyReport, PayloadFile, check,
                                     files_in_bag, read_catalog_rows)
 from verification.onepass import open_extent
-from verification.readback import TAG_MANIFEST, parse_bag_info
+from verification.readback import TAG_MANIFEST, parse_bag_info, parse_manifest
 
 from . import jobs
-from .replication import read_back, record_fixity
 
 
 def _store(cfg: Config, name: str, report: FourPropertyReport) -> Path:
     """Write the report to ``HOME/reports/<name>-<UTC time>.json`` (temp file, fsync, rename)."""
     folder = cfg.home / "reports"
     folder.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     path = folder / f"{name}-{stamp}.json"
     tmp = path.with_suffix(".part")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -68,10 +67,7 @@ def check_disc(cfg: Config, disc_id: str, reporter=None) -> tuple[FourPropertyRe
         try:
             disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
             expected = jobs.expected_of(inv, disc["set_id"])
-            fixity = read_back(drive, disc["medium_path"], expected, public_pem,
-                               ui.progress("read back"))
-            record_fixity(inv, disc_id, disc["set_id"], drive.name, fixity, first=False,
-                          state=disc["state"])
+            fixity = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui)
             medium = disc["medium_path"] or getattr(drive, "device", None)
             files = [PayloadFile(e.path, e.size, (lambda e=e: open_extent(medium, e)),
                                  fixity.file_sha256.get(e.path), want)
@@ -80,9 +76,9 @@ def check_disc(cfg: Config, disc_id: str, reporter=None) -> tuple[FourPropertyRe
             s = inv.disc_set(disc["set_id"])
             report = check(CheckInput(
                 files, parse_bag_info(fixity.tag_bytes.get("bag-info.txt", b"")), rows,
-                settings=cfg.check, manifest_ok=fixity.bag_ok,
-                manifest_reason="; ".join(p for p in fixity.problems if p.startswith("bag:"))
-                or "manifests match the payload read back",
+                settings=cfg.check, manifest_ok=fixity.passed,
+                manifest_reason="image, manifests and inventory agree with the read-back"
+                if fixity.passed else fixity.summary(),
                 signature_ok=fixity.signature_ok,
                 signature_reason="tag manifest signed with the archive's key"
                 if fixity.signature_ok else "signature does not verify",
@@ -123,8 +119,12 @@ def check_bag(cfg: Config, bag: Path) -> tuple[FourPropertyReport, Path]:
         catalog = bag / CATALOG_NAME
         rows, catalog_error = _catalog(catalog.read_bytes() if catalog.is_file() else None)
         info = bag / "bag-info.txt"
+        problems: list[str] = []
+        manifest_file = bag / "manifest-sha256.txt"
+        listed = parse_manifest(manifest_file.read_bytes(), manifest_file.name, problems) \
+            if manifest_file.is_file() else {}
         report = check(CheckInput(
-            files_in_bag(bag) if (bag / "data").is_dir() else [],
+            files_in_bag(bag, expected=listed) if (bag / "data").is_dir() else [],
             parse_bag_info(info.read_bytes() if info.is_file() else b""), rows,
             settings=cfg.check, manifest_ok=validation.valid,
             manifest_reason="; ".join(manifest[:3]) or "valid (RFC 8493)",

@@ -38,7 +38,7 @@ from mastering.iso import Image, Layout, sha256_file
 from verification.onepass import Extent, file_chunks
 from verification.readback import Expected, Report, verify
 
-from .replication import Copy, burn_copies, read_back, record_fixity
+from .replication import Copy, burn_copies, due_date, read_back, record_fixity
 
 COPY_LABELS = "ABCDEFGHI"
 
@@ -101,6 +101,11 @@ def open_drives(cfg: Config) -> list:
         raise JobError(f"no drive is configured: add a [[drives]] table to {cfg.home}/discarchive.toml")
     drives = [burners.open_drive(spec) for spec in cfg.drives]
     for d in drives:
+        device = getattr(d, "device", None)
+        if isinstance(device, str) and device.startswith("/dev/") and not os.path.exists(device):
+            raise burners.DriveError(f"drive {d.name}: {device} does not exist: connect the "
+                                     "drive, or fix its device in discarchive.toml "
+                                     "(`discarchive drives` lists the drives found)", "not-ready")
         try:
             d.status()
         except burners.DriveError as exc:
@@ -307,26 +312,134 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
         return _verify_disc(cfg, disc_id, ui)
 
 
-def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
-    """A recorded, burned copy and the drive holding its medium: (disc row, drive).
+def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> ArchiveResult:
+    """Burn the copies of a set that are not verified, from its retained image.
 
-    The drive is the one that burned it if still configured, else the first.
-    Raises JobError for an unknown or never burned disc; DriveError
-    ``no-medium`` when its medium is not in the drive (the operator's to
+    Copies that failed, were interrupted or were never made are burned again
+    under their own disc IDs; verified copies are left alone. The image is
+    checked against the record first. Raises JobError for an unknown set, a
+    set with nothing to burn, or an image that is gone or no longer matches.
+    """
+    ui = reporter or QuietReporter()
+    with locked(cfg.home):
+        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            s = inv.disc_set(set_id)
+            if s is None:
+                raise JobError(f"no disc set {set_id} in the inventory: see `discarchive discs`")
+            done = {c["copy_label"] for c in inv.copies(set_id) if c["state"] == "verified"}
+            labels = [COPY_LABELS[n] for n in range(s["copies"]) if COPY_LABELS[n] not in done]
+            if not labels:
+                raise JobError(f"every copy of {set_id} is verified: nothing to burn")
+            path = Path(s["image_path"] or "")
+            if not s["image_path"] or not path.is_file():
+                raise JobError(f"the image of {set_id} is no longer kept: burn from a good copy "
+                               "instead")
+            drives = open_drives(cfg)
+            expected = expected_of(inv, set_id)
+            check = verify(file_chunks(path, expected.length), expected, public_pem,
+                           ui.progress("check image"))
+            if not check.passed:
+                raise JobError(f"the kept image of {set_id} no longer matches its record "
+                               f"({check.summary()}): burn from a good copy instead")
+            image = Image(path, s["image_bytes"], s["image_sectors"], s["image_sha256"])
+            plan = [Copy(f"{set_id}-{label}", label, drives[n % len(drives)],
+                         _second_reader(cfg, (n + 1) % len(drives)))
+                    for n, label in enumerate(labels)]
+            burn_copies(cfg, plan, set_id, s["media"], image, expected, public_pem, ui)
+            result = ArchiveResult(set_id, image, s["record_count"], s["file_count"])
+            for c in plan:
+                result.copies[c.disc_id] = c.state
+                if c.why:
+                    result.failures[c.disc_id] = c.why
+            if settle_set(inv, set_id) != "archived":
+                inv.update_set(set_id, state="failed")
+            return result
+        finally:
+            try:
+                eventlog.checkpoint(inv, key)
+            finally:
+                inv.close()
+
+
+def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
+    """A recorded copy and the drive holding its medium: (disc row, drive).
+
+    The drive is the one that burned it if still configured, else the
+    first. A copy whose job was killed before its burn or read-back was
+    recorded is read from the medium of its last burn attempt (file-backed
+    drives record it when the attempt starts). Raises JobError for an
+    unknown disc or one with no medium at all; DriveError ``no-medium`` when
+    its medium is not in the drive or its file is gone (the operator's to
     fix: nothing is recorded).
     """
     disc = inv.disc(disc_id)
     if disc is None:
         raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
     if not disc["burned_at"]:
-        raise JobError(f"disc {disc_id} was never burned ({disc['state']}): nothing to read")
+        attempts = [b for b in inv.burns(disc_id) if b["outcome"] != "failed"]
+        if not attempts:
+            raise JobError(f"disc {disc_id} has no medium ({disc['state']}): burn it with "
+                           f"`discarchive burn {disc['set_id']}`")
+        disc["medium_path"], disc["interrupted_burn"] = attempts[-1]["medium_path"], attempts[-1]
     drives = open_drives(cfg)
     drive = next((d for d in drives if d.name == disc["drive"]), drives[0])
-    drive.load(disc["medium_path"])
+    try:
+        drive.load(disc["medium_path"])
+    except burners.DriveError as exc:
+        raise burners.DriveError(f"{exc}: disc {disc_id} cannot be read here; if its medium is "
+                                 "lost, re-burn it from a good copy", exc.failure_class) from None
     if drive.status().state in ("no-medium", "tray-open"):
         raise burners.DriveError(f"no medium in drive {drive.name}: insert disc {disc_id} "
                                  "and run the command again", "no-medium")
     return disc, drive
+
+
+def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: bytes,
+                  ui: Reporter) -> Report:
+    """Read a recorded copy back, record the outcome, and settle its state.
+
+    A disc is called bad only after a second read, in another configured
+    drive for a file-backed medium; each read is its own fixity check event.
+    A copy whose job was interrupted (``burning`` or ``burned``) becomes
+    ``verified`` or ``failed`` as after a burn; a ``verified`` copy that
+    fails becomes ``damaged``. The set becomes ``archived`` once all its
+    copies are verified.
+    """
+    disc_id, set_id = disc["disc_id"], disc["set_id"]
+    expected = expected_of(inv, set_id)
+    names = [d.get("name") for d in cfg.drives]
+    first = disc["state"] in ("burning", "burned") or bool(disc.get("interrupted_burn"))
+    report = read_back(drive, disc["medium_path"], expected, public_pem, ui.progress("read back"))
+    reader = drive
+    if not report.passed and disc["medium_path"] and len(names) > 1 and drive.name in names:
+        record_fixity(inv, disc_id, set_id, drive.name, report, first=False, read=1)
+        reader = burners.open_drive(cfg.drives[(names.index(drive.name) + 1) % len(names)])
+        report = read_back(reader, disc["medium_path"], expected, public_pem,
+                           ui.progress("read again"))
+        record_fixity(inv, disc_id, set_id, reader.name, report, first=first,
+                      state=disc["state"], read=2)
+    else:
+        record_fixity(inv, disc_id, set_id, reader.name, report, first=first, state=disc["state"])
+    if first and report.passed and not disc["burned_at"]:
+        started = disc["interrupted_burn"]["started_at"]
+        inv.update_disc(disc_id, burned_at=started, medium_path=disc["medium_path"],
+                        due_at=due_date(dt.date.fromisoformat(started[:10]),
+                                        cfg.reburn_years).isoformat())
+    settle_set(inv, set_id)
+    return report
+
+
+def settle_set(inv: Inventory, set_id: str) -> str:
+    """Make a set ``archived`` when every copy is verified (else leave it); return its state."""
+    s = inv.disc_set(set_id)
+    copies = inv.copies(set_id)
+    if (s["state"] != "archived" and len(copies) >= s["copies"]
+            and all(c["state"] == "verified" for c in copies)):
+        inv.update_set(set_id, state="archived")
+        return "archived"
+    return s["state"]
 
 
 def _verify_disc(cfg: Config, disc_id: str, ui: Reporter) -> Report:
@@ -334,23 +447,7 @@ def _verify_disc(cfg: Config, disc_id: str, ui: Reporter) -> Report:
     inv = Inventory.open(cfg.inventory_path)
     try:
         disc, drive = disc_in_drive(cfg, inv, disc_id)
-        drives = [d.get("name") for d in cfg.drives]
-        expected = expected_of(inv, disc["set_id"])
-        report = read_back(drive, disc["medium_path"], expected, public_pem,
-                           ui.progress("read back"))
-        if not report.passed and disc["medium_path"] and len(drives) > 1:
-            # Called bad only after a second read in another drive.
-            record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False, read=1)
-            other = cfg.drives[(drives.index(drive.name) + 1) % len(drives)]
-            second = burners.open_drive(other)
-            report = read_back(second, disc["medium_path"], expected, public_pem,
-                               ui.progress("read again"))
-            record_fixity(inv, disc_id, disc["set_id"], second.name, report, first=False,
-                          state=disc["state"], read=2)
-        else:
-            record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
-                          state=disc["state"])
-        return report
+        return read_recorded(cfg, inv, disc, drive, public_pem, ui)
     finally:
         try:
             eventlog.checkpoint(inv, key)

@@ -130,7 +130,7 @@ def burn_copy(cfg: Config, inv: Inventory, copy: Copy, set_id: str, media: str, 
     last: DriveError | None = None
     burned = None
     for n in range(1, cfg.burn_attempts + 1):
-        label = disc_id if n == 1 else f"{disc_id}~{n}"
+        label = _fresh_label(drive, disc_id)
         if n > 1 and not drive.media_dir and not ui.request_blank(drive.name, disc_id):
             break
         try:
@@ -168,6 +168,23 @@ def burn_copy(cfg: Config, inv: Inventory, copy: Copy, set_id: str, media: str, 
         return "verified", None
     ui.note(f"{disc_id}: verification failed: {report.summary()}")
     return "failed", report.summary()
+
+
+def _fresh_label(drive, disc_id: str) -> str:
+    """The label of the next blank medium for a copy: the disc ID, then ``<disc ID>~2``...
+
+    For a file-backed drive, the first label whose medium file is absent or
+    empty (a coaster from an earlier run keeps its file); a real drive's
+    medium needs no file name.
+    """
+    n = 1
+    while drive.media_dir:
+        label = disc_id if n == 1 else f"{disc_id}~{n}"
+        path = os.path.join(drive.media_dir, label + ".medium")
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            return label
+        n += 1
+    return disc_id
 
 
 def _burn_on_new_medium(inv: Inventory, drive, disc_id: str, set_id: str, label: str,

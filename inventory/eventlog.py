@@ -146,6 +146,12 @@ def audit(inv: Inventory, public_key_pem: bytes) -> AuditReport:
     found = _Findings()
     _check_chain(events, found)
     signed_head = _check_checkpoints(cps, events, public_key_pem, found)
+    if events and not cps:
+        # Every job ends by signing; a log with entries and no signature at all has
+        # lost its checkpoints (or only ever had a job killed before its end).
+        found.problems.append("no signed checkpoint at all: the checkpoints were removed, or "
+                              "the only job was killed before its end (then run "
+                              "`discarchive verify` on any disc to sign the log)")
     problems = found.problems
     if len(problems) > MAX_PROBLEMS:
         problems = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more"]

@@ -288,9 +288,13 @@ class Inventory:
                 self._event(**e)
 
     def add_disc(self, row: dict[str, Any]) -> None:
-        """Insert one copy's row (committed on return)."""
+        """Insert one copy's row, or start it afresh for a new burn (committed on return).
+
+        A copy burned again keeps its disc ID; its earlier attempts stay in
+        ``burns`` and ``events``.
+        """
         with self._write():
-            self.db["discs"].insert(row)
+            self.db["discs"].insert(row, replace=True)
 
     def update_disc(self, disc_id: str, event: dict[str, Any] | None = None, **fields) -> None:
         """Change a copy's fields, with the event that says why, in one transaction."""

@@ -214,7 +214,7 @@ def test_an_event_field_that_is_not_text_is_refused(tmp_path):
     inv.close()
 
 
-def test_an_inventory_from_before_the_chain_is_chained_on_open(tmp_path, pem):
+def test_an_inventory_from_before_the_chain_is_chained_on_open(tmp_path, key, pem):
     path = tmp_path / "inventory.db"
     Inventory.create(path).close()
     db = sqlite3.connect(path)
@@ -239,7 +239,21 @@ def test_an_inventory_from_before_the_chain_is_chained_on_open(tmp_path, pem):
     assert all(e["sha256"] == entry_sha256(e) for e in events)
     Inventory.open(path).close()                       # a second open changes nothing
     assert rows(path) == events
+    unsigned = audit(path, pem)
+    assert not unsigned.ok and "no signed checkpoint at all" in unsigned.problems[0]
+    inv = Inventory.open(path)
+    eventlog.checkpoint(inv, key)
+    inv.close()
     assert audit(path, pem).ok
+
+
+def test_removing_every_checkpoint_is_not_intact(log, pem):
+    db = sqlite3.connect(log)
+    db.execute("DELETE FROM checkpoints")
+    db.commit()
+    db.close()
+    report = audit(log, pem)
+    assert not report.ok and "no signed checkpoint at all" in report.problems[-1]
 
 
 # -- changed entries -------------------------------------------------------------
