@@ -57,8 +57,10 @@ def find_tool(program: str, missing: str = NOT_INSTALLED,
     path = shutil.which(program)
     if path is None:
         name = os.path.basename(program)
-        raise DriveError(missing.format(tool=name, package=(packages or {}).get(name, name)),
-                         "tool-missing")
+        message = missing.format(tool=name, package=(packages or {}).get(name, name))
+        if os.sep in program:       # a path from the config: say which one was looked for
+            message += f" (looked for {program}, as the config says)"
+        raise DriveError(message, "tool-missing")
     return path
 
 

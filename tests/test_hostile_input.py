@@ -181,3 +181,9 @@ def test_verify_with_the_medium_gone_records_nothing(home, run, demo_archive):
     _one_line_error(run("verify", disc["disc_id"]), 3, "does not exist")
     after = _discs(run)[0]
     assert after["state"] == "verified" and after["verified_at"] == disc["verified_at"]
+
+
+def test_a_configured_program_path_that_is_wrong_is_named(home, run, demo_archive):
+    _set_config(home, "timeout = 3600", 'timeout = 3600\nxorriso = "/nowhere/xorriso"')
+    _one_line_error(run("archive", str(demo_archive)), 3, "looked for /nowhere/xorriso")
+    _nothing_recorded(home)
