@@ -14,12 +14,14 @@ seconds, sizes in bytes.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -120,6 +122,8 @@ def run_tool(argv: list[str], timeout: float | None,
         start: dict[str, Any] = {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
     else:
         start = {"start_new_session": True}
+        if sys.platform.startswith("linux"):
+            start["preexec_fn"] = _die_with_parent
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
                             env={**os.environ, "LC_ALL": "C"} if c_locale else None, **start)
@@ -179,6 +183,18 @@ def _pump(stream, chunks: queue.Queue) -> None:
 def _left(deadline: float | None) -> float | None:
     """Seconds until ``deadline`` (a time.monotonic() value), at least 0; None for no limit."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when discarchive dies.
+
+    A burner must not go on writing a medium that no job will record or read
+    back, e.g. after kill -9 (prctl PR_SET_PDEATHSIG; best effort).
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def stop_tool(proc: subprocess.Popen) -> None:

@@ -55,3 +55,33 @@ def test_kill_9_leaves_a_consistent_inventory(home, demo_archive, delay):
     assert again.returncode == 0, again.stderr
     states = check_consistent(home / "inventory.db")
     assert states.get("archived", 0) >= 1
+
+
+def test_kill_9_takes_a_running_burner_with_it(home, demo_archive, tmp_path):
+    """After kill -9 no burner goes on writing a medium that no job will record."""
+    import psutil
+    pidfile = tmp_path / "burner.pid"
+    fake = tmp_path / "xorriso"
+    fake.write_text("#!/bin/sh\n"
+                    f'case " $* " in *" -as cdrecord "*) echo $$ > {pidfile}; exec sleep 60 ;; esac\n'
+                    'exec xorriso "$@"\n')
+    fake.chmod(0o755)
+    cfg = home / "discarchive.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(
+        "timeout = 3600", f'timeout = 3600\nxorriso = "{fake}"'), encoding="utf-8")
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "archive", "--home", str(home),
+           str(demo_archive), "--copies", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the burner never started"
+        time.sleep(0.05)
+    burner = int(pidfile.read_text())
+    assert psutil.pid_exists(burner)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(burner) and psutil.Process(burner).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the burner outlived discarchive"
+        time.sleep(0.05)
+    check_consistent(home / "inventory.db")
