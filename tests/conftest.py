@@ -80,3 +80,14 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, bytes]]:
         state[str(p.relative_to(root))] = (st.st_mode, st.st_mtime_ns,
                                            p.read_bytes() if p.is_file() else b"")
     return state
+
+
+def extract_bag(home: Path, dest: Path) -> Path:
+    """Extract the home's (only) kept image into folder ``dest`` with bsdtar; make it writable."""
+    import subprocess
+    (image,) = sorted((home / "images").glob("*.iso"))
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["bsdtar", "-xf", str(image), "-C", str(dest)], check=True)
+    for p in dest.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
 
 import cli
-from config.home import init_home
-from inventory.store import Inventory
+from conftest import extract_bag
 from test_main_job import _discs, _nothing_recorded, _one_line_error
 from test_replication import _burns, _virtual_drives
 
@@ -118,14 +116,8 @@ def test_drives_with_a_broken_config_is_a_config_error(home, run):
 
 
 def test_check_bag_uses_the_bags_manifest_for_fixity(home, run, demo_archive, tmp_path):
-    import subprocess
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
-    out = tmp_path / "bag"
-    out.mkdir()
-    subprocess.run(["bsdtar", "-xf", str(next((home / "images").glob("*.iso"))), "-C", str(out)],
-                   check=True)
-    for p in out.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    out = extract_bag(home, tmp_path / "bag")
     report = json.loads(run("check-bag", str(out), "--json").stdout)
     fixity = [f for f in report["properties"]["authenticity"]["findings"] if f["check"] == "fixity"]
     assert fixity and all(f["status"] == "pass" for f in fixity)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from inventory.store import Inventory
+from conftest import extract_bag
 from test_main_job import _discs
 
 
@@ -82,12 +81,7 @@ def test_check_fails_and_names_a_changed_record(home, run, archived, demo_archiv
 
 
 def test_check_bag_on_an_extracted_disc(home, run, archived, tmp_path):
-    out = tmp_path / "bag"
-    out.mkdir()
-    subprocess.run(["bsdtar", "-xf", str(next((home / "images").glob("*.iso"))), "-C", str(out)],
-                   check=True)
-    for p in out.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    out = extract_bag(home, tmp_path / "bag")
     res = run("check-bag", str(out), "--json")
     assert res.exit_code == 0, res.stdout
     report = json.loads(res.stdout)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from conftest import SHARED
+from conftest import SHARED, extract_bag
 
 SUITE = SHARED / "conformance" / "bagit"
 
@@ -46,12 +46,6 @@ def test_the_whitespace_case_that_bagit_python_accepts_is_refused():
 
 
 def test_a_bag_we_burn_validates(home, run, demo_archive, tmp_path):
-    import subprocess
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
-    image = next((home / "images").glob("*.iso"))
-    out = tmp_path / "bag"
-    out.mkdir()
-    subprocess.run(["bsdtar", "-xf", str(image), "-C", str(out)], check=True)
-    for p in out.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    out = extract_bag(home, tmp_path / "bag")
     assert _run(out).exit_code == 0
