@@ -67,7 +67,7 @@ def check_disc(cfg: Config, disc_id: str, reporter=None) -> tuple[FourPropertyRe
         try:
             disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
             expected = jobs.expected_of(inv, disc["set_id"])
-            fixity = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui)
+            fixity = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui, keep_catalog=True)
             medium = disc["medium_path"] or getattr(drive, "device", None)
             files = [PayloadFile(e.path, e.size, (lambda e=e: open_extent(medium, e)),
                                  fixity.file_sha256.get(e.path), want)

@@ -124,8 +124,8 @@ def expected_of(inv: Inventory, set_id: str) -> Expected:
     """What the inventory says a set's image holds: its length, hash and files' places."""
     s = inv.disc_set(set_id)
     tags = [(Extent(name, lba, size), sha) for name, lba, size, sha in json.loads(s["tag_files"])]
-    files = [(Extent(i["disc_path"], i["extent_lba"], i["size"]), i["sha256"])
-             for i in inv.items(set_id)]
+    files = [(Extent(path, lba, size), sha) for path, lba, size, sha in inv.db.execute(
+        "SELECT disc_path, extent_lba, size, sha256 FROM items WHERE set_id = ?", [set_id])]
     return Expected(s["image_bytes"], s["image_sha256"], tuple(tags + files))
 
 
@@ -397,7 +397,7 @@ def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
 
 
 def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: bytes,
-                  ui: Reporter) -> Report:
+                  ui: Reporter, keep_catalog: bool = False) -> Report:
     """Read a recorded copy back, record the outcome, and settle its state.
 
     A disc is called bad only after a second read, in another configured
@@ -411,13 +411,14 @@ def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: by
     expected = expected_of(inv, set_id)
     names = [d.get("name") for d in cfg.drives]
     first = disc["state"] in ("burning", "burned") or bool(disc.get("interrupted_burn"))
-    report = read_back(drive, disc["medium_path"], expected, public_pem, ui.progress("read back"))
+    report = read_back(drive, disc["medium_path"], expected, public_pem, ui.progress("read back"),
+                       keep_catalog)
     reader = drive
     if not report.passed and disc["medium_path"] and len(names) > 1 and drive.name in names:
         record_fixity(inv, disc_id, set_id, drive.name, report, first=False, read=1)
         reader = burners.open_drive(cfg.drives[(names.index(drive.name) + 1) % len(names)])
         report = read_back(reader, disc["medium_path"], expected, public_pem,
-                           ui.progress("read again"))
+                           ui.progress("read again"), keep_catalog)
         record_fixity(inv, disc_id, set_id, reader.name, report, first=first,
                       state=disc["state"], read=2)
     else:

@@ -239,7 +239,7 @@ def _attempt(inv: Inventory, drive, disc_id: str, set_id: str, medium_path: str 
 
 
 def read_back(drive, medium_path: str | None, expected: Expected, public_pem: bytes,
-              progress: Callable[[int, int], None]) -> Report:
+              progress: Callable[[int, int], None], keep_catalog: bool = False) -> Report:
     """Read a medium back in full, once, in order, and verify it (verification.readback).
 
     Unreadable sectors come from the drive as zeros and are mapped to the
@@ -248,7 +248,7 @@ def read_back(drive, medium_path: str | None, expected: Expected, public_pem: by
     try:
         drive.load(medium_path)
         reader = drive.read(expected.length, progress)
-        report = verify(reader, expected, public_pem)
+        report = verify(reader, expected, public_pem, keep_catalog=keep_catalog)
     except DriveError as exc:
         report = Report()
         report.problems.append(f"read-back failed: {exc}")

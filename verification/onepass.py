@@ -16,6 +16,7 @@ import io
 import queue
 import threading
 from bisect import bisect_left
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable
 
@@ -105,37 +106,53 @@ def hash_pass(chunks: Iterable[bytes], extents: Iterable[Extent],
     called per chunk when given. Memory: the open files' hashers and the
     captured bytes, never a whole chunk list.
     """
-    ordered = sorted((e for e in extents if e.size > 0), key=lambda e: e.lba)
+    extents = list(extents)
+    ordered = sorted((e for e in extents if e.size > 0), key=attrgetter("lba"))
+    starts = [e.lba * SECTOR for e in ordered]
     result = PassResult("", 0)
+    digests, captured = result.sha256, result.captured
     for e in extents:
         if e.size == 0:
-            result.sha256[e.path] = EMPTY_SHA256
+            digests[e.path] = EMPTY_SHA256
             if e.path in capture:
-                result.captured[e.path] = b""
+                captured[e.path] = b""
+    sha256 = hashlib.sha256
     image = _ImageHasher()
-    pos, nxt = 0, 0
-    active: list[_Open] = []
+    pos, nxt, total = 0, 0, len(ordered)
+    active: list[_Open] = []          # files begun in an earlier chunk (few: they are big)
     for chunk in chunks:
         end = pos + len(chunk)
         image.update(chunk)
         view = memoryview(chunk)
-        while nxt < len(ordered) and ordered[nxt].lba * SECTOR < end:
-            active.append(_Open(ordered[nxt], ordered[nxt].path in capture))
+        if active:
+            still = []
+            for f in active:
+                hi = min(f.end, end) - pos
+                f.hasher.update(view[:hi])
+                if f.buf is not None:
+                    f.buf += view[:hi]
+                if f.end <= end:
+                    digests[f.extent.path] = f.hasher.hexdigest()
+                    if f.buf is not None:
+                        captured[f.extent.path] = f.buf
+                else:
+                    still.append(f)
+            active = still
+        while nxt < total and starts[nxt] < end:      # files that begin in this chunk
+            e, first = ordered[nxt], starts[nxt]
             nxt += 1
-        still = []
-        for f in active:
-            lo, hi = max(f.start, pos) - pos, min(f.end, end) - pos
-            if hi > lo:
-                f.hasher.update(view[lo:hi])
-                if f.buf is not None:
-                    f.buf += view[lo:hi]
-            if f.end <= end:
-                result.sha256[f.extent.path] = f.hasher.hexdigest()
-                if f.buf is not None:
-                    result.captured[f.extent.path] = bytes(f.buf)
+            last = first + e.size
+            if last <= end:                            # wholly inside: hash it at once
+                piece = view[first - pos:last - pos]
+                digests[e.path] = sha256(piece).hexdigest()
+                if e.path in capture:
+                    captured[e.path] = bytes(piece)
             else:
-                still.append(f)
-        active = still
+                f = _Open(e, e.path in capture)
+                f.hasher.update(view[first - pos:])
+                if f.buf is not None:
+                    f.buf += view[first - pos:]
+                active.append(f)
         pos = end
         if progress:
             progress(pos, length or pos)

@@ -22,11 +22,13 @@ the file system structures (directories, volume descriptors) or padding.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from manifests import signing
 from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME
+from manifests.catalog import CATALOG_NAME
 
 from .onepass import Extent, files_hit, hash_pass, ranges
 
@@ -92,6 +94,9 @@ class Expected:
     files: tuple[tuple[Extent, str | None], ...]
 
 
+_MANIFEST_LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
+
+
 def _decode(path: str) -> str:
     """Undo RFC 8493 percent-encoding of a manifest path (%0D, %0A, %25)."""
     return path.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
@@ -109,30 +114,33 @@ def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str
     except UnicodeDecodeError:
         problems.append(f"{name} is not UTF-8")
         return out
+    match = _MANIFEST_LINE.match
     for n, line in enumerate(text.splitlines(), 1):
-        digest, sep, path = line.partition(" ")
-        path = path.lstrip(" ")
-        if not sep or len(digest) != 64 or not path or any(c not in "0123456789abcdef"
-                                                            for c in digest.lower()):
+        m = match(line)
+        if m is None:
             problems.append(f"{name} line {n} is not '<sha256> <path>'")
             continue
-        out[_decode(path)] = digest.lower()
+        path = m.group(2)
+        out[_decode(path) if "%" in path else path] = m.group(1).lower()
     return out
 
 
 def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
            progress: Progress | None = None,
-           bad: list[tuple[int, int]] | None = None) -> Report:
+           bad: list[tuple[int, int]] | None = None, keep_catalog: bool = False) -> Report:
     """Verify an image's bytes, read once in order, against ``expected``.
 
     ``chunks`` are the image's bytes from byte 0 (a file, or a drive's
     read-back with zeros for unreadable sectors); ``bad`` the unreadable
-    (first LBA, count) ranges the drive reported. Never raises for bad
+    (first LBA, count) ranges the drive reported. ``keep_catalog`` keeps the
+    disc's catalog's bytes in ``tag_bytes`` (for the four-property check).
+    Never raises for bad
     content: every finding goes into the :class:`Report`.
     """
     report = Report()
     extents = [e for e, _ in expected.files]
-    tags = {e.path for e in extents if not e.path.startswith("data/")}
+    tags = {e.path for e in extents if not e.path.startswith("data/")
+            and (keep_catalog or e.path != CATALOG_NAME)}     # the catalog can be large
     result = hash_pass(chunks, extents, capture=tags, progress=progress, length=expected.length)
     report.image_sha256 = result.image_sha256
     report.file_sha256, report.tag_bytes = result.sha256, result.captured
