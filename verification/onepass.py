@@ -24,7 +24,7 @@ SECTOR = 2048
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Extent:
     """Where one file's bytes lie in the image: ``lba`` (first sector), ``size`` (bytes)."""
 

@@ -21,6 +21,7 @@ the file system structures (directories, volume descriptors) or padding.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class Expected:
     files: tuple[tuple[Extent, str | None], ...]
 
 
-_MANIFEST_LINE = re.compile(r"([0-9a-fA-F]{64})[ \t]+(.+)")
+_MANIFEST_LINE = re.compile(rb"([0-9a-fA-F]{64})[ \t]+(.+)")
 
 
 def _decode(path: str) -> str:
@@ -109,19 +110,18 @@ def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str
     ``problems``, naming the manifest and the line number.
     """
     out: dict[str, str] = {}
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        problems.append(f"{name} is not UTF-8")
-        return out
-    match = _MANIFEST_LINE.match
-    for n, line in enumerate(text.splitlines(), 1):
-        m = match(line)
-        if m is None:
-            problems.append(f"{name} line {n} is not '<sha256> <path>'")
+    match = _MANIFEST_LINE.fullmatch
+    # Line by line over the bytes: a manifest of 100,000 files is never held as text too.
+    for n, line in enumerate(io.BytesIO(data), 1):
+        m = match(line.rstrip(b"\r\n"))
+        try:
+            path = m.group(2).decode("utf-8") if m else None
+        except UnicodeDecodeError:
+            path = None
+        if path is None:
+            problems.append(f"{name} line {n} is not '<sha256> <path>' in UTF-8")
             continue
-        path = m.group(2)
-        out[_decode(path) if "%" in path else path] = m.group(1).lower()
+        out[_decode(path) if "%" in path else path] = m.group(1).decode("ascii").lower()
     return out
 
 
