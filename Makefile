@@ -36,5 +36,11 @@ demo: deps-demo venv
 test: deps-test venv
 	$(PY) -m pytest -q
 
+# Benchmarks (docs/BENCHMARKS.md); the corpora are made once in build/bench.
+BENCH_GIB ?= 4
+.PHONY: bench
+bench: deps-demo venv
+	$(PY) -m bench.run --gib $(BENCH_GIB)
+
 clean:
 	rm -rf build $(VENV)
