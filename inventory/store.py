@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +103,9 @@ def entry_sha256(event: dict[str, Any]) -> str:
 
 class InventoryError(Exception):
     """The inventory is missing or cannot be used; the message says what to do."""
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def utcnow() -> str:
@@ -397,17 +401,23 @@ class Inventory:
     def find(self, text: str, limit: int = 200) -> list[dict[str, Any]]:
         """Items matching ``text``, each with every copy that holds it.
 
-        Matches the 档号 or 件号 exactly or in part, a word of the title, the
-        path, or the whole SHA-256. Returns dicts with the item's fields and
+        A whole 档号 or SHA-256 is looked up by its index first; otherwise
+        (or when nothing matches exactly) the 档号 or path in part, the 件号,
+        or a word of the title. Returns dicts with the item's fields and
         ``copies``: a list of {disc_id, state, verification, medium_path}.
         """
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = list(self.db.query(
-            "SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s USING (set_id) "
-            "WHERE i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
-            "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\' "
-            "OR i.sha256 = lower(:text) ORDER BY i.set_id, i.disc_path LIMIT :limit",
-            {"like": like, "text": text, "limit": limit}))
+        select = ("SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s "
+                  "USING (set_id) WHERE ")
+        order = " ORDER BY i.set_id, i.disc_path LIMIT :limit"
+        # A whole archival code or SHA-256 is answered by its index, without a scan.
+        exact = "i.sha256 = lower(:text)" if _SHA256.fullmatch(text) else "i.archival_code = :text"
+        rows = list(self.db.query(select + exact + order, {"text": text, "limit": limit}))
+        if not rows:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = list(self.db.query(
+                select + "i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
+                "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\'" + order,
+                {"like": like, "text": text, "limit": limit}))
         for r in rows:
             r["copies"] = [
                 {k: c[k] for k in ("disc_id", "state", "verification", "medium_path")}
