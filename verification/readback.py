@@ -25,7 +25,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from manifests import signing
 from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME
@@ -103,15 +103,15 @@ def _decode(path: str) -> str:
     return path.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
 
 
-def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str]:
-    """A manifest's lines as {path: hex digest} (RFC 8493 section 2.1.3).
+def manifest_lines(data: bytes, name: str, problems: list[str]) -> Iterator[tuple[str, str]]:
+    """A manifest's lines as (path, hex digest), in order (RFC 8493 section 2.1.3).
 
-    Lines that are not ``<64 hex digits><whitespace><path>`` are reported in
-    ``problems``, naming the manifest and the line number.
+    Lines that are not ``<64 hex digits><whitespace><path>`` in UTF-8 are
+    reported in ``problems``, naming the manifest and the line number. Read
+    line by line from the bytes: a manifest of 100,000 files is never held
+    a second time as text or as a table.
     """
-    out: dict[str, str] = {}
     match = _MANIFEST_LINE.fullmatch
-    # Line by line over the bytes: a manifest of 100,000 files is never held as text too.
     for n, line in enumerate(io.BytesIO(data), 1):
         m = match(line.rstrip(b"\r\n"))
         try:
@@ -121,8 +121,12 @@ def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str
         if path is None:
             problems.append(f"{name} line {n} is not '<sha256> <path>' in UTF-8")
             continue
-        out[_decode(path) if "%" in path else path] = m.group(1).decode("ascii").lower()
-    return out
+        yield (_decode(path) if "%" in path else path), m.group(1).decode("ascii").lower()
+
+
+def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str]:
+    """A manifest as {path: hex digest}; see :func:`manifest_lines`."""
+    return dict(manifest_lines(data, name, problems))
 
 
 def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
@@ -184,21 +188,26 @@ def _check_bag(measured: dict[str, str], tags: dict[str, bytes], extents: list[E
     before = len(report.problems)
     if tags.get("bagit.txt", b"").splitlines()[:1] != [b"BagIt-Version: 1.0"]:
         report.problems.append("bag: bagit.txt is missing or does not declare BagIt 1.0")
-    manifest = parse_manifest(tags.get(MANIFEST, b""), MANIFEST, report.problems)
-    payload = {e.path: e for e in extents if e.path.startswith("data/")}
-    for path, digest in manifest.items():
-        if path not in payload:
+    unlisted = {e.path for e in extents if e.path.startswith("data/")}   # shares the strings
+    payload_bytes, payload_files = 0, len(unlisted)
+    for e in extents:
+        if e.path.startswith("data/"):
+            payload_bytes += e.size
+    for path, digest in manifest_lines(tags.get(MANIFEST, b""), MANIFEST, report.problems):
+        if path in unlisted:
+            unlisted.discard(path)
+            if path not in already and measured.get(path) not in (None, digest):
+                report.problems.append(f"bag: {path} does not match {MANIFEST}")
+        elif path not in measured:
             report.problems.append(f"bag: {path} is in {MANIFEST} but not on the disc")
-        elif path not in already and measured.get(path) not in (None, digest):
-            report.problems.append(f"bag: {path} does not match {MANIFEST}")
-    for path in sorted(set(payload) - set(manifest)):
+    for path in sorted(unlisted):
         report.problems.append(f"bag: {path} is on the disc but not in {MANIFEST}")
     tagmanifest = parse_manifest(tags.get(TAG_MANIFEST, b""), TAG_MANIFEST, report.problems)
     for path, digest in tagmanifest.items():
         if path not in already and measured.get(path) != digest:
             report.problems.append(f"bag: tag file {path} does not match {TAG_MANIFEST}")
     info = parse_bag_info(tags.get("bag-info.txt", b""))
-    oxum = f"{sum(e.size for e in payload.values())}.{len(payload)}"
+    oxum = f"{payload_bytes}.{payload_files}"
     if info.get("Payload-Oxum") != oxum:
         report.problems.append(f"bag: Payload-Oxum {info.get('Payload-Oxum')!r} does not match "
                                f"the payload ({oxum})")

@@ -1,0 +1,50 @@
+"""The bag checks of a one-pass verification, on a small hand-made image."""
+
+from __future__ import annotations
+
+import hashlib
+
+from verification.onepass import SECTOR, Extent
+from verification.readback import Expected, verify
+
+
+def _image(files: dict[str, bytes]) -> tuple[bytes, list[Extent]]:
+    data, extents = bytearray(4 * SECTOR), []
+    for path, body in files.items():
+        extents.append(Extent(path, len(data) // SECTOR, len(body)))
+        data += body + b"\0" * (-len(body) % SECTOR)
+    return bytes(data), extents
+
+
+def _verify(payload: dict[str, bytes], manifest: dict[str, bytes], oxum: str | None = None):
+    lines = "".join(f"{hashlib.sha256(b).hexdigest()}  {p}\n" for p, b in manifest.items())
+    oxum = oxum or f"{sum(map(len, payload.values()))}.{len(payload)}"
+    files = {"bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+             "bag-info.txt": f"Payload-Oxum: {oxum}\n".encode(),
+             "manifest-sha256.txt": lines.encode(), **payload}
+    data, extents = _image(files)
+    expected = Expected(len(data), hashlib.sha256(data).hexdigest(),
+                        tuple((e, hashlib.sha256(files[e.path]).hexdigest()) for e in extents))
+    return verify([data], expected, b"")
+
+
+def test_manifest_and_payload_agree():
+    p = {"data/a": b"alpha", "data/b": b"beta" * 1000}
+    report = _verify(p, p)
+    assert [x for x in report.problems if x.startswith("bag:")] == []
+    assert report.damaged == [] and report.image_ok
+
+
+def test_a_file_not_in_the_manifest_and_a_listed_file_not_on_the_disc():
+    report = _verify({"data/a": b"alpha", "data/b": b"beta"}, {"data/a": b"alpha", "data/c": b"x"})
+    bag = [x for x in report.problems if x.startswith("bag:")]
+    assert "bag: data/c is in manifest-sha256.txt but not on the disc" in bag
+    assert "bag: data/b is on the disc but not in manifest-sha256.txt" in bag
+    assert not report.bag_ok
+
+
+def test_a_manifest_line_that_disagrees_and_a_wrong_oxum():
+    report = _verify({"data/a": b"alpha"}, {"data/a": b"other"}, oxum="1.1")
+    bag = [x for x in report.problems if x.startswith("bag:")]
+    assert "bag: data/a does not match manifest-sha256.txt" in bag
+    assert any("Payload-Oxum '1.1' does not match the payload (5.1)" in x for x in bag)
