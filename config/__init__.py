@@ -7,7 +7,7 @@ An *archive home* is one folder holding everything discarchive keeps::
     HOME/images/            retained ISO images, one per disc
     HOME/keys/signing.key   the Ed25519 signing key (PEM, mode 0600)
     HOME/keys/signing.pub   its public key (PEM)
-    HOME/work/              scratch space for one job (tag files, read-back)
+    HOME/scratch/           scratch space for one job (the tag files)
     HOME/media/             medium files of file-backed drives (optional)
 
 The defaults live in ``config/defaults.toml`` beside this module; ``init``
@@ -107,7 +107,7 @@ class Config:
     @property
     def work_dir(self) -> Path:
         """Scratch folder for running jobs."""
-        return self.home / "work"
+        return self.home / "scratch"
 
     @property
     def key_path(self) -> Path:

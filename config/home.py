@@ -46,7 +46,7 @@ def init_home(home: Path, file_drives: bool = False) -> Path:
     Writes the commented config (with one real drive ``/dev/sr0``, or with
     ``file_drives`` two xorriso drives writing medium files into
     ``HOME/media``), an empty inventory (SQLite, WAL), ``images/``,
-    ``work/`` and a new Ed25519 key pair in ``keys/`` (private key 0600).
+    ``scratch/`` and a new Ed25519 key pair in ``keys/`` (private key 0600).
     Raises ConfigError if ``home`` exists and is not an empty folder.
     """
     from inventory.store import Inventory
@@ -62,7 +62,7 @@ def init_home(home: Path, file_drives: bool = False) -> Path:
         os.chmod(tmp, 0o750)
         text = defaults_text() + (FILE_DRIVES if file_drives else REAL_DRIVE)
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
-        for sub in ("images", "work") + (("media",) if file_drives else ()):
+        for sub in ("images", "scratch") + (("media",) if file_drives else ()):
             (tmp / sub).mkdir()
         signing.generate_key(tmp / "keys" / "signing.key", tmp / "keys" / "signing.pub")
         Inventory.create(tmp / INVENTORY_NAME).close()

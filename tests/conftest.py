@@ -91,3 +91,12 @@ def extract_bag(home: Path, dest: Path) -> Path:
     for p in dest.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return dest
+
+
+def flip_byte(path, offset: int, mask: int = 0x20) -> None:
+    """Change one byte of a file in place (XOR ``mask``): a damaged sector, a tampered file."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ mask]))

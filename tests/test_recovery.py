@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import cli
-from conftest import extract_bag
+from conftest import extract_bag, flip_byte
 from test_main_job import _discs, _nothing_recorded, _one_line_error
 from test_replication import _burns, _virtual_drives
 
@@ -95,11 +95,7 @@ def test_a_drive_that_is_not_there_stops_the_job_before_any_work(home, run, demo
 def test_check_fails_a_disc_whose_file_system_is_damaged(home, run, demo_archive):
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
     disc = _discs(run)[0]
-    with open(disc["medium_path"], "r+b") as f:
-        f.seek(16 * 2048 + 40)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x20]))
+    flip_byte(disc["medium_path"], 16 * 2048 + 40)
     res = run("check", disc["disc_id"])
     assert res.exit_code == 1
     assert "file system structures are damaged" in res.stdout

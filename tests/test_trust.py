@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from inventory.store import Inventory
-from conftest import extract_bag
+from conftest import extract_bag, flip_byte
 from test_main_job import _discs
 
 
@@ -29,11 +29,7 @@ def _flip_in_file(home: Path, disc: dict, name: str) -> None:
     places.update({i["disc_path"]: (i["extent_lba"], i["size"]) for i in inv.items(disc["set_id"])})
     inv.close()
     lba, size = places[name]
-    with open(disc["medium_path"], "r+b") as f:
-        f.seek(lba * 2048 + size // 2)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x20]))
+    flip_byte(disc["medium_path"], lba * 2048 + size // 2)
 
 
 @pytest.mark.parametrize("name", ["manifest-sha256.txt", "bag-info.txt", "归档文件目录.csv",
@@ -46,11 +42,7 @@ def test_a_one_byte_change_in_any_bag_file_is_named(home, run, archived, name):
 
 
 def test_a_one_byte_change_in_the_file_system_is_named_as_such(home, run, archived):
-    with open(archived["medium_path"], "r+b") as f:   # the primary volume descriptor
-        f.seek(16 * 2048 + 100)
-        b = f.read(1)
-        f.seek(-1, 1)
-        f.write(bytes([b[0] ^ 0x20]))
+    flip_byte(archived["medium_path"], 16 * 2048 + 100)   # the primary volume descriptor
     res = run("verify", archived["disc_id"])
     assert res.exit_code == 1
     assert "file system structures are damaged" in res.stdout and "damaged: data/" not in res.stdout
