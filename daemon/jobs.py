@@ -34,6 +34,7 @@ from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.bag import write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
+from manifests.validate import validate_bag
 from mastering.iso import Image, Layout, sha256_file
 from verification.onepass import Extent, file_chunks
 from verification.readback import Expected, Report, verify
@@ -200,8 +201,37 @@ def archive(cfg: Config, source: Path, media: str | None = None, copies: int | N
         raise JobError(f"--copies must be from 1 to {len(COPY_LABELS)}")
     source = Path(source)
     _check_apart(source, cfg.home)
+    notes: list[str] = []
+    if _looks_like_a_bag(source):
+        source = _payload_of_bag(source, notes)
     with locked(cfg.home):
-        return _archive(cfg, source, media, capacity, copies, ui)
+        result = _archive(cfg, source, media, capacity, copies, ui)
+    result.warnings[:0] = notes
+    return result
+
+
+def _looks_like_a_bag(source: Path) -> bool:
+    """A bag declaration, or a payload folder beside a manifest (a bag that lost its bagit.txt)."""
+    return (source / "bagit.txt").is_file() or (
+        (source / "data").is_dir() and any(source.glob("manifest-*.txt")))
+
+
+def _payload_of_bag(bag: Path, notes: list[str]) -> Path:
+    """The payload folder of a source that is itself a BagIt bag, once it validates.
+
+    An incoming bag is checked first (RFC 8493, see manifests.validate) and
+    refused with its first problems when it does not validate; a valid one
+    is archived as its payload (``data/``), whose files the new bag's
+    manifest records again. Raises JobError naming the problems.
+    """
+    report = validate_bag(bag)
+    if not report.valid:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise JobError(f"{bag} is a BagIt bag that does not validate: {report.problems[0]}{more}; "
+                       "fix the bag, or see `discarchive validate-bag` for every problem")
+    notes.append(f"{bag} is a valid BagIt bag: its payload (data/) is archived; its tag files "
+                 "were checked, not archived")
+    return bag / "data"
 
 
 def _check_apart(source: Path, home: Path) -> None:
