@@ -14,6 +14,9 @@ Used by the CLI now and by the scheduler later. What is durable at each step
 
 A kill during 3 leaves a disc ``burning`` or ``burned`` and the set
 ``mastered``: never anything shown as archived that was not read back.
+``discarchive verify`` then settles such a copy from its medium (and the set
+once every copy verified); ``discarchive burn`` burns again the copies that
+have no good medium, from the kept image.
 """
 
 from __future__ import annotations
