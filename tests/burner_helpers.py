@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from burners.base import DriveError
 from drive_contract import DriveContract
 
 
@@ -146,3 +147,26 @@ class FakeStateContract(DriveContract):
 
     def medium_file(self, drive):
         return Path(drive.raw_device)
+
+
+class FakeStateNoMedium:
+    """Failure tests shared by the adapters whose fakes keep a JSON state (imapi2, macOS).
+
+    Subclass it as ``Test...`` in a module that defines the ``fake`` and
+    ``image`` fixtures.
+    """
+
+    def test_no_medium(self, fake, image):
+        fake.set(medium=None)
+        drive = fake.drive()
+        assert drive.status().state == "no-medium"
+        for call in (lambda: drive.load_blank("x"), lambda: drive.burn(image[0]),
+                     lambda: drive.read(100)):
+            with pytest.raises(DriveError) as err:
+                call()
+            assert failure(err) == "no-medium"
+
+    def test_tray_open_reads_as_no_medium_after_eject(self, fake):
+        drive = fake.drive()
+        drive.eject()
+        assert drive.status().state == "no-medium"

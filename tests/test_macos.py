@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from burner_helpers import FakeState, FakeStateContract, failure, image_fixture
+from burner_helpers import (FakeState, FakeStateContract, FakeStateNoMedium, failure,
+                            image_fixture)
 from burners import macos
 from burners.base import SECTOR, DriveError, MediumStatus
 from burners.macos import (MacDrive, classify_failure, hdiutil_speed, parse_burn_list,
@@ -252,21 +253,8 @@ def test_a_drive_number_drutil_does_not_know_is_not_ready(fake):
 
 # -- each failure class -------------------------------------------------------------------
 
-def test_no_medium(fake, image):
-    fake.set(medium=None)
-    drive = fake.drive()
-    assert drive.status().state == "no-medium"
-    for call in (lambda: drive.load_blank("x"), lambda: drive.burn(image[0]),
-                 lambda: drive.read(100)):
-        with pytest.raises(DriveError) as err:
-            call()
-        assert failure(err) == "no-medium"
-
-
-def test_tray_open_reads_as_no_medium_after_eject(fake):
-    drive = fake.drive()
-    drive.eject()
-    assert drive.status().state == "no-medium"
+class TestNoMedium(FakeStateNoMedium):
+    """No disc, and a tray opened by eject(), as every JSON-state fake acts them out."""
 
 
 def test_medium_not_blank(fake, image):
