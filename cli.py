@@ -8,6 +8,7 @@ on stderr saying what to do.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -21,7 +22,10 @@ import config
 from burners import DriveError
 from config.home import init_home
 from daemon import checks, jobs
+from daemon import lifecycle as lifecycle_jobs
 from inventory import eventlog
+from inventory import lifecycle
+from inventory import registers
 from inventory.store import Inventory, InventoryError
 from manifests.catalog import ScanError
 from manifests import signing
@@ -31,7 +35,7 @@ from mastering.iso import MasteringError
 
 EXIT_FAILED, EXIT_INPUT, EXIT_DRIVE, EXIT_BUG = 1, 2, 3, 4
 _INPUT_ERRORS = (config.ConfigError, ScanError, SigningError, MasteringError, InventoryError,
-                 jobs.JobError)
+                 jobs.JobError, lifecycle.LifecycleError)
 
 
 def _fail(message: str, code: int) -> None:
@@ -290,9 +294,11 @@ def show(home, disc_id, as_json):
     for k in ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "medium_path",
               "burned_at", "due_at", "verification", "verified_at", "failure",
               "record_count", "file_count", "payload_bytes", "years", "retention",
-              "image_sha256", "image_sectors", "image_bytes", "image_path"]:
+              "image_sha256", "image_sectors", "image_bytes", "image_path", "generation",
+              "replaces", "superseded_by", "superseded_at", "inspected_at", "reburn_reason"]:
         if disc.get(k) is not None:
             click.echo(f"{k:<14} {disc[k]}")
+    click.echo(_safe(f"{'place':<14} {lifecycle.place(disc)}"))
     burns = disc.pop("burns")
     if burns:
         click.echo("burn attempts:")
@@ -461,6 +467,295 @@ def validate_bag_command(path, as_json):
                    f"(BagIt {report.version or 'version unknown'})")
     if not report.valid:
         sys.exit(EXIT_FAILED)
+
+# -- the disc lifecycle: cabinet, inspections, re-burns, appraisal ------------------------
+
+def _at(value) -> dt.date:
+    """``--at`` as a date (today, UTC, when not given)."""
+    return value.date() if value else dt.datetime.now(dt.timezone.utc).date()
+
+
+@contextmanager
+def _signed_inventory(home):
+    """The inventory for an operator's change; the event log's head is signed at the end."""
+    cfg = _config(home)
+    key, _ = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        yield cfg, inv
+    finally:
+        try:
+            eventlog.checkpoint(inv, key)
+        finally:
+            inv.close()
+
+
+_AT = click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+                   help="The date to answer for, YYYY-MM-DD (default: today).")
+
+
+@main.command()
+@_home_option
+@click.argument("disc_id")
+@click.option("--cabinet", required=True, help="Cabinet (防磁柜) name or number.")
+@click.option("--shelf", type=click.IntRange(min=1), required=True, help="Shelf number, from 1.")
+@click.option("--slot", type=click.IntRange(min=1), required=True, help="Slot number, from 1.")
+@click.option("--site", default=None, help="Off-site store holding this copy (default: here).")
+def shelve(home, disc_id, cabinet, shelf, slot, site):
+    """Put DISC_ID in a cabinet slot (or move it there); a slot holds one disc."""
+    with _errors(), _signed_inventory(home) as (_, inv):
+        old = lifecycle.shelve(inv, disc_id, cabinet, shelf, slot, site)
+        now = inv.disc(disc_id)
+    moved = f" (from {lifecycle.place(old)})" if old["cabinet"] is not None else ""
+    click.echo(_safe(f"{disc_id}: {lifecycle.place(now)}{moved}"))
+
+
+@main.command()
+@_home_option
+@click.argument("disc_id")
+@click.option("--by", required=True, help="Who takes the disc.")
+@click.option("--reason", required=True, help="What for (查阅利用: purpose, approval).")
+def checkout(home, disc_id, by, reason):
+    """Record that someone takes DISC_ID out of its cabinet; its slot waits for it."""
+    with _errors(), _signed_inventory(home) as (_, inv):
+        lifecycle.checkout(inv, disc_id, by, reason)
+        now = inv.disc(disc_id)
+    click.echo(_safe(f"{disc_id}: {lifecycle.place(now)} ({reason})"))
+
+
+@main.command()
+@_home_option
+@click.argument("disc_id")
+def checkin(home, disc_id):
+    """Record that DISC_ID is back in its slot."""
+    with _errors(), _signed_inventory(home) as (_, inv):
+        was = lifecycle.checkin(inv, disc_id)
+        now = inv.disc(disc_id)
+    click.echo(_safe(f"{disc_id}: back from {was['out_by']}: {lifecycle.place(now)}"))
+
+
+def _disc_note(d: dict) -> str:
+    note = d["state"]
+    if d.get("superseded_by"):
+        note = f"superseded by {d['superseded_by']}"
+    if d.get("destruction_approved"):
+        note += ", destruction approved"
+    if d.get("reburn_reason"):
+        note += f", re-burn early: {d['reburn_reason']}"
+    if d.get("out_by"):
+        note += f"   OUT with {d['out_by']} since {d['out_at'][:10]}: {d['out_reason']}"
+    return note
+
+
+@main.command()
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cabinet(home, as_json):
+    """The storage map (存放示意图): every disc by cabinet, shelf and slot."""
+    with _errors():
+        inv = _inventory(home)
+        try:
+            world = lifecycle.storage_map(inv)
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json(world)
+        return
+    lines = []
+    shelved = out = 0
+    for c in world["cabinets"]:
+        where = f"off-site {c['site']}, cabinet {c['cabinet']}" if c["site"] else f"cabinet {c['cabinet']}"
+        lines.append(where)
+        for sh in c["shelves"]:
+            lines.append(f"  shelf {sh['shelf']}")
+            n = 0
+            for d in sh["slots"]:
+                for gap in range(n + 1, d["slot"]):
+                    lines.append(f"    slot {gap:<4} -")
+                n = d["slot"]
+                shelved += 1
+                out += bool(d["out_by"])
+                lines.append(f"    slot {d['slot']:<4} {d['disc_id']:<20} {_disc_note(d)}")
+    if world["not_shelved"]:
+        lines.append("not shelved")
+        out += sum(bool(d["out_by"]) for d in world["not_shelved"])
+    for d in world["not_shelved"]:
+        lines.append(f"    {d['disc_id']:<25} {_disc_note(d)}")
+    click.echo(f"存放示意图 storage map: {shelved} discs in {len(world['cabinets'])} cabinets, "
+               f"{out} out, {len(world['not_shelved'])} not shelved")
+    for line in lines:
+        click.echo(_safe(line))
+
+
+@main.command()
+@_home_option
+@click.argument("disc_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(home, disc_ids, as_json):
+    """Inspect discs: read each back in full and record its health (exit 1 if one is flagged)."""
+    results = []
+    with _errors():
+        cfg = _config(home)
+        for disc_id in disc_ids:
+            results.append(lifecycle_jobs.inspect(cfg, disc_id, TerminalReporter()))
+    if as_json:
+        _emit_json([dict(r.row, reasons=r.reasons) for r in results])
+    else:
+        for r in results:
+            row = r.row
+            speed = f"{row['speed_kbs']:,.0f} kB/s" if row["speed_kbs"] else "-"
+            click.echo(f"{r.disc_id}: {'passed' if row['passed'] else 'FAILED'}; "
+                       f"{row['bad_sectors']} unreadable, {row['retried_sectors']} retried, "
+                       f"{row['slow_sectors']} slow sectors; {speed}")
+            for why in r.reasons:
+                click.echo(_safe(f"{r.disc_id}: re-burn early: {why}"))
+    flagged = [r.disc_id for r in results if r.flagged]
+    if flagged:
+        _fail(f"{', '.join(flagged)} flagged for an early re-burn: run `discarchive reburn "
+              f"{flagged[0]}`", EXIT_FAILED)
+
+
+@main.command()
+@_home_option
+@_AT
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def due(home, at, as_json):
+    """Discs due for re-burn, and this year's inspection pull list, with their places."""
+    with _errors():
+        cfg = _config(home)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            answer = lifecycle.due(inv, _at(at), cfg.lifecycle, cfg.reburn_years)
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json(answer)
+        return
+    click.echo(f"due on {answer['at']}: {len(answer['reburn'])} to re-burn, "
+               f"{len(answer['inspect'])} to inspect ({answer['inspected_this_year']} of "
+               f"{answer['current']} discs inspected this year, {answer['quota']} a year)")
+    for title, rows in (("re-burn", answer["reburn"]), ("inspect (pull list)", answer["inspect"])):
+        if rows:
+            click.echo(title)
+        for r in rows:
+            click.echo(_safe(f"  {r['disc_id']:<20} {r['place']}  -- {r['why']}"))
+
+
+@main.command()
+@_home_option
+@click.argument("target")
+def reburn(home, target):
+    """Re-burn disc TARGET (or every current copy of set TARGET) from the best source."""
+    with _errors():
+        cfg = _config(home)
+        result = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+    click.echo(_safe(f"disc set {result.set_id}: source {result.source.kind}: {result.source.detail}"))
+    for why in result.source.passed_over:
+        click.echo(_safe(f"  passed over: {why}"))
+    for new, state in result.copies.items():
+        why = result.failures.get(new)
+        click.echo(_safe(f"  {new} replaces {result.replaces[new]}: {state}"
+                         f"{f' ({why})' if why else ''}"))
+    if not result.ok:
+        _fail(f"a new copy of {result.set_id} failed; the copies it was to replace stay "
+              f"current: put a new blank medium in the drive and run `discarchive reburn "
+              f"{target}` again", EXIT_FAILED)
+
+
+def _register_dir(cfg, out):
+    return Path(out) if out else cfg.home / "registers"
+
+
+def _approve(cfg, inv, listing: dict, refs, by: str, out) -> dict:
+    """Export the destruction register for the chosen rows, then record the decision."""
+    chosen = lifecycle.select(listing, refs)
+    now = dt.datetime.now(dt.timezone.utc)
+    day = now.date().isoformat()
+    files = registers.write_register(
+        _register_dir(cfg, out), f"销毁清册-{now:%Y%m%dT%H%M%SZ}", "销毁清册",
+        [f"批准人: {by}", f"批准日期: {day}", f"鉴定基准日: {listing['at']}",
+         f"全宗号: {cfg.fonds}"],
+        registers.DESTRUCTION_COLUMNS, registers.destruction_rows(chosen, by, day))
+    decided = lifecycle.approve(inv, listing, refs, by, files)
+    decided["register"] = files
+    return decided
+
+
+@main.command()
+@_home_option
+@_AT
+@click.option("--approve", "refs", multiple=True,
+              help="Approve destroying this listed disc ID or 档号 (repeat; 'all' for the list).")
+@click.option("--by", default=None, help="Who approved (with --approve).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the destruction register (default HOME/registers).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def appraisal(home, at, refs, by, out, as_json):
+    """Records and discs due for appraisal (鉴定); --approve records a decision and
+    exports the destruction register (销毁清册) as CSV and XLSX. Nothing is deleted."""
+    if refs and not (by or "").strip():
+        _fail("--approve needs who approved it: add --by NAME", EXIT_INPUT)
+    if by and not refs:
+        _fail("--by goes with --approve: name what is approved", EXIT_INPUT)
+    with _errors():
+        if not refs:
+            cfg = _config(home)
+            inv = Inventory.open(cfg.inventory_path)
+            try:
+                listing = lifecycle.appraisal_list(inv, _at(at), cfg.lifecycle)
+            finally:
+                inv.close()
+            decided = None
+        else:
+            with _signed_inventory(home) as (cfg, inv):
+                listing = lifecycle.appraisal_list(inv, _at(at), cfg.lifecycle)
+                decided = _approve(cfg, inv, listing, refs, by, out)
+    if as_json:
+        _emit_json(dict(listing, decision=decided))
+        return
+    if decided:
+        click.echo(f"appraisal {decided['id']}: destruction of {len(decided['items'])} records "
+                   f"and {len(decided['discs'])} discs approved by {_safe(by)}; nothing was deleted")
+        click.echo(_safe(f"  register: {decided['register']['register_csv']}"))
+        click.echo(_safe(f"  register: {decided['register']['register_xlsx']}"))
+        return
+    click.echo(f"due for appraisal on {listing['at']}: {len(listing['items'])} records, "
+               f"{len(listing['discs'])} discs")
+    for i in listing["items"]:
+        click.echo(_safe(f"  {i['archival_code']}  {i['title']}  ({i['reason']})"))
+    for d in listing["discs"]:
+        click.echo(_safe(f"  {d['disc_id']:<20} {d['place']}  -- {d['why']}"))
+
+
+@main.command()
+@_home_option
+@click.argument("year")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the list (default HOME/registers).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def handover(home, year, out, as_json):
+    """Export the handover list (交接清单) of YEAR's records as CSV and XLSX."""
+    if not (year.isdigit() and len(year) == 4):
+        _fail(f"YEAR {year!r} is not a year: give four digits, e.g. 2024", EXIT_INPUT)
+    with _errors():
+        cfg = _config(home)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            rows = lifecycle.handover_rows(inv, year)
+        finally:
+            inv.close()
+        day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        files = registers.write_register(
+            _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",
+            [f"全宗号: {cfg.fonds}", f"移交单位: {cfg.source_organization}", f"件数: {len(rows)}",
+             f"编制日期: {day}", "移交人:          接收人:"],
+            registers.HANDOVER_COLUMNS, registers.handover_table(rows))
+    if as_json:
+        _emit_json({"year": year, "records": len(rows), **files})
+        return
+    click.echo(f"handover list of {year}: {len(rows)} records")
+    click.echo(_safe(f"  {files['register_csv']}"))
+    click.echo(_safe(f"  {files['register_xlsx']}"))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ class Config:
     retention: dict[str, str] = field(default_factory=dict)
     drives: list[dict] = field(default_factory=list)
     check: object = None   # verification.fourcheck.CheckSettings
+    lifecycle: object = None   # inventory.lifecycle.LifecycleSettings
 
     @property
     def inventory_path(self) -> Path:
@@ -160,6 +161,16 @@ def _check_settings(where: str, table: dict):
         raise ConfigError(f"{where} [check]: {exc}") from None
 
 
+def _lifecycle_settings(where: str, table: dict):
+    """The disc lifecycle's settings from the ``[lifecycle]`` table (ConfigError if wrong)."""
+    from inventory.lifecycle import LifecycleSettings
+
+    try:
+        return LifecycleSettings.from_table(table)
+    except ValueError as exc:
+        raise ConfigError(f"{where} [lifecycle]: {exc}") from None
+
+
 def load(home: Path) -> Config:
     """Read and check ``HOME/discarchive.toml``.
 
@@ -176,7 +187,7 @@ def load(home: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
-    _check(str(path), data, {"archive": dict, "drives": list, "check": dict})
+    _check(str(path), data, {"archive": dict, "drives": list, "check": dict, "lifecycle": dict})
     arch = data.get("archive", {})
     _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
@@ -197,6 +208,7 @@ def load(home: Path) -> Config:
     cfg.media = cfg.media.strip().lower()
     media_sectors(cfg.media)
     cfg.check = _check_settings(str(path), data.get("check", {}))
+    cfg.lifecycle = _lifecycle_settings(str(path), data.get("lifecycle", {}))
     for i, d in enumerate(data.get("drives", [])):
         where = f"{path} [[drives]] number {i + 1}"
         if not isinstance(d, dict):

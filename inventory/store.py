@@ -35,6 +35,10 @@ read with any SQLite tool. Tables:
 ``checkpoints``
     Signed heads of the event chain: see :mod:`inventory.eventlog` and
     docs/AUDIT.md.
+``inspections``, ``checkouts``, ``appraisals``, ``appraisal_entries``
+    The disc lifecycle (cabinet places, inspections, lineage, appraisal):
+    see :mod:`inventory.lifecycle`, which also owns the discs' lifecycle
+    columns (:data:`LIFECYCLE_DISC_COLUMNS`).
 
 Crash safety: every method that changes state commits before it returns,
 and each state change is one transaction. A job killed at any point leaves
@@ -101,6 +105,45 @@ def entry_sha256(event: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({f: event[f] for f in CHAIN_FIELDS})).hexdigest()
 
 
+LIFECYCLE_DISC_COLUMNS = {
+    "site": "TEXT", "cabinet": "TEXT", "shelf": "INTEGER", "slot": "INTEGER",
+    "shelved_at": "TEXT", "out_by": "TEXT", "out_at": "TEXT", "out_reason": "TEXT",
+    "replaces": "TEXT", "generation": "INTEGER", "superseded_at": "TEXT",
+    "superseded_by": "TEXT", "reburn_reason": "TEXT", "flagged_at": "TEXT",
+    "inspected_at": "TEXT",
+}
+"""Columns of ``discs`` for the disc lifecycle (see :mod:`inventory.lifecycle`): where the
+copy is (``site`` NULL = on site, ``cabinet``/``shelf``/``slot``), who has it out, its
+lineage (``replaces``, ``generation``: 1 for a first burn, NULL read as 1), when it was
+superseded and by which disc, an early re-burn flag's reason and its last inspection."""
+
+LIFECYCLE_TABLES = """
+CREATE TABLE IF NOT EXISTS inspections (
+    id INTEGER PRIMARY KEY, disc_id TEXT NOT NULL REFERENCES discs(disc_id), at TEXT NOT NULL,
+    drive TEXT, reads INTEGER, passed INTEGER, bad_sectors INTEGER, retried_sectors INTEGER,
+    slow_sectors INTEGER, read_bytes INTEGER, read_seconds REAL, speed_kbs REAL,
+    damaged_files INTEGER, flag TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS inspections_disc_at ON inspections (disc_id, at);
+CREATE TABLE IF NOT EXISTS checkouts (
+    id INTEGER PRIMARY KEY, disc_id TEXT NOT NULL REFERENCES discs(disc_id),
+    out_by TEXT NOT NULL, reason TEXT NOT NULL, out_at TEXT NOT NULL, in_at TEXT);
+CREATE INDEX IF NOT EXISTS checkouts_disc ON checkouts (disc_id);
+CREATE TABLE IF NOT EXISTS appraisals (
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, as_of TEXT NOT NULL, approved_by TEXT NOT NULL,
+    decision TEXT NOT NULL, register_csv TEXT, register_xlsx TEXT, csv_sha256 TEXT,
+    xlsx_sha256 TEXT);
+CREATE TABLE IF NOT EXISTS appraisal_entries (
+    id INTEGER PRIMARY KEY, appraisal_id INTEGER NOT NULL REFERENCES appraisals(id),
+    kind TEXT NOT NULL, item_id INTEGER, disc_id TEXT, ref TEXT NOT NULL, reason TEXT);
+CREATE INDEX IF NOT EXISTS appraisal_entries_item ON appraisal_entries (item_id);
+CREATE INDEX IF NOT EXISTS appraisal_entries_disc ON appraisal_entries (disc_id);
+CREATE INDEX IF NOT EXISTS discs_due ON discs (due_at);
+CREATE UNIQUE INDEX IF NOT EXISTS discs_slot ON discs (ifnull(site, ''), cabinet, shelf, slot)
+    WHERE cabinet IS NOT NULL;
+"""
+"""The lifecycle's tables and indexes; ``discs_slot`` lets one disc into a slot."""
+
+
 class InventoryError(Exception):
     """The inventory is missing or cannot be used; the message says what to do."""
 
@@ -147,6 +190,9 @@ class Inventory:
         inv = cls(db)
         if "burns" not in tables:
             inv._add_burns_table()
+        if "appraisal_entries" not in tables or "inspected_at" not in {
+                c.name for c in db["discs"].columns}:
+            inv._add_lifecycle()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
             try:
@@ -194,6 +240,22 @@ class Inventory:
             db["items"].create_index(["sha256"])
             db["events"].create_index(["disc_id"])
         self._add_burns_table()
+        self._add_lifecycle()
+
+    def _add_lifecycle(self) -> None:
+        """The lifecycle's discs columns, tables and indexes, in one transaction.
+
+        Idempotent: columns another process added first are left alone.
+        """
+        conn = self.db.conn
+        with self._write():
+            have = {row[1] for row in conn.execute("PRAGMA table_info(discs)")}
+            for name, kind in LIFECYCLE_DISC_COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE discs ADD COLUMN [{name}] {kind}")
+            for statement in LIFECYCLE_TABLES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
 
     def _add_burns_table(self) -> None:
         """The ``burns`` table: one row per burn attempt, coasters included."""

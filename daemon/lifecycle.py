@@ -1,0 +1,371 @@
+"""Disc lifecycle jobs that read discs: inspections and re-burns (migration, ISO/IEC 29121).
+
+An *inspection* reads one copy back in full with the verify job's reading
+(:func:`daemon.jobs.read_recorded`: a disc is called bad only after a second
+read in another drive), then records its health signals: unreadable,
+retried and slow sectors, the read speed, and whether it verified; a disc
+whose signals pass the ``[lifecycle]`` thresholds, or worsen since its last
+inspection, is flagged for an early re-burn (see
+:func:`inventory.lifecycle.judge`).
+
+A *re-burn* makes a new copy for each copy it replaces (one disc, or every
+current copy of a set) from the best source there is, in this order:
+
+1. the retained image, when its SHA-256 and files still match the record;
+2. another copy of the set that verifies when read now, read once into
+   ``HOME/scratch``;
+3. the disc itself (or, for a set, a copy being replaced): as read, if it
+   verifies; else repaired, each damaged payload file and each unreadable
+   sector taken from a copy that read them intact, and the result verified
+   against the record (image SHA-256, every file, the bag, the signature).
+
+The new copies are burned and read back by :func:`daemon.replication.burn_copies`
+(the same image, so the set ID, Bag-Group-Identifier and Bag-Count stay as
+they were), then each new copy's lineage is recorded and the copy it
+replaces becomes ``superseded``, one transaction per copy
+(:func:`inventory.lifecycle.record_replacement`). A kill before that leaves
+the old copy current and the new one ``burning``/``burned``/``verified``
+without lineage: running the re-burn again burns it afresh under its ID.
+Reading a source copy that does not verify is recorded as one fixity check
+read and does not by itself call the copy damaged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import burners
+from burners import SECTOR, DriveError
+from config import Config
+from config.home import locked
+from inventory import eventlog
+from inventory import lifecycle as lc
+from inventory.store import Inventory
+from manifests import signing
+from mastering.iso import Image
+from verification.onepass import file_chunks
+from verification.readback import Expected, Report, verify
+
+from . import jobs
+from .replication import Copy, burn_copies, read_back, record_fixity
+
+
+def _sectors(ranges) -> int:
+    """Sectors in a list of (first LBA, count) ranges."""
+    return sum(count for _, count in ranges)
+
+
+@dataclass
+class Inspection:
+    """One inspection's outcome: its ``inspections`` row, the read's Report and the reasons
+    for an early re-burn (empty when the disc is healthy)."""
+
+    disc_id: str
+    row: dict
+    report: Report
+    reasons: list[str]
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.reasons)
+
+
+def inspect(cfg: Config, disc_id: str, reporter=None,
+            now: dt.datetime | None = None) -> Inspection:
+    """Inspect one current copy: read it back in full, record its signals, judge them.
+
+    The read is a verification like ``discarchive verify`` (fixity check
+    events, a second read in another drive when the first fails, a
+    ``damaged`` state when both fail). Raises JobError for an unknown disc
+    or one that is not a current copy (superseded, failed...), DriveError
+    when its medium cannot be loaded (nothing is recorded then).
+    """
+    ui = reporter or jobs.QuietReporter()
+    with locked(cfg.home):
+        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            disc = inv.disc(disc_id)
+            if disc is None:
+                raise jobs.JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+            if disc["state"] not in lc.CURRENT_STATES:
+                raise jobs.JobError(f"disc {disc_id} is {disc['state']}: only verified or damaged "
+                                    "copies are inspected")
+            last = inv.db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+            disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
+            started = time.monotonic()
+            report = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui)
+            seconds = time.monotonic() - started
+            reads = inv.db.execute("SELECT count(*) FROM events WHERE id > ? AND disc_id = ? "
+                                   "AND event_type = 'fixity check'", [last, disc_id]).fetchone()[0]
+            signals = {"drive": drive.name, "reads": reads, "passed": report.passed,
+                       "failure": None if report.passed else report.summary(),
+                       "bad_sectors": _sectors(report.bad_sectors),
+                       "retried_sectors": report.retried_sectors,
+                       "slow_sectors": _sectors(report.slow_sectors),
+                       "read_bytes": disc["image_bytes"] * max(reads, 1),
+                       "read_seconds": round(seconds, 3), "damaged_files": len(report.damaged)}
+            row = lc.record_inspection(inv, disc_id, signals, cfg.lifecycle, now)
+            return Inspection(disc_id, row, report, row.pop("reasons"))
+        finally:
+            try:
+                eventlog.checkpoint(inv, key)
+            finally:
+                inv.close()
+
+
+# -- re-burn --------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    """Where a re-burn's image comes from: ``kind`` ``image``, ``copy`` or ``disc``,
+    the file holding it, and what was tried before it (``passed_over``)."""
+
+    kind: str
+    path: Path
+    detail: str
+    passed_over: list[str] = field(default_factory=list)
+    repaired: dict[str, list[str]] = field(default_factory=dict)   # donor disc -> its files
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "detail": self.detail, "passed_over": self.passed_over,
+                "repaired_from": self.repaired}
+
+
+@dataclass
+class ReburnResult:
+    """A re-burn's outcome: the set, the source, and each new copy: its state, the copy it
+    replaces and (for a failed one) why."""
+
+    set_id: str
+    source: Source
+    copies: dict[str, str] = field(default_factory=dict)      # new disc ID -> verified | failed
+    replaces: dict[str, str] = field(default_factory=dict)    # new disc ID -> old disc ID
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.copies) and all(v == "verified" for v in self.copies.values())
+
+
+class _CopyingDrive:
+    """A drive whose read-back also writes every byte it yields into ``out`` (a file)."""
+
+    def __init__(self, drive, out: BinaryIO):
+        self._drive, self._out = drive, out
+        self.name = drive.name
+
+    def load(self, medium_path):
+        self._drive.load(medium_path)
+
+    def read(self, length: int, progress=None):
+        return _CopyingReader(self._drive.read(length, progress), self._out)
+
+
+class _CopyingReader:
+    """Passes a MediumReader's chunks on and writes them to a file; ``bad``, ``slow`` and
+    ``retried`` are the reader's."""
+
+    def __init__(self, reader, out: BinaryIO):
+        self._reader, self._out = reader, out
+
+    def __iter__(self):
+        for chunk in self._reader:
+            self._out.write(chunk)
+            yield chunk
+
+    bad = property(lambda self: self._reader.bad)
+    slow = property(lambda self: self._reader.slow)
+    retried = property(lambda self: self._reader.retried)
+
+
+def _read_into(cfg: Config, inv: Inventory, disc_id: str, expected: Expected, public_pem: bytes,
+               out: Path, ui) -> Report:
+    """Read a copy once in its drive, writing the bytes into ``out``; record the read.
+
+    A read that verifies settles the copy like a verification; one that does
+    not is recorded as a fixity check read without changing the copy's
+    state (a disc is called bad only after a second read). Raises JobError
+    or DriveError as :func:`daemon.jobs.disc_in_drive`.
+    """
+    disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
+    with open(out, "wb") as f:
+        report = read_back(_CopyingDrive(drive, f), disc["medium_path"], expected, public_pem,
+                           ui.progress(f"read {disc_id}"))
+        f.flush()
+        os.fsync(f.fileno())
+    record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
+                  state=disc["state"] if report.passed else None)
+    return report
+
+
+def _repair(base: Path, report: Report, donors: list[tuple[str, Path, Report]],
+            expected: Expected) -> tuple[dict[str, list[str]], list[str]]:
+    """Patch the damaged parts of image file ``base`` with bytes from donor copies.
+
+    A damaged payload file is copied whole from the first donor that read
+    it with its recorded SHA-256; an unreadable sector outside the payload
+    from the first donor that read it. Returns ({donor disc: [what it gave]},
+    [what no donor had]). The caller verifies the result.
+    """
+    extents = {e.path: (e, want) for e, want in expected.files}
+    used: dict[str, list[str]] = {}
+    missing: list[str] = []
+    with open(base, "r+b") as f:
+        for path, _why in report.damaged:
+            extent, want = extents[path]
+            for disc_id, donor, dr in donors:
+                if want is not None and dr.file_sha256.get(path) == want and \
+                        path not in {p for p, _ in dr.damaged}:
+                    with open(donor, "rb") as src:
+                        src.seek(extent.lba * SECTOR)
+                        f.seek(extent.lba * SECTOR)
+                        f.write(src.read(extent.size))
+                    used.setdefault(disc_id, []).append(path)
+                    break
+            else:
+                missing.append(path)
+        in_files = {lba for e, _ in expected.files for lba in e.sectors}
+        for first, count in report.bad_sectors:
+            for lba in range(first, first + count):
+                if lba in in_files or lba * SECTOR >= expected.length:
+                    continue
+                for disc_id, donor, dr in donors:
+                    if not any(a <= lba < a + n for a, n in dr.bad_sectors):
+                        with open(donor, "rb") as src:
+                            src.seek(lba * SECTOR)
+                            f.seek(lba * SECTOR)
+                            f.write(src.read(SECTOR))
+                        used.setdefault(disc_id, []).append(f"sector {lba}")
+                        break
+                else:
+                    missing.append(f"sector {lba}")
+        f.truncate(expected.length)
+    return used, missing
+
+
+def best_source(cfg: Config, inv: Inventory, s: dict, olds: list[dict], expected: Expected,
+                public_pem: bytes, work: Path, ui) -> Source:
+    """The best source for re-burning set ``s``: kept image, another copy, or the disc itself.
+
+    See the module for the order. Copies are read into files under
+    ``work``. Raises JobError, naming what was tried, when nothing verifies.
+    """
+    tried: list[str] = []
+    if s["image_path"] and Path(s["image_path"]).is_file():
+        check = verify(file_chunks(s["image_path"], expected.length), expected, public_pem,
+                       ui.progress("check image"))
+        if check.passed:
+            return Source("image", Path(s["image_path"]), "the kept image")
+        tried.append(f"the kept image does not match its record ({check.summary()})")
+    else:
+        tried.append("the image is no longer kept")
+    old_ids = [o["disc_id"] for o in olds]
+    current = [c["disc_id"] for c in inv.copies(s["set_id"]) if c["state"] in lc.CURRENT_STATES]
+    reads: list[tuple[str, Path, Report]] = []
+    for disc_id in [c for c in current if c not in old_ids] + old_ids:
+        out = work / f"{disc_id}.iso"
+        try:
+            report = _read_into(cfg, inv, disc_id, expected, public_pem, out, ui)
+        except DriveError as exc:
+            tried.append(f"{disc_id} cannot be read: {exc}")
+            continue
+        if report.passed:
+            kind = "disc" if disc_id in old_ids else "copy"
+            return Source(kind, out, f"{'the disc itself' if kind == 'disc' else 'copy'} "
+                          f"{disc_id}, read now", tried)
+        tried.append(f"{disc_id} does not verify ({report.summary()})")
+        reads.append((disc_id, out, report))
+    for disc_id, base, report in [r for r in reads if r[0] in old_ids]:
+        donors = [r for r in reads if r[0] != disc_id]
+        used, missing = _repair(base, report, donors, expected)
+        if missing or not used:
+            tried.append(f"{disc_id} cannot be repaired: no copy read "
+                         f"{', '.join(missing[:3]) or 'its damaged parts'} intact")
+            continue
+        check = verify(file_chunks(base, expected.length), expected, public_pem,
+                       ui.progress("check repair"))
+        if check.passed:
+            donors_text = ", ".join(f"{', '.join(v)} from {k}" for k, v in used.items())
+            return Source("disc", base, f"the disc itself, {disc_id}, repaired: {donors_text}",
+                          tried, used)
+        tried.append(f"{disc_id} repaired does not verify ({check.summary()})")
+    raise jobs.JobError(f"no good source to re-burn {s['set_id']} from: {'; '.join(tried)}; "
+                        "find another copy (off-site?) and put it in a drive")
+
+
+def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = None) -> ReburnResult:
+    """Re-burn one copy (a disc ID) or every current copy of a set (a set ID).
+
+    Each new copy gets the next generation's disc ID (``<set>-A2`` replaces
+    ``<set>-A``), is burned and verified, and its lineage recorded; the copy
+    it replaces is ``superseded`` once the new one verified. A source image
+    rebuilt from the discs becomes the kept image when ``keep_images`` is
+    set. Raises JobError (or LifecycleError) for an unknown or finished
+    target or when no source verifies, DriveError when no drive can work;
+    a new copy that fails is recorded and reported in the result.
+    """
+    ui = reporter or jobs.QuietReporter()
+    with locked(cfg.home):
+        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            set_id, olds = lc.reburn_targets(inv, target)
+            s = inv.disc_set(set_id)
+            drives = jobs.open_drives(cfg)
+            expected = jobs.expected_of(inv, set_id)
+            work = cfg.work_dir / f"reburn-{set_id}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            try:
+                return _reburn(cfg, inv, s, olds, drives, expected, public_pem, work, ui, now)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        finally:
+            try:
+                eventlog.checkpoint(inv, key)
+            finally:
+                inv.close()
+
+
+def _reburn(cfg: Config, inv: Inventory, s: dict, olds: list[dict], drives: list,
+            expected: Expected, public_pem: bytes, work: Path, ui,
+            now: dt.datetime | None) -> ReburnResult:
+    set_id = s["set_id"]
+    source = best_source(cfg, inv, s, olds, expected, public_pem, work, ui)
+    ui.note(f"{set_id}: re-burning from {source.detail}")
+    image = Image(source.path, s["image_bytes"], s["image_sectors"], s["image_sha256"])
+    result = ReburnResult(set_id, source)
+    plan, lineage = [], []
+    for n, old in enumerate(olds):
+        new_id, generation = lc.next_disc_id(old)
+        if inv.disc(new_id) and inv.disc(new_id)["state"] == "verified":
+            raise jobs.JobError(f"disc {new_id} is already verified but {old['disc_id']} is "
+                                f"still current: report this as a bug")
+        second = (n + 1) % len(drives)
+        plan.append(Copy(new_id, old["copy_label"], drives[n % len(drives)],
+                         lambda i=second: burners.open_drive(cfg.drives[i])))
+        lineage.append((old, generation))
+        result.replaces[new_id] = old["disc_id"]
+    burn_copies(cfg, plan, set_id, s["media"], image, expected, public_pem, ui)
+    for c, (old, generation) in zip(plan, lineage):
+        result.copies[c.disc_id] = c.state
+        if c.why:
+            result.failures[c.disc_id] = c.why
+        lc.record_replacement(inv, c.disc_id, old, generation, c.state == "verified",
+                              source.to_dict(), now)
+    if source.kind != "image" and cfg.keep_images:
+        kept = cfg.images_dir / f"{set_id}.iso"
+        cfg.images_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(source.path, kept)       # verified against the record just now
+        inv.update_set(set_id, image_path=str(kept))
+    copies = [c for c in inv.copies(set_id) if c["state"] != "superseded"]
+    if s["state"] != "archived" and copies and all(c["state"] == "verified" for c in copies):
+        inv.update_set(set_id, state="archived")
+    return result

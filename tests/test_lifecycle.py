@@ -1,0 +1,433 @@
+"""The disc lifecycle end to end: cabinet, inspections, early re-burn flag, re-burns from
+each kind of source with lineage, appraisal and the registers, on virtual file drives."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from conftest import flip_byte
+from inventory import lifecycle as lc
+from inventory.store import Inventory
+from test_main_job import _discs
+
+DVD = 2_298_496
+SET = "160-2024-0001"
+A, B = f"{SET}-A", f"{SET}-B"
+
+
+def _drives(home: Path, v1: str = "", v2: str = "", lifecycle: str = "") -> None:
+    """Two virtual drives (each its own media folder), faults as TOML; a [lifecycle] table."""
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8").split("\n[[drives]]")[0].split("\n[lifecycle]")[0]
+    if lifecycle:
+        text += f"\n[lifecycle]\n{lifecycle}\n"
+    for n, extra in enumerate((v1, v2), 1):
+        text += (f'\n[[drives]]\nname = "v{n}"\nadapter = "virtual"\nmedia_dir = "media{n}"\n'
+                 f"capacity_sectors = {DVD}\n{extra}\n")
+    cfg.write_text(text, encoding="utf-8")
+
+
+def _ok(res, code: int = 0):
+    assert res.exit_code == code, (res.stdout, res.stderr)
+    return res
+
+
+def _json(run, *args):
+    return json.loads(_ok(run(*args, "--json")).stdout)
+
+
+def _db(home: Path) -> Inventory:
+    return Inventory.open(home / "inventory.db")
+
+
+def _query(home: Path, sql: str, params=()) -> list[tuple]:
+    inv = _db(home)
+    try:
+        return inv.db.execute(sql, params).fetchall()
+    finally:
+        inv.close()
+
+
+def _slots(run) -> dict[tuple, str]:
+    """The storage map as {(site, cabinet, shelf, slot): disc ID}."""
+    world = _json(run, "cabinet")
+    return {(c["site"], c["cabinet"], sh["shelf"], d["slot"]): d["disc_id"]
+            for c in world["cabinets"] for sh in c["shelves"] for d in sh["slots"]}
+
+
+def _medium(home: Path, disc_id: str) -> Path:
+    (path,) = _query(home, "SELECT medium_path FROM discs WHERE disc_id = ?", [disc_id])[0:1]
+    return Path(path[0])
+
+
+def _payload(home: Path) -> list[tuple[str, int]]:
+    """The set's payload files (disc path, first LBA), in disc order."""
+    return _query(home, "SELECT disc_path, extent_lba FROM items WHERE set_id = ? AND size > 0 "
+                        "ORDER BY extent_lba", [SET])
+
+
+def _migration(home: Path, disc_id: str) -> dict:
+    (detail,) = _query(home, "SELECT detail FROM events WHERE event_type = 'migration' AND "
+                             "outcome = 'success' AND disc_id = ?", [disc_id])[0]
+    return json.loads(detail)
+
+
+def _bag_info(home: Path, disc_id: str) -> bytes:
+    """bag-info.txt as burned on a copy's medium, by its recorded extent."""
+    ((tags, size),) = _query(home, "SELECT tag_files, image_bytes FROM disc_sets WHERE set_id = ?",
+                             [SET])
+    ((_, lba, length, _),) = [t for t in json.loads(tags) if t[0] == "bag-info.txt"]
+    with open(_medium(home, disc_id), "rb") as f:
+        f.seek(lba * 2048)
+        return f.read(length)
+
+
+@pytest.fixture
+def archived(home, run, demo_archive):
+    """The demo archive burned as one set, copies A (drive v1) and B (drive v2), verified."""
+    _drives(home)
+    _ok(run("archive", str(demo_archive)))
+    return home
+
+
+def test_a_disc_set_walks_through_its_lifecycle(archived, run):
+    home = archived
+    today = dt.datetime.now(dt.timezone.utc).date()
+
+    # -- shelving: a slot holds one disc; off-site copies keep their site ----------------
+    assert _ok(run("shelve", A, "--cabinet", "防磁柜1", "--shelf", "1", "--slot", "1")).stdout
+    taken = _ok(run("shelve", B, "--cabinet", "防磁柜1", "--shelf", "1", "--slot", "1"), 2)
+    assert taken.stderr.startswith("discarchive: error: cabinet 防磁柜1, shelf 1, slot 1 holds "
+                                   f"disc {A}") and taken.stderr.count("\n") == 1
+    _ok(run("shelve", B, "--cabinet", "2", "--shelf", "3", "--slot", "7", "--site", "异地库"))
+    assert _slots(run) == {(None, "防磁柜1", 1, 1): A, ("异地库", "2", 3, 7): B}
+    _ok(run("checkout", A, "--by", "张三", "--reason", "查阅 2024 年登记表"))
+    again = _ok(run("checkout", A, "--by", "李四", "--reason", "x"), 2)
+    assert "already out with 张三" in again.stderr
+    (slot,) = [d for c in _json(run, "cabinet")["cabinets"] for sh in c["shelves"]
+               for d in sh["slots"] if d["disc_id"] == A]
+    assert (slot["out_by"], slot["out_reason"]) == ("张三", "查阅 2024 年登记表")
+    text = _ok(run("cabinet")).stdout
+    assert "存放示意图" in text and "OUT with 张三" in text and "off-site 异地库, cabinet 2" in text
+    _ok(run("checkin", A))
+    assert _slots(run)[(None, "防磁柜1", 1, 1)] == A, "a checked-out disc keeps its slot"
+    assert _query(home, "SELECT out_by, in_at IS NOT NULL FROM checkouts") == [("张三", 1)]
+    moves = _query(home, "SELECT json_extract(detail, '$.action') FROM events WHERE "
+                         "event_type = 'transfer' ORDER BY id")
+    assert [m[0] for m in moves] == ["shelve", "shelve", "checkout", "checkin"]
+
+    # -- two inspections, the second worse: the disc is flagged for an early re-burn ------
+    first = _json(run, "inspect", A)[0]
+    assert (first["passed"], first["bad_sectors"], first["slow_sectors"], first["reasons"]) == (
+        1, 0, 0, [])
+    assert first["read_bytes"] > 0 and first["speed_kbs"] > 0
+    slow = [lba for _, lba in _payload(home)[:10]]
+    _drives(home, v1=f"[drives.faults]\nslow = {slow}")
+    worse = run("inspect", A)
+    assert worse.exit_code == 1 and f"reburn {A}" in worse.stderr
+    assert "slow sectors rose from 0 to 10 since the inspection of" in worse.stdout
+    rows = _query(home, "SELECT slow_sectors, flag FROM inspections WHERE disc_id = ? ORDER BY id",
+                  [A])
+    assert [r[0] for r in rows] == [0, 10] and rows[0][1] is None and "rose" in rows[1][1]
+    due = _json(run, "due")
+    (early,) = due["reburn"]
+    assert early["disc_id"] == A and early["why"].startswith("early re-burn: slow sectors rose")
+    assert early["place"] == "cabinet 防磁柜1, shelf 1, slot 1"
+    assert [d["disc_id"] for d in due["inspect"]] == [], "10 % of 2 discs: the 1 done this year"
+    _drives(home)
+
+    # -- re-burn 1: from the kept image --------------------------------------------------
+    out = _ok(run("reburn", A)).stdout
+    assert "source image: the kept image" in out and f"{SET}-A2 replaces {A}: verified" in out
+    discs = {d["disc_id"]: d for d in _discs(run)}
+    assert discs[A]["state"] == "superseded" and discs[f"{SET}-A2"]["state"] == "verified"
+    assert _migration(home, f"{SET}-A2")["source"]["kind"] == "image"
+    assert not _json(run, "due")["reburn"], "the flag went with the superseded disc"
+    world = _json(run, "cabinet")
+    assert [d["disc_id"] for d in world["not_shelved"]] == [f"{SET}-A2"]
+    assert world["cabinets"][0]["shelves"][0]["slots"][0]["superseded_by"] == f"{SET}-A2"
+    _ok(run("shelve", f"{SET}-A2", "--cabinet", "防磁柜1", "--shelf", "1", "--slot", "2"))
+
+    # -- re-burn 2: the kept image is damaged, so from another copy that verifies ---------
+    image = home / "images" / f"{SET}.iso"
+    flip_byte(image, _payload(home)[0][1] * 2048 + 10)
+    out = _ok(run("reburn", B)).stdout
+    assert f"source copy: copy {SET}-A2, read now" in out
+    assert "passed over: the kept image does not match its record" in out
+    assert _migration(home, f"{SET}-B2")["source"]["kind"] == "copy"
+    assert _query(home, "SELECT state FROM discs WHERE disc_id = ?", [B]) == [("superseded",)]
+
+    # -- re-burn 3: image and the other copy damaged: the disc itself, repaired -----------
+    (x_path, x), (y_path, y) = _payload(home)[:2]
+    flip_byte(image, x * 2048 + 10)
+    flip_byte(_medium(home, f"{SET}-A2"), x * 2048 + 10)    # A2: file X damaged
+    flip_byte(_medium(home, f"{SET}-B2"), y * 2048 + 10)    # B2: file Y damaged
+    out = _ok(run("reburn", f"{SET}-A2")).stdout
+    assert f"source disc: the disc itself, {SET}-A2, repaired: {x_path} from {SET}-B2" in out
+    source = _migration(home, f"{SET}-A3")["source"]
+    assert source["kind"] == "disc" and source["repaired_from"] == {f"{SET}-B2": [x_path]}
+    assert len(source["passed_over"]) == 3
+
+    # -- re-burn the whole set: same set ID, same bag (Bag-Count), byte for byte ---------
+    out = _ok(run("reburn", SET)).stdout
+    assert f"{SET}-A4 replaces {SET}-A3: verified" in out and f"{SET}-B3 replaces {SET}-B2" in out
+    info = _bag_info(home, f"{SET}-A4")
+    assert info == _bag_info(home, A) and b"Bag-Count: " in info
+    assert f"Bag-Group-Identifier: {SET}".encode() in info
+    size = _query(home, "SELECT image_bytes FROM disc_sets")[0][0]
+    assert (_medium(home, f"{SET}-B3").read_bytes()[:size]
+            == _medium(home, A).read_bytes()[:size])
+    inv = _db(home)
+    try:
+        assert [(d["disc_id"], d["generation"] or 1) for d in lc.lineage(inv, f"{SET}-A4")] == [
+            (f"{SET}-A4", 4), (f"{SET}-A3", 3), (f"{SET}-A2", 2), (A, 1)]
+    finally:
+        inv.close()
+    current = {d["disc_id"] for d in _discs(run) if d["state"] == "verified"}
+    assert current == {f"{SET}-A4", f"{SET}-B3"}
+    assert _query(home, "SELECT state FROM disc_sets") == [("archived",)]
+    assert _slots(run) == {(None, "防磁柜1", 1, 1): A, (None, "防磁柜1", 1, 2): f"{SET}-A2",
+                           ("异地库", "2", 3, 7): B}
+
+    # -- appraisal after the keeping time: superseded discs, then the register -----------
+    keep = lc.add_years(today, 3)
+    early_list = _json(run, "appraisal", "--at", (keep - dt.timedelta(days=1)).isoformat())
+    assert early_list["discs"] == [] and early_list["items"] == []
+    listing = _json(run, "appraisal", "--at", keep.isoformat())
+    assert {d["disc_id"] for d in listing["discs"]} == {A, B, f"{SET}-A2", f"{SET}-A3",
+                                                        f"{SET}-B2"}
+    assert all(d["reason"] == "superseded" for d in listing["discs"])
+    refused = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", f"{SET}-A4",
+                      "--by", "鉴定小组"), 2)
+    assert "is not on the appraisal list" in refused.stderr
+    assert not (home / "registers").exists(), "nothing is exported for a refused decision"
+    done = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", A, "--approve", B,
+                   "--by", "鉴定小组 王五"))
+    assert "nothing was deleted" in done.stdout
+    (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
+    (xlsx_path,) = (home / "registers").glob("销毁清册-*.xlsx")
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0][:3] == ["序号", "类别", "档号/光盘编号"]
+    assert [(r[0], r[2], r[8], r[10]) for r in table[1:]] == [
+        ("1", A, "cabinet 防磁柜1, shelf 1, slot 1", "鉴定小组 王五"),
+        ("2", B, "off-site at 异地库: cabinet 2, shelf 3, slot 7", "鉴定小组 王五")]
+    sheet = openpyxl.load_workbook(xlsx_path).active
+    cells = [[("" if v is None else str(v)) for v in r] for r in sheet.iter_rows(values_only=True)]
+    assert cells[0][0] == "销毁清册" and table == cells[-3:], "the XLSX holds the CSV's table"
+    left = _json(run, "appraisal", "--at", keep.isoformat())
+    assert {d["disc_id"] for d in left["discs"]} == {f"{SET}-A2", f"{SET}-A3", f"{SET}-B2"}
+    (decision,) = _query(home, "SELECT detail, agent FROM events WHERE event_type = 'appraisal'")
+    detail = json.loads(decision[0])
+    assert detail["discs"] == [A, B] and decision[1] == "鉴定小组 王五"
+    import hashlib
+    assert detail["csv_sha256"] == hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    (slot,) = [d for c in _json(run, "cabinet")["cabinets"] for sh in c["shelves"]
+               for d in sh["slots"] if d["disc_id"] == A]
+    assert slot["destruction_approved"] and _medium(home, A).exists(), "nothing is deleted"
+
+    # -- the handover list of a year, and the log is intact and signed -------------------
+    hand = _json(run, "handover", "2024")
+    with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    records = _query(home, "SELECT archival_code FROM items WHERE is_record = 1 AND year = '2024' "
+                           "ORDER BY archival_code")
+    assert [r["档号"] for r in rows] == [r[0] for r in records] and hand["records"] == len(rows)
+    assert {r["光盘"] for r in rows} == {f"{SET}-A4 {SET}-B3"}
+    assert _ok(run("audit")).stdout.startswith("event log intact")
+    assert "0 entries after the last checkpoint" in run("audit").stdout
+
+
+def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archived, run):
+    home = archived
+    lba = _payload(home)[3][1]
+    faults = f"[drives.faults]\nunreadable = [{lba}]"
+    _drives(home, v1=faults, v2=faults)          # the second read, in v2, fails too
+    res = run("inspect", B)
+    assert res.exit_code == 1
+    (row,) = json.loads(run("inspect", "--json", A).stdout)
+    assert row["reads"] == 2 and row["bad_sectors"] == 1 and not row["passed"]
+    assert "1 unreadable sectors (more than 0)" in row["reasons"]
+    assert any(r.startswith("failed verification: damaged: data/") for r in row["reasons"])
+    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "damaged", B: "damaged"}
+
+
+def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
+    home = archived
+    _drives(home, v1="[drives.faults]\nwrite_error_at = 48")
+    res = run("reburn", A)
+    assert res.exit_code == 1 and f"{SET}-A2 replaces {A}: failed" in res.stdout
+    discs = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert discs == {A: "verified", B: "verified", f"{SET}-A2": "failed"}
+    assert _query(home, "SELECT replaces, generation FROM discs WHERE disc_id = ?",
+                  [f"{SET}-A2"]) == [(A, 2)]
+    _drives(home)
+    _ok(run("reburn", A))                      # again: the same new ID, burned afresh
+    assert {d["disc_id"]: d["state"] for d in _discs(run)}[f"{SET}-A2"] == "verified"
+
+
+def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
+    home = archived
+    lba = _payload(home)[0][1]
+    (home / "images" / f"{SET}.iso").unlink()
+    for disc in (A, B):
+        flip_byte(_medium(home, disc), lba * 2048 + 3)      # the same file, on both copies
+    res = _ok(run("reburn", A), 2)
+    assert "no good source to re-burn" in res.stderr and "the image is no longer kept" in res.stderr
+    assert f"{A} cannot be repaired" in res.stderr
+    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "verified", B: "verified"}, \
+        "one failed read does not call a copy damaged"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["shelve", "160-1999-0001-A", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
+     "no disc 160-1999-0001-A"),
+    (["shelve", A, "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
+    (["shelve", A, "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
+    (["checkin", A], "is not checked out"),
+    (["checkout", A, "--by", "", "--reason", "x"], "give who takes the disc"),
+    (["reburn", "160-1999-0001"], "no disc or disc set 160-1999-0001"),
+    (["due", "--at", "2027-13-01"], "--at"),
+    (["appraisal", "--approve", A], "--approve needs who approved it"),
+    (["handover", "24"], "is not a year"),
+    (["handover", "1990"], "no records of 1990"),
+])
+def test_bad_requests_get_one_line_and_exit_2(archived, run, args, message):
+    res = run(*args)
+    assert res.exit_code == 2 and message in res.stderr, res.stderr
+    assert res.stderr.startswith("discarchive: error: ") and res.stderr.count("\n") == 1
+
+
+def test_a_wrong_lifecycle_setting_is_refused(archived, run):
+    _drives(archived, lifecycle="inspect_percent = 0")
+    res = run("due")
+    assert res.exit_code == 2 and "[lifecycle]: inspect_percent must be more than 0" in res.stderr
+    _drives(archived, lifecycle="keep_years = 3")
+    assert "unknown setting 'keep_years'" in run("due").stderr
+
+
+def test_an_inventory_from_before_the_lifecycle_is_upgraded_on_open(tmp_path):
+    path = tmp_path / "inventory.db"
+    Inventory.create(path).close()
+    import sqlite3
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX discs_slot")
+    conn.execute("DROP INDEX discs_due")
+    for table in ("inspections", "checkouts", "appraisal_entries", "appraisals"):
+        conn.execute(f"DROP TABLE {table}")
+    from inventory.store import LIFECYCLE_DISC_COLUMNS
+    for name in LIFECYCLE_DISC_COLUMNS:
+        conn.execute(f"ALTER TABLE discs DROP COLUMN {name}")
+    conn.commit()
+    conn.close()
+    inv = Inventory.open(path)
+    try:
+        assert {"inspections", "checkouts", "appraisals", "appraisal_entries"} <= set(
+            inv.db.table_names())
+        assert set(LIFECYCLE_DISC_COLUMNS) <= {c.name for c in inv.db["discs"].columns}
+        assert "discs_slot" in {i.name for i in inv.db["discs"].indexes}
+    finally:
+        inv.close()
+
+
+# -- the pull list, the judge and retention, on inventories written directly ---------------
+
+def _fill(inv: Inventory, discs: list[dict], items: list[dict] = ()) -> None:
+    sets = sorted({d["set_id"] for d in discs} | {i["set_id"] for i in items})
+    inv.db["disc_sets"].insert_all({"set_id": s, "media": "dvd-r", "state": "archived",
+                                    "tag_files": "[]"} for s in sets)
+    inv.db["discs"].insert_all(dict({"state": "verified", "copy_label": "A"}, **d) for d in discs)
+    inv.db["items"].insert_all(dict({"is_record": 1}, **i) for i in items)
+
+
+def test_the_pull_list_takes_the_share_least_recently_checked_and_every_disc_per_cycle(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    discs = []
+    for n in range(40):
+        d = {"disc_id": f"d{n:02d}", "set_id": f"s{n:02d}", "burned_at": "2023-03-01T00:00:00Z",
+             "due_at": "2027-03-01", "cabinet": f"柜{n % 12}", "shelf": 1 + n % 3, "slot": n}
+        if n < 3:
+            d["inspected_at"] = f"2026-01-1{n}T00:00:00Z"
+        elif n < 20:
+            d["inspected_at"] = f"2025-{1 + n % 9:02d}-01T00:00:00Z"
+        elif n < 30:
+            d["inspected_at"] = "2024-05-01T00:00:00Z"
+        discs.append(d)
+    _fill(inv, discs + [{"disc_id": "old", "set_id": "s00", "state": "superseded"}])
+    settings = lc.LifecycleSettings()
+    due = lc.due(inv, dt.date(2026, 6, 1), settings, 4)
+    assert (due["current"], due["quota"], due["inspected_this_year"]) == (40, 4, 3)
+    (pick,) = due["inspect"]
+    assert pick["disc_id"] == "d30" and pick["why"] == "never inspected; 10 % a year"
+    # the cycle: in 2027 every disc not checked since 2023 must be, whatever the share
+    due = lc.due(inv, dt.date(2027, 6, 1), settings, 4)
+    assert {d["disc_id"] for d in due["inspect"]} == {f"d{n}" for n in range(30, 40)}
+    assert all("once per re-burn cycle" in d["why"] for d in due["inspect"])
+    keys = [lc.location_key(d) for d in due["inspect"]]
+    assert keys == sorted(keys) and keys[0][3] < lc.location_key({"cabinet": "柜10",
+                                                                  "disc_id": ""})[3]
+    due = lc.due(inv, dt.date(2028, 2, 1), settings, 4)
+    assert {d["disc_id"] for d in due["inspect"]} == {f"d{n}" for n in range(20, 40)}
+    # what was inspected this year counts; next year the 2025 ones are pressing
+    inv.db.execute("UPDATE discs SET inspected_at = '2028-01-01T00:00:00Z' WHERE disc_id >= 'd20'")
+    inv.db.conn.commit()
+    due = lc.due(inv, dt.date(2028, 2, 1), settings, 4)
+    assert due["inspected_this_year"] == 20 and due["inspect"] == []
+    due = lc.due(inv, dt.date(2029, 2, 1), settings, 4)
+    assert {d["disc_id"] for d in due["inspect"]} == {f"d{n:02d}" for n in range(3, 20)}, \
+        "checked in 2025: their cycle ends in 2029; those of 2026 wait"
+    assert {d["disc_id"] for d in lc.due(inv, dt.date(2027, 3, 1), settings, 4)["reburn"]} == {
+        d["disc_id"] for d in discs}
+    assert lc.due(inv, dt.date(2027, 2, 28), settings, 4)["reburn"] == []
+    inv.close()
+
+
+def test_judge_thresholds_worsening_and_speed():
+    s = lc.LifecycleSettings()
+    base = {"passed": True, "bad_sectors": 0, "retried_sectors": 0, "slow_sectors": 0,
+            "speed_kbs": 20_000.0, "read_seconds": 200, "at": "2027-01-01T00:00:00Z"}
+    assert lc.judge(base, None, s, "dvd-r") == []
+    assert lc.judge(dict(base, retried_sectors=17), None, s, "dvd-r") == [
+        "17 retried sectors (more than 16)"]
+    assert lc.judge(dict(base, speed_kbs=1000.0), None, s, "dvd-r") == [
+        "read at 0.72x (below 1x)"]
+    assert lc.judge(dict(base, speed_kbs=1000.0, read_seconds=2), None, s, "dvd-r") == [], \
+        "a short read's speed says nothing"
+    assert lc.judge(dict(base, speed_kbs=3000.0), None, s, "bd-r") == ["read at 0.67x (below 1x)"]
+    worse = lc.judge(dict(base, slow_sectors=7, speed_kbs=9000.0), base, s, "dvd-r")
+    assert worse == ["read speed fell from 20000 to 9000 kB/s since the inspection of 2027-01-01"]
+    assert lc.judge(dict(base, slow_sectors=8), base, s, "dvd-r") == [
+        "slow sectors rose from 0 to 8 since the inspection of 2027-01-01"]
+
+
+def test_retention_runs_from_1_january_after_the_record_was_formed(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    _fill(inv, [{"disc_id": "s1-A", "set_id": "s1"}, {"disc_id": "s2-A", "set_id": "s2"}], [
+        {"set_id": "s1", "archival_code": "c1", "retention": "10年", "year": "2020",
+         "date": "20201231"},
+        {"set_id": "s1", "archival_code": "c2", "retention": "10年", "year": "2020",
+         "date": ""},                              # no date: the year counts
+        {"set_id": "s1", "archival_code": "c5", "retention": "10年", "year": "2020",
+         "date": "20210105"},                      # formed in 2021 (its date rules)
+        {"set_id": "s2", "archival_code": "c3", "retention": "30年", "year": "2020"},
+        {"set_id": "s2", "archival_code": "c4", "retention": "永久", "year": "1990"}])
+    s = lc.LifecycleSettings()
+    assert lc.appraisal_list(inv, dt.date(2030, 12, 31), s)["items"] == []
+    got = lc.appraisal_list(inv, dt.date(2031, 1, 1), s)
+    assert [(i["archival_code"], i["retention_ends"]) for i in got["items"]] == [
+        ("c1", "2031-01-01"), ("c2", "2031-01-01")]
+    assert got["discs"] == [], "c5 on the same disc runs a year longer"
+    nxt = lc.appraisal_list(inv, dt.date(2032, 1, 1), s)
+    assert [(i["archival_code"], i["retention_ends"]) for i in nxt["items"]][-1] == (
+        "c5", "2032-01-01")
+    assert [(d["disc_id"], d["reason"]) for d in nxt["discs"]] == [("s1-A", "retention")]
+    later = lc.appraisal_list(inv, dt.date(3000, 1, 1), s)
+    assert "c4" not in {i["archival_code"] for i in later["items"]}, "永久 never ends"
+    assert [d["disc_id"] for d in later["discs"]] == ["s1-A"], "a disc keeps its longest period"
+    inv.close()
