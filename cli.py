@@ -477,17 +477,10 @@ def _at(value) -> dt.date:
 
 @contextmanager
 def _signed_inventory(home):
-    """The inventory for an operator's change; the event log's head is signed at the end."""
+    """The inventory for an operator's change, (config, inventory); the log's head is signed."""
     cfg = _config(home)
-    key, _ = signing.load_keypair(cfg.key_path, cfg.public_key_path)
-    inv = Inventory.open(cfg.inventory_path)
-    try:
+    with lifecycle_jobs.signed_session(cfg, lock=False) as (inv, _):
         yield cfg, inv
-    finally:
-        try:
-            eventlog.checkpoint(inv, key)
-        finally:
-            inv.close()
 
 
 _AT = click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
@@ -532,6 +525,12 @@ def checkin(home, disc_id):
         was = lifecycle.checkin(inv, disc_id)
         now = inv.disc(disc_id)
     click.echo(_safe(f"{disc_id}: back from {was['out_by']}: {lifecycle.place(now)}"))
+
+
+def _echo_lines(lines: list[str]) -> None:
+    """Print many lines at once, each made safe (control characters escaped)."""
+    if lines:
+        click.echo("\n".join(line if line.isprintable() else _safe(line) for line in lines))
 
 
 def _disc_note(d: dict) -> str:
@@ -583,8 +582,7 @@ def cabinet(home, as_json):
         lines.append(f"    {d['disc_id']:<25} {_disc_note(d)}")
     click.echo(f"存放示意图 storage map: {shelved} discs in {len(world['cabinets'])} cabinets, "
                f"{out} out, {len(world['not_shelved'])} not shelved")
-    for line in lines:
-        click.echo(_safe(line))
+    _echo_lines(lines)
 
 
 @main.command()
@@ -634,11 +632,11 @@ def due(home, at, as_json):
     click.echo(f"due on {answer['at']}: {len(answer['reburn'])} to re-burn, "
                f"{len(answer['inspect'])} to inspect ({answer['inspected_this_year']} of "
                f"{answer['current']} discs inspected this year, {answer['quota']} a year)")
+    lines = []
     for title, rows in (("re-burn", answer["reburn"]), ("inspect (pull list)", answer["inspect"])):
-        if rows:
-            click.echo(title)
-        for r in rows:
-            click.echo(_safe(f"  {r['disc_id']:<20} {r['place']}  -- {r['why']}"))
+        lines += [title] if rows else []
+        lines += [f"  {r['disc_id']:<20} {r['place']}  -- {r['why']}" for r in rows]
+    _echo_lines(lines)
 
 
 @main.command()

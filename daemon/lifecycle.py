@@ -36,6 +36,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +60,28 @@ from .replication import Copy, burn_copies, read_back, record_fixity
 def _sectors(ranges) -> int:
     """Sectors in a list of (first LBA, count) ranges."""
     return sum(count for _, count in ranges)
+
+
+@contextmanager
+def signed_session(cfg: Config, lock: bool = True):
+    """The inventory for one job or operator's change: yields (Inventory, public key PEM).
+
+    Holds the home's job lock when ``lock`` (jobs that read or burn discs),
+    and signs the event log's head when done (a checkpoint, see
+    :mod:`inventory.eventlog`), whatever happened. Raises SigningError or
+    InventoryError before yielding when the key or inventory cannot be used,
+    HomeBusy when another job holds the lock.
+    """
+    with locked(cfg.home) if lock else nullcontext():
+        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            yield inv, public_pem
+        finally:
+            try:
+                eventlog.checkpoint(inv, key)
+            finally:
+                inv.close()
 
 
 @dataclass
@@ -87,37 +110,29 @@ def inspect(cfg: Config, disc_id: str, reporter=None,
     when its medium cannot be loaded (nothing is recorded then).
     """
     ui = reporter or jobs.QuietReporter()
-    with locked(cfg.home):
-        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
-        inv = Inventory.open(cfg.inventory_path)
-        try:
-            disc = inv.disc(disc_id)
-            if disc is None:
-                raise jobs.JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
-            if disc["state"] not in lc.CURRENT_STATES:
-                raise jobs.JobError(f"disc {disc_id} is {disc['state']}: only verified or damaged "
-                                    "copies are inspected")
-            last = inv.db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
-            disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
-            started = time.monotonic()
-            report = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui)
-            seconds = time.monotonic() - started
-            reads = inv.db.execute("SELECT count(*) FROM events WHERE id > ? AND disc_id = ? "
-                                   "AND event_type = 'fixity check'", [last, disc_id]).fetchone()[0]
-            signals = {"drive": drive.name, "reads": reads, "passed": report.passed,
-                       "failure": None if report.passed else report.summary(),
-                       "bad_sectors": _sectors(report.bad_sectors),
-                       "retried_sectors": report.retried_sectors,
-                       "slow_sectors": _sectors(report.slow_sectors),
-                       "read_bytes": disc["image_bytes"] * max(reads, 1),
-                       "read_seconds": round(seconds, 3), "damaged_files": len(report.damaged)}
-            row = lc.record_inspection(inv, disc_id, signals, cfg.lifecycle, now)
-            return Inspection(disc_id, row, report, row.pop("reasons"))
-        finally:
-            try:
-                eventlog.checkpoint(inv, key)
-            finally:
-                inv.close()
+    with signed_session(cfg) as (inv, public_pem):
+        disc = inv.disc(disc_id)
+        if disc is None:
+            raise jobs.JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        if disc["state"] not in lc.CURRENT_STATES:
+            raise jobs.JobError(f"disc {disc_id} is {disc['state']}: only verified or damaged "
+                                "copies are inspected")
+        last = inv.db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
+        started = time.monotonic()
+        report = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui)
+        seconds = time.monotonic() - started
+        reads = inv.db.execute("SELECT count(*) FROM events WHERE id > ? AND disc_id = ? "
+                               "AND event_type = 'fixity check'", [last, disc_id]).fetchone()[0]
+        signals = {"drive": drive.name, "reads": reads, "passed": report.passed,
+                   "failure": None if report.passed else report.summary(),
+                   "bad_sectors": _sectors(report.bad_sectors),
+                   "retried_sectors": report.retried_sectors,
+                   "slow_sectors": _sectors(report.slow_sectors),
+                   "read_bytes": disc["image_bytes"] * max(reads, 1),
+                   "read_seconds": round(seconds, 3), "damaged_files": len(report.damaged)}
+        row = lc.record_inspection(inv, disc_id, signals, cfg.lifecycle, now)
+        return Inspection(disc_id, row, report, row.pop("reasons"))
 
 
 # -- re-burn --------------------------------------------------------------------------
@@ -312,26 +327,18 @@ def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = No
     a new copy that fails is recorded and reported in the result.
     """
     ui = reporter or jobs.QuietReporter()
-    with locked(cfg.home):
-        key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
-        inv = Inventory.open(cfg.inventory_path)
+    with signed_session(cfg) as (inv, public_pem):
+        set_id, olds = lc.reburn_targets(inv, target)
+        s = inv.disc_set(set_id)
+        drives = jobs.open_drives(cfg)
+        expected = jobs.expected_of(inv, set_id)
+        work = cfg.work_dir / f"reburn-{set_id}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         try:
-            set_id, olds = lc.reburn_targets(inv, target)
-            s = inv.disc_set(set_id)
-            drives = jobs.open_drives(cfg)
-            expected = jobs.expected_of(inv, set_id)
-            work = cfg.work_dir / f"reburn-{set_id}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            try:
-                return _reburn(cfg, inv, s, olds, drives, expected, public_pem, work, ui, now)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            return _reburn(cfg, inv, s, olds, drives, expected, public_pem, work, ui, now)
         finally:
-            try:
-                eventlog.checkpoint(inv, key)
-            finally:
-                inv.close()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _reburn(cfg: Config, inv: Inventory, s: dict, olds: list[dict], drives: list,

@@ -30,6 +30,7 @@ of a decision and a destruction register (销毁清册) for people to act on.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from dataclasses import dataclass, fields
@@ -136,6 +137,7 @@ def place(row: dict) -> str:
     return where
 
 
+@functools.lru_cache(maxsize=4096)
 def _natural(text: str | None) -> tuple:
     """Sort key: numbers inside names by value (cabinet 2 before cabinet 10)."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
@@ -252,28 +254,30 @@ def storage_map(inv: Inventory) -> dict[str, Any]:
     discs listed are those with a medium worth keeping (not burning/failed).
     ``destruction_approved`` is True for a disc an appraisal approved.
     """
-    cols = ", ".join(f"d.{c}" for c in _MAP_COLUMNS)
-    rows = inv.db.execute(
-        f"SELECT {cols}, a.disc_id IS NOT NULL FROM discs d LEFT JOIN "
-        "(SELECT DISTINCT disc_id FROM appraisal_entries WHERE kind = 'disc') a "
-        "USING (disc_id) WHERE d.cabinet IS NOT NULL OR d.state NOT IN ('burning', 'failed')"
-    ).fetchall()
-    discs = [dict(zip(_MAP_COLUMNS + ("destruction_approved",), r)) for r in rows]
-    for d in discs:
-        d["destruction_approved"] = bool(d["destruction_approved"])
-    shelved = sorted((d for d in discs if d["cabinet"] is not None), key=location_key)
+    approved = {r[0] for r in inv.db.execute(
+        "SELECT disc_id FROM appraisal_entries WHERE kind = 'disc'")}
+    cols = ", ".join(_MAP_COLUMNS)
     cabinets: list[dict] = []
-    for d in shelved:
-        if not cabinets or (cabinets[-1]["site"], cabinets[-1]["cabinet"]) != (d["site"], d["cabinet"]):
-            cabinets.append({"site": d["site"], "cabinet": d["cabinet"], "shelves": []})
-        shelves = cabinets[-1]["shelves"]
-        if not shelves or shelves[-1]["shelf"] != d["shelf"]:
-            shelves.append({"shelf": d["shelf"], "slots": []})
-        shelves[-1]["slots"].append({k: d[k] for k in ("slot", "disc_id", "set_id", "state",
-                                                        "out_by", "out_at", "out_reason",
-                                                        "superseded_by", "reburn_reason",
-                                                        "destruction_approved")})
-    loose = sorted((d for d in discs if d["cabinet"] is None), key=lambda d: d["disc_id"])
+    # in the order of the discs_slot index: no sorting in SQLite or here
+    for r in inv.db.execute(f"SELECT {cols} FROM discs WHERE cabinet IS NOT NULL "
+                            "ORDER BY ifnull(site, ''), cabinet, shelf, slot"):
+        disc_id, set_id, state, site, cabinet, shelf, slot, out_by, out_at, out_reason, \
+            superseded_by, reburn_reason = r
+        if not cabinets or cabinets[-1]["cabinet"] != cabinet or cabinets[-1]["site"] != site:
+            cabinets.append({"site": site, "cabinet": cabinet, "shelves": []})
+            shelves = cabinets[-1]["shelves"]
+        if not shelves or shelves[-1]["shelf"] != shelf:
+            shelves.append({"shelf": shelf, "slots": []})
+            slots = shelves[-1]["slots"]
+        slots.append({"slot": slot, "disc_id": disc_id, "set_id": set_id, "state": state,
+                      "out_by": out_by, "out_at": out_at, "out_reason": out_reason,
+                      "superseded_by": superseded_by, "reburn_reason": reburn_reason,
+                      "destruction_approved": disc_id in approved})
+    loose = [dict(zip(_MAP_COLUMNS, r), destruction_approved=r[0] in approved)
+             for r in inv.db.execute(f"SELECT {cols} FROM discs WHERE cabinet IS NULL AND "
+                                     "state NOT IN ('burning', 'failed') ORDER BY disc_id")]
+    # SQLite orders cabinet names as text; put "柜2" before "柜10" (few cabinets: cheap)
+    cabinets.sort(key=lambda c: (c["site"] is not None, c["site"] or "", _natural(c["cabinet"])))
     return {"cabinets": cabinets, "not_shelved": loose}
 
 
@@ -387,45 +391,55 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
     ``reburn``: current copies whose re-burn date has come (``due_at`` <=
     ``at``) or that an inspection flagged, each with ``why``. ``inspect``:
     the pull list for the calendar year of ``at``: every current copy whose
-    last inspection (or burn) would otherwise be more than ``reburn_years``
-    old before the year ends, then the least recently checked ones until
-    ``inspect_percent`` % of the current copies are inspected this year
-    (inspections done this year count). Both lists are in cabinet, shelf,
-    slot order (off-site, then unshelved, last), each row with ``place``.
-    One query over ``discs`` (no items are read).
+    last inspection (or, never inspected, its burn) would otherwise be more
+    than ``reburn_years`` old before the year ends, then the least recently
+    checked ones until ``inspect_percent`` % of the current copies are
+    inspected this year (inspections done this year count). Both lists are
+    in cabinet, shelf, slot order (off-site, then unshelved, last), each row
+    with ``place``. The counting, choosing and ordering run in SQLite over
+    ``discs`` (no items are read); Python sees only the rows listed.
     """
-    rows = [dict(zip(_DUE_COLUMNS, r)) for r in inv.db.execute(
-        f"SELECT {', '.join(_DUE_COLUMNS)} FROM discs WHERE state IN ('verified', 'damaged')")]
-    iso = at.isoformat()
-    year_start, year_end = dt.date(at.year, 1, 1).isoformat(), dt.date(at.year, 12, 31)
-    reburn, done, waiting = [], 0, []
+    iso, nxt = at.isoformat(), (at + dt.timedelta(days=1)).isoformat()
+    year_start = dt.date(at.year, 1, 1).isoformat()
+    # inspected by the end of the year, or its cycle runs out: checked before this day
+    cut = add_years(dt.date(at.year + 1, 1, 1), -reburn_years).isoformat()
+    current = "state IN ('verified', 'damaged')"
+    done_now = "(ifnull(inspected_at, '') >= :start AND ifnull(inspected_at, '') < :next)"
+    checked = "coalesce(inspected_at, burned_at)"
+    args = {"start": year_start, "next": nxt, "cut": cut, "at": iso}
+    n, done, must = inv.db.execute(
+        f"SELECT count(*), ifnull(sum({done_now}), 0), ifnull(sum(NOT {done_now} AND "
+        f"({checked} IS NULL OR {checked} < :cut)), 0) FROM discs WHERE {current}",
+        args).fetchone()
+    quota = math.ceil(n * settings.inspect_percent / 100)
+    want = max(quota - done, must)
+    cols = ", ".join(_DUE_COLUMNS)
+    pull = _rows(inv, f"SELECT {cols}, {checked} IS NULL OR {checked} < :cut FROM discs "
+                      f"WHERE {current} AND NOT {done_now} ORDER BY {checked}, disc_id "
+                      "LIMIT :want", dict(args, want=want), _DUE_COLUMNS + ("must",))
+    for r in pull:
+        never = ("never inspected" if not r["inspected_at"]
+                 else f"last inspected {r['inspected_at'][:10]}")
+        r["why"] = f"{never}; " + ("once per re-burn cycle" if r.pop("must")
+                                   else f"{settings.inspect_percent:g} % a year")
+    reburn = _rows(inv, f"SELECT {cols} FROM discs WHERE {current} AND "
+                        "(reburn_reason IS NOT NULL OR due_at <= :at)", args, _DUE_COLUMNS)
+    for r in reburn:
+        r["why"] = (f"early re-burn: {r['reburn_reason']}" if r["reburn_reason"]
+                    else f"re-burn due {r['due_at']} (every {reburn_years} years)")
+    return {"at": iso, "current": n, "inspected_this_year": done, "quota": quota,
+            "reburn": _by_place(reburn), "inspect": _by_place(pull)}
+
+
+def _rows(inv: Inventory, sql: str, args: dict, names: tuple) -> list[dict]:
+    return [dict(zip(names, r)) for r in inv.db.execute(sql, args)]
+
+
+def _by_place(rows: list[dict]) -> list[dict]:
+    """Rows in pull-list order (:func:`location_key`), each given its ``place``."""
     for r in rows:
         r["place"] = place(r)
-        if r["reburn_reason"]:
-            reburn.append(dict(r, why=f"early re-burn: {r['reburn_reason']}"))
-        elif r["due_at"] and r["due_at"] <= iso:
-            reburn.append(dict(r, why=f"re-burn due {r['due_at']} (every {reburn_years} years)"))
-        checked = r["inspected_at"] or r["burned_at"]
-        if r["inspected_at"] and year_start <= r["inspected_at"][:10] <= iso:
-            done += 1
-            continue
-        r["checked"] = checked
-        deadline = add_years(_day(checked), reburn_years) if checked else at
-        r["must"] = deadline <= year_end
-        waiting.append(r)
-    quota = math.ceil(len(rows) * settings.inspect_percent / 100)
-    waiting.sort(key=lambda r: (not r["must"], r["checked"] or ""))
-    want = max(quota - done, sum(r["must"] for r in waiting))
-    pull = []
-    for r in waiting[:want]:
-        never = "never inspected" if not r["inspected_at"] else f"last inspected {r['inspected_at'][:10]}"
-        why = "once per re-burn cycle" if r["must"] else f"{settings.inspect_percent:g} % a year"
-        pull.append(dict(r, why=f"{never}; {why}"))
-        del pull[-1]["must"]
-    reburn.sort(key=location_key)
-    pull.sort(key=location_key)
-    return {"at": iso, "current": len(rows), "inspected_this_year": done, "quota": quota,
-            "reburn": reburn, "inspect": pull}
+    return sorted(rows, key=location_key)
 
 
 # -- re-burn lineage -----------------------------------------------------------------
