@@ -315,6 +315,27 @@ def best_source(cfg: Config, inv: Inventory, s: dict, olds: list[dict], expected
                         "find another copy (off-site?) and put it in a drive")
 
 
+def _finish_interrupted(inv: Inventory, s: dict, olds: list[dict],
+                        now: dt.datetime | None) -> dict[str, str]:
+    """Record the lineage of new copies a killed re-burn left verified; {new: old} done.
+
+    Such a copy was burned from this set's image and read back against the
+    record (its ``image_sha256`` is the set's), so it replaces its old copy
+    now, without burning again.
+    """
+    done = {}
+    for old in olds:
+        new_id, generation = lc.next_disc_id(old)
+        new = inv.disc(new_id)
+        if new and new["state"] == "verified" and new["image_sha256"] == s["image_sha256"]:
+            lc.record_replacement(inv, new_id, old, generation, True,
+                                  {"kind": "interrupted re-burn",
+                                   "detail": "burned and verified before a re-burn was "
+                                             "interrupted"}, now)
+            done[new_id] = old["disc_id"]
+    return done
+
+
 def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = None) -> ReburnResult:
     """Re-burn one copy (a disc ID) or every current copy of a set (a set ID).
 
@@ -345,16 +366,19 @@ def _reburn(cfg: Config, inv: Inventory, s: dict, olds: list[dict], drives: list
             expected: Expected, public_pem: bytes, work: Path, ui,
             now: dt.datetime | None) -> ReburnResult:
     set_id = s["set_id"]
+    finished = _finish_interrupted(inv, s, olds, now)
+    olds = [o for o in olds if o["disc_id"] not in finished.values()]
+    if not olds:
+        return ReburnResult(set_id, Source("interrupted re-burn", Path(s["image_path"] or ""),
+                                           "the copies an interrupted re-burn verified"),
+                            dict.fromkeys(finished, "verified"), dict(finished))
     source = best_source(cfg, inv, s, olds, expected, public_pem, work, ui)
     ui.note(f"{set_id}: re-burning from {source.detail}")
     image = Image(source.path, s["image_bytes"], s["image_sectors"], s["image_sha256"])
-    result = ReburnResult(set_id, source)
+    result = ReburnResult(set_id, source, dict.fromkeys(finished, "verified"), dict(finished))
     plan, lineage = [], []
     for n, old in enumerate(olds):
         new_id, generation = lc.next_disc_id(old)
-        if inv.disc(new_id) and inv.disc(new_id)["state"] == "verified":
-            raise jobs.JobError(f"disc {new_id} is already verified but {old['disc_id']} is "
-                                f"still current: report this as a bug")
         second = (n + 1) % len(drives)
         plan.append(Copy(new_id, old["copy_label"], drives[n % len(drives)],
                          lambda i=second: burners.open_drive(cfg.drives[i])))

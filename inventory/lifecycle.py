@@ -389,7 +389,7 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
     """What is due at date ``at``: re-burns and this year's inspection pull list.
 
     ``reburn``: current copies whose re-burn date has come (``due_at`` <=
-    ``at``) or that an inspection flagged, each with ``why``. ``inspect``:
+    ``at``), that an inspection flagged, or that are damaged, each with ``why``. ``inspect``:
     the pull list for the calendar year of ``at``: every current copy whose
     last inspection (or, never inspected, its burn) would otherwise be more
     than ``reburn_years`` old before the year ends, then the least recently
@@ -422,10 +422,12 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
                  else f"last inspected {r['inspected_at'][:10]}")
         r["why"] = f"{never}; " + ("once per re-burn cycle" if r.pop("must")
                                    else f"{settings.inspect_percent:g} % a year")
-    reburn = _rows(inv, f"SELECT {cols} FROM discs WHERE {current} AND "
-                        "(reburn_reason IS NOT NULL OR due_at <= :at)", args, _DUE_COLUMNS)
+    reburn = _rows(inv, f"SELECT {cols} FROM discs WHERE {current} AND (reburn_reason IS NOT "
+                        "NULL OR due_at <= :at OR state = 'damaged')", args, _DUE_COLUMNS)
     for r in reburn:
         r["why"] = (f"early re-burn: {r['reburn_reason']}" if r["reburn_reason"]
+                    else "damaged: it failed verification (see `discarchive show`)"
+                    if r["state"] == "damaged"
                     else f"re-burn due {r['due_at']} (every {reburn_years} years)")
     return {"at": iso, "current": n, "inspected_this_year": done, "quota": quota,
             "reburn": _by_place(reburn), "inspect": _by_place(pull)}
@@ -562,10 +564,11 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
             discs.append(dict(d, reason="retention",
                               why=f"every record's retention ended by {year}-01-01"))
     keep = settings.keep_superseded_years
+    listed = {d["disc_id"] for d in discs}
     for d in inv.db.query(f"SELECT * FROM discs d WHERE state = 'superseded' AND {undecided} "
                           "ORDER BY superseded_at, disc_id"):
         until = add_years(_day(d["superseded_at"]), keep)
-        if until <= at and d["disc_id"] not in {x["disc_id"] for x in discs}:
+        if until <= at and d["disc_id"] not in listed:
             discs.append(dict(d, reason="superseded", why=f"superseded by {d['superseded_by']} "
                               f"on {d['superseded_at'][:10]}, kept {keep} years to {until}"))
     for d in discs:

@@ -256,6 +256,19 @@ def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archiv
     assert "1 unreadable sectors (more than 0)" in row["reasons"]
     assert any(r.startswith("failed verification: damaged: data/") for r in row["reasons"])
     assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "damaged", B: "damaged"}
+    _drives(home)
+    _ok(run("verify", B))                      # B reads well in a sound drive: verified again
+    due = _json(run, "due")["reburn"]
+    assert [(d["disc_id"], d["why"][:14]) for d in due] == [(A, "early re-burn:"),
+                                                           (B, "early re-burn:")]
+    inv = _db(home)
+    try:
+        inv.db.execute("UPDATE discs SET reburn_reason = NULL")     # only damaged now
+        inv.db.conn.commit()
+    finally:
+        inv.close()
+    (left,) = _json(run, "due")["reburn"]
+    assert left["disc_id"] == A and left["why"].startswith("damaged: it failed verification")
 
 
 def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
@@ -270,6 +283,26 @@ def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
     _drives(home)
     _ok(run("reburn", A))                      # again: the same new ID, burned afresh
     assert {d["disc_id"]: d["state"] for d in _discs(run)}[f"{SET}-A2"] == "verified"
+
+
+def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived, run,
+                                                                         monkeypatch):
+    home = archived
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(lc, "record_replacement", killed)
+        assert run("reburn", A).exit_code == 130
+    discs = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert discs == {A: "verified", B: "verified", f"{SET}-A2": "verified"}
+    out = _ok(run("reburn", A)).stdout
+    assert f"{SET}-A2 replaces {A}: verified" in out and "interrupted re-burn" in out
+    assert sorted(p.name for p in (home / "media1").iterdir()) == [
+        f"{A}.medium", f"{SET}-A2.medium"], "nothing burned twice"
+    assert {d["disc_id"]: d["state"] for d in _discs(run)}[A] == "superseded"
+    assert _migration(home, f"{SET}-A2")["source"]["kind"] == "interrupted re-burn"
 
 
 def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
