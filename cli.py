@@ -739,19 +739,20 @@ def handover(home, year, out, as_json):
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
         try:
-            rows = lifecycle.handover_rows(inv, year)
+            count, rows = lifecycle.handover_rows(inv, year)
+            day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+            files = registers.write_register(
+                _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",
+                [f"全宗号: {cfg.fonds}", f"移交单位: {cfg.source_organization}",
+                 f"件数: {count}", f"编制日期: {day}", "移交人:          接收人:"],
+                registers.HANDOVER_COLUMNS, registers.handover_table(rows), count,
+                TerminalReporter().progress("handover list"))
         finally:
             inv.close()
-        day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-        files = registers.write_register(
-            _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",
-            [f"全宗号: {cfg.fonds}", f"移交单位: {cfg.source_organization}", f"件数: {len(rows)}",
-             f"编制日期: {day}", "移交人:          接收人:"],
-            registers.HANDOVER_COLUMNS, registers.handover_table(rows))
     if as_json:
-        _emit_json({"year": year, "records": len(rows), **files})
+        _emit_json({"year": year, "records": count, **files})
         return
-    click.echo(f"handover list of {year}: {len(rows)} records")
+    click.echo(f"handover list of {year}: {count} records")
     click.echo(_safe(f"  {files['register_csv']}"))
     click.echo(_safe(f"  {files['register_xlsx']}"))
 

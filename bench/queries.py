@@ -5,7 +5,7 @@
 For 10,000 / 100,000 / 1,000,000 items (sets of 200 items, two copies
 each: 100 / 1,000 / 10,000 discs) it makes an archive home whose inventory
 is filled straight through sqlite3 (``executemany`` in one transaction,
-``synchronous = OFF``: about 10 s for 1M items), with every disc shelved
+``synchronous = OFF``: under a minute for 1M items on 2 cores), with every disc shelved
 (copy A on site, copy B off-site, 10 shelves of 50 slots per cabinet), a
 share of them inspected once to three times, a few superseded, flagged or
 checked out. Homes are kept in ``base`` and remade when inventory/store.py,

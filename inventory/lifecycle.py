@@ -34,7 +34,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from config import RETENTION_YEARS
 from inventory.store import Inventory
@@ -639,22 +639,25 @@ def select(listing: dict, refs: Iterable[str]) -> dict:
     return chosen
 
 
-def handover_rows(inv: Inventory, year: str) -> list[dict]:
-    """The records formed in ``year`` (交接清单 rows), in 档号 order, each with its copies.
+def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
+    """The records formed in ``year`` (交接清单 rows): (how many, the rows in 档号 order).
 
-    ``discs`` is the current (verified or damaged) copies' IDs, joined by
-    spaces. Raises LifecycleError when the inventory holds no record of
-    that year.
+    Each row has the catalog's fields and ``discs``: the current (verified
+    or damaged) copies' IDs, joined by spaces. The rows are read as they are
+    consumed (a year of 365,000 records is never held at once). Raises
+    LifecycleError when the inventory holds no record of that year.
     """
-    rows = list(inv.db.query(
+    year = str(year)
+    (count,) = inv.db.execute("SELECT count(*) FROM items WHERE is_record = 1 AND year = ?",
+                              [year]).fetchone()
+    if not count:
+        raise LifecycleError(f"no records of {year} in the inventory: give a year that was "
+                             "archived (see `discarchive discs`)")
+    rows = inv.db.query(
         "SELECT i.id, i.set_id, i.item_number, i.archival_code, i.responsible, i.unit_code, "
         "i.title, i.date, i.pages, i.classification, i.retention, i.remarks, i.year, "
         "(SELECT group_concat(disc_id, ' ') FROM (SELECT disc_id FROM discs d WHERE "
         "d.set_id = i.set_id AND d.state IN ('verified', 'damaged') ORDER BY disc_id)) AS discs "
         "FROM items i WHERE i.is_record = 1 AND i.year = ? ORDER BY i.archival_code, i.id",
-        [str(year)]))
-    if not rows:
-        raise LifecycleError(f"no records of {year} in the inventory: give a year that was "
-                             "archived (see `discarchive discs`)")
-    return rows
-
+        [year])
+    return count, rows

@@ -14,7 +14,7 @@ import csv
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -38,12 +38,14 @@ def _sha256(path: Path) -> str:
 
 
 def write_register(folder: Path, name: str, title: str, heading: Sequence[str],
-                   columns: Sequence[str], rows: Iterable[Sequence]) -> dict[str, str]:
+                   columns: Sequence[str], rows: Iterable[Sequence], total: int = 0,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
     """Write ``<folder>/<name>.csv`` and ``.xlsx``; return their paths and SHA-256.
 
     ``heading``: lines above the table in the XLSX (the CSV holds only the
     table, for machines). ``rows``: one sequence per row, in ``columns``
-    order. Returns ``{"register_csv", "csv_sha256", "register_xlsx",
+    order; ``progress(done, total)`` is told every 1,000 rows and at the end
+    (``total``: the rows expected). Returns ``{"register_csv", "csv_sha256", "register_xlsx",
     "xlsx_sha256"}``. Raises OSError if the folder cannot be written.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,13 +69,18 @@ def write_register(folder: Path, name: str, title: str, heading: Sequence[str],
     with open(part_csv, "w", encoding="utf-8-sig", newline="") as f:
         out = csv.writer(f)
         out.writerow(columns)
-        for row in rows:
+        done = 0
+        for done, row in enumerate(rows, 1):
             values = ["" if v is None else v for v in row]
             out.writerow(values)
             sheet.append(values)
+            if progress and done % 1000 == 0:
+                progress(done, max(total, done + 1))
         f.flush()
         os.fsync(f.fileno())
     book.save(part_xlsx)
+    if progress:
+        progress(done, done)
     os.replace(part_csv, csv_path)
     os.replace(part_xlsx, xlsx_path)
     return {"register_csv": str(csv_path), "csv_sha256": _sha256(csv_path),
@@ -97,8 +104,9 @@ def destruction_rows(chosen: dict, by: str, day: str) -> list[list]:
     return [[n, *r] for n, r in enumerate(rows, 1)]
 
 
-def handover_table(rows: list[dict]) -> list[list]:
-    """Rows of the handover list from :func:`inventory.lifecycle.handover_rows`."""
-    return [[n, r["item_number"], r["archival_code"], r["responsible"], r["unit_code"],
-             r["title"], r["date"], r["pages"], r["classification"], r["retention"],
-             r["discs"], r["remarks"]] for n, r in enumerate(rows, 1)]
+def handover_table(rows: Iterable[dict]) -> Iterator[list]:
+    """Rows of the handover list from :func:`inventory.lifecycle.handover_rows`, as consumed."""
+    for n, r in enumerate(rows, 1):
+        yield [n, r["item_number"], r["archival_code"], r["responsible"], r["unit_code"],
+               r["title"], r["date"], r["pages"], r["classification"], r["retention"],
+               r["discs"], r["remarks"]]

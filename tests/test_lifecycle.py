@@ -464,3 +464,22 @@ def test_retention_runs_from_1_january_after_the_record_was_formed(tmp_path):
     assert "c4" not in {i["archival_code"] for i in later["items"]}, "永久 never ends"
     assert [d["disc_id"] for d in later["discs"]] == ["s1-A"], "a disc keeps its longest period"
     inv.close()
+
+
+def test_a_register_is_written_as_csv_and_xlsx_with_progress(tmp_path):
+    from inventory.registers import write_register
+
+    seen = []
+    rows = ([n, f"题名{n}", None] for n in range(1, 2501))
+    files = write_register(tmp_path / "out", "清册", "销毁清册", ["批准人: 王五"],
+                           ["序号", "题名", "备注"], rows, 2500,
+                           lambda done, total: seen.append((done, total)))
+    assert seen == [(1000, 2500), (2000, 2500), (2500, 2500)]
+    with open(files["register_csv"], encoding="utf-8-sig", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["序号", "题名", "备注"] and table[-1] == ["2500", "题名2500", ""]
+    sheet = openpyxl.load_workbook(files["register_xlsx"], read_only=True).active
+    cells = list(sheet.iter_rows(values_only=True))
+    assert cells[:2] == [("销毁清册",), ("批准人: 王五",)]
+    assert [[("" if v is None else str(v)) for v in r] for r in cells[3:]] == table
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["清册.csv", "清册.xlsx"]
