@@ -225,8 +225,9 @@ def _repair(base: Path, report: Report, donors: list[tuple[str, Path, Report]],
     """Patch the damaged parts of image file ``base`` with bytes from donor copies.
 
     A damaged payload file is copied whole from the first donor that read
-    it with its recorded SHA-256; an unreadable sector outside the payload
-    from the first donor that read it. Returns ({donor disc: [what it gave]},
+    it with its recorded SHA-256 (a tag file, which has no recorded hash,
+    from the first donor whose check found nothing wrong with it); an
+    unreadable sector outside the files from the first donor that read it. Returns ({donor disc: [what it gave]},
     [what no donor had]). The caller verifies the result.
     """
     extents = {e.path: (e, want) for e, want in expected.files}
@@ -236,8 +237,9 @@ def _repair(base: Path, report: Report, donors: list[tuple[str, Path, Report]],
         for path, _why in report.damaged:
             extent, want = extents[path]
             for disc_id, donor, dr in donors:
-                if want is not None and dr.file_sha256.get(path) == want and \
-                        path not in {p for p, _ in dr.damaged}:
+                if path not in {p for p, _ in dr.damaged} and (
+                        dr.file_sha256.get(path) == want if want is not None
+                        else not any(path in problem for problem in dr.problems)):
                     with open(donor, "rb") as src:
                         src.seek(extent.lba * SECTOR)
                         f.seek(extent.lba * SECTOR)

@@ -122,7 +122,7 @@ CREATE TABLE IF NOT EXISTS inspections (
     id INTEGER PRIMARY KEY, disc_id TEXT NOT NULL REFERENCES discs(disc_id), at TEXT NOT NULL,
     drive TEXT, reads INTEGER, passed INTEGER, bad_sectors INTEGER, retried_sectors INTEGER,
     slow_sectors INTEGER, read_bytes INTEGER, read_seconds REAL, speed_kbs REAL,
-    damaged_files INTEGER, flag TEXT, detail TEXT);
+    damaged_files INTEGER, flag TEXT);
 CREATE INDEX IF NOT EXISTS inspections_disc_at ON inspections (disc_id, at);
 CREATE TABLE IF NOT EXISTS checkouts (
     id INTEGER PRIMARY KEY, disc_id TEXT NOT NULL REFERENCES discs(disc_id),

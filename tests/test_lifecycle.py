@@ -305,6 +305,20 @@ def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived
     assert _migration(home, f"{SET}-A2")["source"]["kind"] == "interrupted re-burn"
 
 
+def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived, run):
+    home = archived
+    (home / "images" / f"{SET}.iso").unlink()
+    x_path, x = _payload(home)[0]
+    flip_byte(_medium(home, B), x * 2048 + 3)              # B: a payload file damaged
+    _drives(home, v1="[drives.faults]\nunreadable = [16]")   # A, in v1: its volume descriptor
+    out = _ok(run("reburn", A)).stdout
+    assert f"source disc: the disc itself, {A}, repaired: sector 16 from {B}" in out
+    assert f"{SET}-A2 replaces {A}: verified" in out, "v1 cannot read 16; v2 reads it again"
+    assert (home / "images" / f"{SET}.iso").is_file(), "the repaired image is kept again"
+    _drives(home)
+    _ok(run("verify", f"{SET}-A2"))
+
+
 def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     home = archived
     lba = _payload(home)[0][1]
