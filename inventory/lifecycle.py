@@ -340,8 +340,9 @@ def record_inspection(inv: Inventory, disc_id: str, signals: dict,
 
     ``signals``: ``drive``, ``reads`` (1, or 2 after a failed first read),
     ``passed``, ``failure``, ``bad_sectors``, ``retried_sectors``,
-    ``slow_sectors``, ``read_bytes``, ``read_seconds``, ``damaged_files``.
-    In one transaction: the ``inspections`` row, the disc's ``inspected_at``
+    ``slow_sectors``, ``read_bytes``, ``read_seconds``, ``damaged_files``;
+    the row's ``speed_kbs`` is ``read_bytes / read_seconds`` in kB/s over all
+    the reads of the inspection. In one transaction: the ``inspections`` row, the disc's ``inspected_at``
     and, when :func:`judge` finds reasons, its early re-burn flag
     (``reburn_reason``, ``flagged_at``; a flag stays until the disc is
     re-burned), and a ``validation`` event (``failure`` when flagged).
