@@ -132,7 +132,7 @@ def name_too_long(name: str) -> str | None:
     """Why Rock Ridge or UDF cannot hold ``name`` intact, or None.
 
     Rock Ridge (and Linux file systems) take at most 255 UTF-8 bytes a
-    name. A UDF file identifier (OSTA CS0, UDF 2.1.2) is at most 255 bytes
+    name. A UDF file identifier (OSTA CS0 d-string) is at most 255 bytes
     including its compression byte: 254 characters when every one is
     U+00FF or below, else 127 UTF-16 code units.
     """
@@ -174,7 +174,11 @@ class _PyCdlib(pycdlib.PyCdlib):
 
 @functools.lru_cache(maxsize=1)
 def _empty_image_sectors() -> int:
-    return Layout([("data/empty", Path(os.devnull))], "EMPTY").sectors
+    layout = Layout([("data/empty", Path(os.devnull))], "EMPTY")
+    try:
+        return layout.sectors
+    finally:
+        layout.iso.close()
 
 
 def max_file_bytes(capacity: int) -> int:
