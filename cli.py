@@ -27,7 +27,7 @@ from inventory import eventlog
 from inventory import lifecycle
 from inventory import registers
 from inventory.store import Inventory, InventoryError
-from manifests.catalog import ScanError
+from manifests.catalog import ScanError, write_problems
 from manifests import signing
 from manifests.signing import SigningError
 from manifests.validate import validate_bag
@@ -188,13 +188,24 @@ def archive(home, source, media, copies):
         _fail("SOURCE is empty: give the folder that holds the records", EXIT_INPUT)
     with _errors():
         cfg = _config(home)
-        result = jobs.archive(cfg, Path(source), media=media, copies=copies,
-                              reporter=TerminalReporter())
+        try:
+            result = jobs.archive(cfg, Path(source), media=media, copies=copies,
+                                  reporter=TerminalReporter())
+        except ScanError as exc:
+            raise _listed(cfg, exc) from None
     for w in result.warnings:
         click.echo(f"discarchive: warning: {w}", err=True)
     click.echo(f"disc set {result.set_id}: {result.records} records, {result.files} files, "
                f"image {result.image.sectors} sectors, sha256 {result.image.sha256}")
     _print_copies(result)
+
+
+def _listed(cfg: config.Config, exc: ScanError) -> ScanError:
+    """A scan error that found several problems, with all of them written to HOME/reports/."""
+    if len(exc.problems) < 2:
+        return exc
+    path = write_problems(exc, cfg.home / "reports")
+    return ScanError(f"{exc}; all {len(exc.problems)} are listed in {path}", exc.problems)
 
 
 @main.command()

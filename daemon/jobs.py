@@ -38,7 +38,7 @@ from manifests import signing
 from manifests.bag import write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
 from manifests.validate import validate_bag
-from mastering.iso import Image, Layout, sha256_file
+from mastering.iso import Image, Layout, max_file_bytes, sha256_file
 from verification.onepass import Extent, file_chunks
 from verification.readback import Expected, Report, verify
 
@@ -252,7 +252,8 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
     inv = Inventory.open(cfg.inventory_path)
     try:
         warnings: list[str] = []
-        items = scan(source, cfg.retention, ui.progress("scan"), warnings)
+        items = scan(source, cfg.retention, ui.progress("scan"), warnings,
+                     max_file_bytes=max_file_bytes(capacity), medium=media)
         records = [i for i in items if i.is_record]
         years = sorted({i.year for i in records if i.year}) or [str(dt.date.today().year)]
         fonds = next((i.fonds for i in records if i.fonds), None) or cfg.fonds

@@ -29,6 +29,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,25 @@ RETENTION_ORDER = ["10年", "30年", "50年", "100年", "永久"]
 
 
 def encode_manifest_path(path: str) -> str:
-    """Percent-encode CR, LF and % in a manifest path (RFC 8493 section 2.1.3)."""
+    """Percent-encode CR, LF and % in a manifest path (RFC 8493 section 2.1.3).
+
+    ``data/100%\n.pdf`` becomes ``data/100%25%0A.pdf``; every other
+    character is written as it is. :func:`decode_manifest_path` undoes it.
+    """
     return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+_ENCODED = re.compile(r"%(25|0[AaDd])")
+_DECODED = {"25": "%", "0A": "\n", "0D": "\r"}
+
+
+def decode_manifest_path(path: str) -> str:
+    """Undo :func:`encode_manifest_path`: %25, %0A and %0D (hex digits of either case)
+    become ``%``, LF and CR, in one left-to-right pass (RFC 8493 section 2.1.3).
+
+    Any other ``%`` is left as it is; a validator reports it (manifests.validate).
+    """
+    return _ENCODED.sub(lambda m: _DECODED[m[1].upper()], path)
 
 
 def longest_retention(items: list[Item]) -> str | None:

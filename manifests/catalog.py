@@ -13,15 +13,18 @@ the file's path), otherwise from the path, laid out as
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from config import RETENTION_CODES
+from mastering.iso import name_too_long
 
 CATALOG_NAME = "归档文件目录.csv"
 CATALOG_COLUMNS = ["件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",
@@ -33,7 +36,16 @@ _NUMBERED = re.compile(r"^(\d+)_(.+)$")
 
 
 class ScanError(Exception):
-    """The source cannot be archived as it is; the message says why and what to do."""
+    """The source cannot be archived as it is; the message says why and what to do.
+
+    When a check finds several problems at once, the message names their
+    count and the first, and ``problems`` lists every one (one line each,
+    the path first) for the operator's report.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 @dataclass
@@ -79,25 +91,33 @@ class Item:
 Progress = Callable[[int, int], None]
 
 
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f%]|^\s|\s$")
+# C0 controls but CR and LF (RFC 8493 encodes those), DEL, and C1 controls.
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def name_problem(name: str) -> str | None:
     """Why a file or folder name cannot go onto a disc as it is, or None.
 
-    Refused: names that are not UTF-8 (e.g. GBK bytes from an old Windows
-    share), control characters (they break ``sha256sum -c`` and terminals),
-    ``%`` (RFC 8493 manifests encode it as %25, which bagit-python does not
-    decode) and leading or trailing white space (manifest readers strip it).
+    The policy of docs/NAMES.md. Refused: names that are not UTF-8 (e.g.
+    GBK bytes from an old Windows share); names longer than Rock Ridge or
+    UDF can hold (:func:`mastering.iso.name_too_long`: 255 UTF-8 bytes,
+    and UDF's 254 Latin or 127 other characters); control characters other
+    than CR and LF (no manifest encoding carries them, terminals act on
+    them, Windows forbids them); white space at the start or end (manifest
+    readers such as bagit-python strip it, Windows drops it). Accepted:
+    ``%``, CR and LF, which manifests percent-encode (RFC 8493 section 2.1.3).
     """
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "is not a UTF-8 name"
-    m = _BAD_NAME.search(name)
+    m = _CONTROL.search(name)
     if m:
         return f"contains {m.group()!r}"
-    return None
+    for where, ch in (("starts", name[:1]), ("ends", name[-1:])):
+        if ch.isspace() and ch not in "\r\n":
+            return f"{where} with white space {ch!r}"
+    return name_too_long(name)
 
 
 def shown(path: str) -> str:
@@ -106,47 +126,170 @@ def shown(path: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def write_problems(error: ScanError, folder: Path) -> Path:
+    """Write every line of ``error.problems`` to ``folder/scan-problems-<UTC time>.txt``.
+
+    UTF-8 text, one problem a line (paths as :func:`shown` prints them),
+    written to a temporary file, fsynced and renamed. Returns its path;
+    raises OSError if ``folder`` cannot be written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = folder / f"scan-problems-{stamp}.txt"
+    part = path.with_name(path.name + ".part")
+    with open(part, "w", encoding="utf-8") as f:
+        f.write(f"{error}\n\n" + "".join(line + "\n" for line in error.problems))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    return path
+
+
+def _form(name: str) -> str:
+    """Which Unicode normalization form ``name`` is in: NFC, NFD or mixed."""
+    for form in ("NFC", "NFD"):
+        if unicodedata.normalize(form, name) == name:
+            return form
+    return "mixed"
+
+
+# Each kind of tree problem: a short name, what the error line calls it, what to do.
+_KINDS = {
+    "name": ("bad name", "name(s) cannot go onto a disc as they are",
+             "rename them in a copy of the source and archive the copy"),
+    "long": ("name too long", "name(s) are too long for Rock Ridge or UDF",
+             "shorten them in a copy of the source and archive the copy"),
+    "form": ("NFC/NFD twin",
+             "name(s) have a twin in another Unicode form (NFC and NFD) in the same folder",
+             "rename one of each pair in a copy of the source and archive the copy"),
+    "link": ("link outside or to nothing",
+             "symbolic link(s) point outside the source or to nothing",
+             "replace each by what it points to, or remove it, in a copy of the source"),
+    "special": ("special file", "special file(s) (FIFO, socket or device) are not records",
+                "move them out of the source"),
+    "unreadable": ("unreadable", "path(s) cannot be read", "fix their permissions and run again"),
+}
+
+
+def _special_kind(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISCHR, "a character device")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _refuse(problems: list[tuple[str, str]]) -> ScanError:
+    """One ScanError for every tree problem: the count and the first in its line, all in ``problems``."""
+    problems.sort(key=lambda p: p[1])
+    lines = [line for _, line in problems]
+    counts: dict[str, int] = {}
+    for kind, _ in problems:
+        counts[kind] = counts.get(kind, 0) + 1
+    if len(counts) == 1:
+        (kind, n), = counts.items()
+        _, what, fix = _KINDS[kind]
+        head = f"{n} {what}"
+    else:
+        head = (f"{len(problems)} paths cannot be archived as they are ("
+                + ", ".join(f"{_KINDS[k][0]}: {n}" for k, n in counts.items()) + ")")
+        fix = "correct them in a copy of the source and archive the copy"
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return ScanError(f"{head}: {lines[0]}{more}: {fix}", lines)
+
+
 def _walk(source: Path, warnings: list[str] | None = None) -> list[str]:
     """Every regular file below ``source`` as sorted POSIX relative paths.
 
-    Raises ScanError for links, devices, unreadable folders and names that
-    cannot go onto a disc (all such names at once): nothing is skipped
-    silently. Empty folders are not archived; ``warnings`` gets a line.
+    The tree policy of docs/NAMES.md, applied to the whole tree before a
+    byte is hashed. Refused, all at once in one ScanError whose
+    ``problems`` list every path: names :func:`name_problem` refuses, two
+    names of one folder that are one name in two Unicode forms (NFC and
+    NFD), symbolic links that point outside the source or to nothing,
+    FIFOs, sockets and devices, folders that cannot be read. Not archived,
+    with a line in ``warnings``: empty folders, and symbolic links to
+    something inside the source (archived at its own path). Archived, with
+    a warning: names of one folder that differ only in case.
     """
     found: list[str] = []
-    bad: list[str] = []
+    problems: list[tuple[str, str]] = []      # (kind, line)
     empty: list[str] = []
+    inside_links: list[str] = []
+    case_pairs: list[str] = []
+    real_source = os.path.realpath(source)
+
+    def rel(path: str) -> str:
+        return os.path.relpath(path, source).replace(os.sep, "/")
 
     def onerror(exc: OSError) -> None:
-        raise ScanError(f"cannot read folder {exc.filename}: {exc.strerror}; "
-                        "fix its permissions and run again")
+        problems.append(("unreadable", f"{shown(rel(exc.filename))} cannot be read "
+                                       f"({exc.strerror})"))
 
     for root, dirs, files in os.walk(source, onerror=onerror):
         dirs.sort()
         if not dirs and not files and root != str(source):
-            empty.append(os.path.relpath(root, source))
-        for name in dirs + files:
+            empty.append(shown(rel(root)))
+        by_form: dict[str, str] = {}
+        by_case: dict[str, str] = {}
+        for name in sorted(dirs + files):
+            path = rel(os.path.join(root, name))
             why = name_problem(name)
             if why:
-                bad.append(f"{shown(os.path.relpath(os.path.join(root, name), source))} {why}")
+                problems.append(("long" if why.startswith(("is longer", "is too long")) else "name",
+                                 f"{shown(path)} {why}"))
+                continue
+            nfc = unicodedata.normalize("NFC", name)
+            twin = by_form.setdefault(nfc, name)
+            if twin != name:
+                a, b = sorted((twin, name), key=lambda n: (_form(n) != "NFC", n))
+                problems.append(("form", f"{shown(rel(os.path.join(root, a)))} ({_form(a)}) and "
+                                         f"{shown(rel(os.path.join(root, b)))} ({_form(b)}) are "
+                                         "one name in two Unicode forms"))
+                continue
+            twin = by_case.setdefault(nfc.casefold(), name)
+            if twin != name:
+                case_pairs.append(f"{shown(rel(os.path.join(root, twin)))} and {shown(path)}")
         for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
             full = os.path.join(root, name)
-            st = os.lstat(full)
-            rel = os.path.relpath(full, source).replace(os.sep, "/")
+            path = rel(full)
+            try:
+                st = os.lstat(full)
+            except OSError as exc:
+                problems.append(("unreadable", f"{shown(path)} cannot be read ({exc.strerror})"))
+                continue
             if stat.S_ISLNK(st.st_mode):
-                raise ScanError(f"{rel} is a symbolic link: replace it by the file it points to "
-                                "(links are not archived)")
-            if not stat.S_ISREG(st.st_mode):
-                raise ScanError(f"{rel} is not a regular file: move it out of the source")
-            found.append(rel)
-    if bad:
-        raise ScanError(f"{len(bad)} name(s) cannot go onto a disc as they are: {bad[0]}"
-                        f"{f'; {bad[1]}' if len(bad) > 1 else ''}{' ...' if len(bad) > 2 else ''}"
-                        ": rename them in a copy of the source and archive the copy")
-    if empty and warnings is not None:
-        warnings.append(f"{len(empty)} empty folder(s) not archived (a disc holds files): "
-                        f"{shown(empty[0])}{' ...' if len(empty) > 1 else ''}")
-    return found
+                target = os.path.realpath(full)
+                inside = target == real_source or target.startswith(real_source + os.sep)
+                if not os.path.exists(full):
+                    problems.append(("link", f"{shown(path)} is a symbolic link to nothing "
+                                             f"({shown(os.readlink(full))})"))
+                elif not inside:
+                    problems.append(("link", f"{shown(path)} is a symbolic link to "
+                                             f"{shown(target)}, outside the source"))
+                else:
+                    inside_links.append(f"{shown(path)} -> "
+                                        f"{shown(os.path.relpath(target, real_source))}")
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(("special", f"{shown(path)} is {_special_kind(st.st_mode)}"))
+            else:
+                found.append(path)
+    if problems:
+        raise _refuse(problems)
+    if warnings is not None:
+        if empty:
+            warnings.append(f"{len(empty)} empty folder(s) not archived (a BagIt manifest "
+                            f"lists files, so a disc holds files only): {'; '.join(empty)}")
+        if inside_links:
+            warnings.append(f"{len(inside_links)} symbolic link(s) not archived; each points "
+                            "into the source, where its target is archived at its own path: "
+                            + "; ".join(inside_links))
+        if case_pairs:
+            warnings.append(f"{len(case_pairs)} pair(s) of names differ only in case: "
+                            f"{'; '.join(case_pairs)}: both are archived and stay distinct "
+                            "under Rock Ridge and UDF, but Windows (Joliet or UDF) and macOS "
+                            "take each pair for one name, so reading or copying the disc there "
+                            "may give one file for both")
+    return sorted(found)
 
 
 def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tuple[str, int]:
@@ -236,14 +379,18 @@ def read_catalog(path: Path, files: set[str]) -> dict[str, tuple[int, dict[str, 
 
 
 def scan(source: Path, retention_map: dict[str, str] | None = None,
-         progress: Progress | None = None, warnings: list[str] | None = None) -> list[Item]:
+         progress: Progress | None = None, warnings: list[str] | None = None,
+         max_file_bytes: int | None = None, medium: str = "the medium") -> list[Item]:
     """Describe and hash every file of ``source``, reading it only.
 
     Returns items sorted by path. ``progress(done_bytes, total_bytes)`` is
     called while hashing; ``warnings`` collects lines for the operator.
-    Raises ScanError for a missing or empty source, an unreadable file, a
-    link, a name that cannot go onto a disc, or catalog problems (see
-    :func:`read_catalog`).
+    ``max_file_bytes`` is the largest file one ``medium`` can hold
+    (:func:`mastering.iso.max_file_bytes`): larger files are refused, all
+    at once, before a byte is hashed. Raises ScanError for a missing or
+    empty source, an unreadable file, the tree problems of :func:`_walk`
+    (docs/NAMES.md), a file too large for the medium, or catalog problems
+    (see :func:`read_catalog`).
     """
     if not source.exists():
         raise ScanError(f"source {source} does not exist: give the folder that holds the records")
@@ -256,6 +403,15 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     for rel in paths:
         st = os.stat(source / rel)
         sizes[rel] = st.st_size
+    if max_file_bytes is not None:
+        too_big = [f"{shown(rel)} ({size} bytes)" for rel, size in sizes.items()
+                   if size > max_file_bytes]
+        if too_big:
+            more = f" (and {len(too_big) - 1} more)" if len(too_big) > 1 else ""
+            raise ScanError(f"{len(too_big)} file(s) are larger than one {medium} medium holds "
+                            f"(a file of at most {max_file_bytes} bytes, {max_file_bytes // 2048} "
+                            f"sectors): {too_big[0]}{more}: archive them "
+                            "on a larger medium (--media)", too_big)
     total = sum(sizes.values())
     done = 0
 

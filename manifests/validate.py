@@ -46,11 +46,12 @@ from urllib.parse import urlparse
 
 import bagit
 
+from .bag import decode_manifest_path
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # section 2.1: LF, CR or CRLF; nothing else breaks a line
 _MANIFEST_LINE = re.compile(r"([0-9A-Fa-f]+)[ \t]+(.+)")
 _FETCH_LINE = re.compile(r"(\S+)[ \t]+(\S+)[ \t]+(.+)")
 _PERCENT = re.compile(r"%(?:25|0[AaDd])")
-_DECODED = {"%25": "%", "%0A": "\n", "%0D": "\r"}
 _OXUM = re.compile(r"[0-9]+\.[0-9]+")
 _SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -335,7 +336,7 @@ class _Check:
             self.warning(f"{where}: {raw!r} carries md5sum's binary-mode marker '*'; read as {raw[1:]!r}")
             path = path[1:]
         if self.v1:
-            path = _PERCENT.sub(lambda m: _DECODED[m[0].upper()], path)
+            path = decode_manifest_path(path)
             if "%" in _PERCENT.sub("", raw):
                 self.problem(f"{where}: {raw!r} has a '%' that is not %25, %0A or %0D; "
                              f"a literal '%' must be written %25 (RFC 8493 section 2.1.3)")

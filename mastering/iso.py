@@ -13,12 +13,24 @@ The image carries four directory trees over the same file data:
   read by most tools as UDF 1.02, no metadata partition; every original
   name, intact.
 
+Deep trees: ECMA-119 6.8.2.1 allows 8 directory levels (the root is the
+first). pycdlib moves a folder that would be deeper into ``/RR_MOVED`` in
+the ISO 9660 tree and links it back with Rock Ridge CL/PL/RE entries
+(RRIP 4.1.5), so the Rock Ridge tree (``rr_moved`` is its one extra
+folder), Joliet and UDF show every path at its place.
+
+Large files: a file of more than 0xFFFFF800 bytes (4 GiB - 2048) has
+several ISO 9660 directory records (level 3 multi-extent, ECMA-119 6.5.1)
+and several UDF allocation descriptors; their data lies back to back,
+which :meth:`Layout.write` checks, so one (first sector, size) places it.
+
 The volume identifier is the disc set ID. Sizes are in bytes or in sectors
 of 2048 bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -31,6 +43,8 @@ from pycdlib import pycdlibexception, utils
 
 SECTOR = 2048
 JOLIET_MAX = 64
+NAME_MAX_BYTES = 255          # Rock Ridge NM and most POSIX file systems
+MAX_EXTENT = 0xFFFFF800       # the largest ISO 9660 extent a directory record gives
 _JOLIET_FORBIDDEN = re.compile(r"[\x00-\x1f*/:;?\\]")
 _D_CHARS = re.compile(r"[^A-Z0-9_]")
 
@@ -114,14 +128,30 @@ def _iso9660_name(name: str, is_dir: bool, taken: set[str], counter: list[int]) 
     return cand if is_dir else f"{cand}.{e};1"
 
 
+def name_too_long(name: str) -> str | None:
+    """Why Rock Ridge or UDF cannot hold ``name`` intact, or None.
+
+    Rock Ridge (and Linux file systems) take at most 255 UTF-8 bytes a
+    name. A UDF file identifier (OSTA CS0 d-string) is at most 255 bytes
+    including its compression byte: 254 characters when every one is
+    U+00FF or below, else 127 UTF-16 code units.
+    """
+    size = len(name.encode("utf-8"))
+    if size > NAME_MAX_BYTES:
+        return f"is longer than {NAME_MAX_BYTES} UTF-8 bytes ({size} bytes)"
+    units = _utf16_units(name)
+    udf_bytes = 1 + (2 * units if any(ord(c) > 0xFF for c in name) else len(name))
+    if udf_bytes > 255:
+        return (f"is too long for UDF ({units} characters; 254 Latin or 127 other "
+                "characters at most)")
+    return None
+
+
 def check_name(name: str, path: str) -> None:
     """Refuse a name that Rock Ridge or UDF cannot hold intact (MasteringError)."""
-    if len(name.encode("utf-8")) > 255:
-        raise MasteringError(f"{path}: the name is longer than 255 UTF-8 bytes; shorten it")
-    udf_bytes = 1 + (2 * _utf16_units(name) if any(ord(c) > 0xFF for c in name) else len(name))
-    if udf_bytes > 255:
-        raise MasteringError(f"{path}: the name is too long for UDF ({_utf16_units(name)} "
-                             "characters; 254 Latin or 127 other characters at most); shorten it")
+    why = name_too_long(name)
+    if why:
+        raise MasteringError(f"{path}: the name {why}; shorten it")
 
 
 class _PyCdlib(pycdlib.PyCdlib):
@@ -140,6 +170,27 @@ class _PyCdlib(pycdlib.PyCdlib):
             raise pycdlibexception.PyCdlibInvalidInput("Joliet names can be a maximum of 64 characters")
         parent = self._find_joliet_record(b"/" + b"/".join(splitpath))
         return encoded, parent
+
+
+@functools.lru_cache(maxsize=1)
+def _empty_image_sectors() -> int:
+    layout = Layout([("data/empty", Path(os.devnull))], "EMPTY")
+    try:
+        return layout.sectors
+    finally:
+        layout.iso.close()
+
+
+def max_file_bytes(capacity: int) -> int:
+    """The largest single file that can go onto a medium of ``capacity`` sectors, in bytes.
+
+    The sectors of an image holding one empty file (volume descriptors,
+    the UDF anchor at sector 256, directories) are taken off: a larger file
+    can never fit, whatever else the bag holds. A file up to this size may
+    still not fit beside the rest of a bag; :attr:`Layout.sectors` says so
+    exactly.
+    """
+    return max(0, capacity - _empty_image_sectors()) * SECTOR
 
 
 def sha256_file(path: Path, length: int | None = None) -> str:
@@ -212,6 +263,27 @@ class Layout:
                           file_mode=0o100444)
         self._files[disc_path] = iso
 
+    def _check_contiguous(self, path: str, iso: str, lba: int) -> None:
+        """Refuse a large file whose pieces do not lie back to back from ``lba``.
+
+        The inventory and the one-pass read-back place each file by its
+        first sector and size; a multi-extent ISO 9660 file or a UDF file
+        with several allocation descriptors must therefore be one run of
+        bytes in both trees. Raises MasteringError otherwise.
+        """
+        for tree, where in (("ISO 9660", {"iso_path": iso}), ("UDF", {"udf_path": "/" + path})):
+            runs = self.iso.get_file_byte_extents(**where)
+            at = lba * SECTOR
+            for offset, length in runs:
+                if offset != at:
+                    raise MasteringError(f"{path}: its {tree} extents are not back to back "
+                                         f"(byte {offset}, expected {at}); report this as a bug")
+                at += length
+            size = self.iso.get_record(iso_path=iso).get_data_length()
+            if at - lba * SECTOR != size:
+                raise MasteringError(f"{path}: its {tree} extents hold {at - lba * SECTOR} of "
+                                     f"{size} bytes; report this as a bug")
+
     def write(self, out: Path, progress: Progress | None = None) -> Image:
         """Write the image to ``out`` (via ``out.part``, fsynced, then renamed).
 
@@ -224,8 +296,12 @@ class Layout:
                 self.iso.write_fp(f, progress_cb=cb)
                 f.flush()
                 os.fsync(f.fileno())
-            extents = {path: self.iso.get_record(iso_path=iso).extent_location()
-                       for path, iso in self._files.items()}
+            extents = {}
+            for path, iso in self._files.items():
+                record = self.iso.get_record(iso_path=iso)
+                extents[path] = record.extent_location()
+                if record.data_continuation is not None:      # multi-extent (> MAX_EXTENT)
+                    self._check_contiguous(path, iso, extents[path])
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise MasteringError(f"cannot write the image: {exc}") from None

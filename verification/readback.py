@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from manifests import signing
-from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME
+from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME, decode_manifest_path
 from manifests.catalog import CATALOG_NAME
 
 from .onepass import Extent, files_hit, hash_pass, ranges
@@ -98,13 +98,10 @@ class Expected:
 _MANIFEST_LINE = re.compile(rb"([0-9a-fA-F]{64})[ \t]+(.+)")
 
 
-def _decode(path: str) -> str:
-    """Undo RFC 8493 percent-encoding of a manifest path (%0D, %0A, %25)."""
-    return path.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
-
-
 def manifest_lines(data: bytes, name: str, problems: list[str]) -> Iterator[tuple[str, str]]:
     """A manifest's lines as (path, hex digest), in order (RFC 8493 section 2.1.3).
+
+    Paths are percent-decoded (%25, %0A, %0D: :func:`manifests.bag.decode_manifest_path`).
 
     Lines that are not ``<64 hex digits><whitespace><path>`` in UTF-8 are
     reported in ``problems``, naming the manifest and the line number. Read
@@ -121,7 +118,7 @@ def manifest_lines(data: bytes, name: str, problems: list[str]) -> Iterator[tupl
         if path is None:
             problems.append(f"{name} line {n} is not '<sha256> <path>' in UTF-8")
             continue
-        yield (_decode(path) if "%" in path else path), m.group(1).decode("ascii").lower()
+        yield (decode_manifest_path(path) if "%" in path else path), m.group(1).decode("ascii").lower()
 
 
 def parse_manifest(data: bytes, name: str, problems: list[str]) -> dict[str, str]:
