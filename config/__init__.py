@@ -93,6 +93,8 @@ class Config:
     retention: dict[str, str] = field(default_factory=dict)
     drives: list[dict] = field(default_factory=list)
     check: object = None   # verification.fourcheck.CheckSettings
+    daemon: object = None  # daemon.settings.DaemonSettings
+    alerts: object = None  # daemon.settings.AlertSettings
 
     @property
     def inventory_path(self) -> Path:
@@ -176,7 +178,8 @@ def load(home: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
-    _check(str(path), data, {"archive": dict, "drives": list, "check": dict})
+    _check(str(path), data, {"archive": dict, "drives": list, "check": dict, "daemon": dict,
+                             "alerts": dict})
     arch = data.get("archive", {})
     _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
@@ -197,6 +200,9 @@ def load(home: Path) -> Config:
     cfg.media = cfg.media.strip().lower()
     media_sectors(cfg.media)
     cfg.check = _check_settings(str(path), data.get("check", {}))
+    from daemon.settings import alert_settings, daemon_settings
+    cfg.daemon = daemon_settings(str(path), data.get("daemon", {}), home, _check)
+    cfg.alerts = alert_settings(str(path), data.get("alerts", {}), _check)
     for i, d in enumerate(data.get("drives", [])):
         where = f"{path} [[drives]] number {i + 1}"
         if not isinstance(d, dict):
