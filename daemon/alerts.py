@@ -120,6 +120,9 @@ def raise_alert(inv: Inventory, kind: str, subject: str, threshold: str, now: dt
 
 def clear_alerts(inv: Inventory, kind: str, subject: str, now: dt.datetime, log=None) -> int:
     """Clear the open or acknowledged alerts of ``kind`` about ``subject``; how many."""
+    if not inv.db.execute("SELECT 1 FROM alerts WHERE kind = ? AND subject = ? AND "
+                          "state != 'cleared' LIMIT 1", [kind, subject]).fetchone():
+        return 0                 # nothing to clear: no write transaction
     with inv.transaction():
         n = inv.db.execute("UPDATE alerts SET state = 'cleared', cleared_at = ? WHERE kind = ? "
                            "AND subject = ? AND state != 'cleared'",

@@ -196,6 +196,7 @@ class Daemon:
         try:
             detail = getattr(self, f"job_{name}")(inv, cfg, now)
             outcome = "ok"
+            alerts.clear_alerts(inv, "job-failed", name, now, self.log)
         except HomeBusy as exc:
             outcome, covered = "busy", None
             self.log("job.busy", "warning", job=name, error=str(exc))

@@ -243,10 +243,14 @@ def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, demo_arc
     now = dt.datetime.now(UTC)
     d, _, log = make_daemon(cfg, now)
     d.tick(now)
-    d.job_deadline(Inventory.open(cfg.inventory_path), cfg, now)     # files changed just now
-    assert set_count(cfg) == 0
-    d.job_deadline(Inventory.open(cfg.inventory_path), cfg, now + dt.timedelta(minutes=61))
-    assert set_count(cfg) == 1
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        d.job_deadline(inv, cfg, now)                          # files changed just now
+        assert set_count(cfg) == 0
+        d.job_deadline(inv, cfg, now + dt.timedelta(minutes=61))
+        assert set_count(cfg) == 1
+    finally:
+        inv.close()
 
 
 def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
@@ -264,7 +268,9 @@ def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
         inv.db["intake"].update(path, {"state": "packing", "set_id": None})
     inv.close()
     d2, _, log2 = make_daemon(config.load(home), start)
-    d2.job_deadline(Inventory.open(cfg.inventory_path), d2.cfg, start + dt.timedelta(days=1))
+    inv = Inventory.open(cfg.inventory_path)
+    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
+    inv.close()
     row = intake_rows(cfg)[path]
     assert row["state"] == "archived" and row["set_id"]
     inv = Inventory.open(cfg.inventory_path)
