@@ -537,5 +537,36 @@ def alerts_command(home, as_json, everything, ack_id):
                               _safe(r["message"])).rstrip())
 
 
+_REQUEST_FIELDS = ["id", "state", "kind", "drive", "disc_id", "set_id", "media", "message",
+                   "note", "outcome", "created_at", "updated_at"]
+
+
+@main.command("queue")
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "everything", is_flag=True, help="Done and cancelled requests too.")
+def queue_command(home, as_json, everything):
+    """List the daemon's requests to the operator: discs and blank media to insert."""
+    from daemon import queue as queue_mod
+
+    with _errors():
+        inv = _inventory(home)
+        try:
+            rows = queue_mod.list_requests(inv, everything)
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json([{k: r[k] for k in _REQUEST_FIELDS} for r in rows])
+        return
+    if not rows:
+        click.echo("no requests: the daemon needs no disc now")
+        return
+    for r in rows:
+        click.echo(_safe(f"#{r['id']} {r['state']:<9} {r['created_at'][:16]}  {r['message']}"))
+        for extra in (r["note"], r["outcome"]):
+            if extra:
+                click.echo(_safe(f"    {extra}"))
+
+
 if __name__ == "__main__":
     main()

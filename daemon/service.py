@@ -51,6 +51,7 @@ from config.home import HomeBusy
 from inventory.store import Inventory
 
 from . import alerts, intake, jobs
+from . import queue as requests
 from .log import EventLog
 from .notify import Notifier, watchdog_seconds
 from .schedule import Schedule, iso
@@ -114,6 +115,11 @@ class DaemonReporter(jobs.QuietReporter):
 
     def note(self, text: str) -> None:
         self.daemon.log("job.note", text=text)
+
+    def request_blank(self, drive: str, disc_id: str) -> bool:
+        """Queue a request for a blank medium in ``drive``; False: the copy waits for it."""
+        self.daemon.request_blank(drive, disc_id)
+        return False
 
 
 class Daemon:
@@ -179,6 +185,7 @@ class Daemon:
             done: dict[str, str] = {}
             inv = Inventory.open(cfg.inventory_path)
             try:
+                self.answer_requests(inv, cfg, now)
                 for name in self.schedule.due(inv, now):
                     if self.stopping.is_set():
                         break
@@ -289,12 +296,128 @@ class Daemon:
                 self.log("inspection.no_read", "warning", disc_id=disc_id, error=str(exc),
                          failure_class=exc.failure_class)
                 alerts.disc_unreadable(cfg, inv, disc_id, exc, now, self.log)
+                self._request_disc(inv, cfg, disc_id, exc, now)
                 continue
             checked += 1
             failed += not report.passed
             self.log("inspection.done", disc_id=disc_id,
                      outcome="passed" if report.passed else "failed")
         return {"selected": per_run, "checked": checked, "failed": failed}
+
+    # -- the operator in the loop ------------------------------------------
+
+    def _drive_spec(self, cfg: Config, name: str | None) -> dict | None:
+        specs = [d for d in cfg.drives if d.get("name") == name] or cfg.drives[:1]
+        return specs[0] if specs else None
+
+    def _request_disc(self, inv: Inventory, cfg: Config, disc_id: str, exc: DriveError,
+                      now: dt.datetime) -> None:
+        """Queue "insert disc X from <location> into drive Y" when a real drive held none."""
+        disc = inv.disc(disc_id)
+        spec = self._drive_spec(cfg, disc["drive"] if disc else None)
+        if exc.failure_class != "no-medium" or not disc or not spec or spec.get("media_dir"):
+            return                   # file-backed media load themselves: nothing to insert
+        message = (f"insert disc {disc_id} ({alerts.location(disc)}) into drive "
+                   f"{spec['name']} for its inspection")
+        rid, new = requests.add(inv, "disc", spec["name"], message, now, disc_id=disc_id,
+                                set_id=disc["set_id"], media=disc["medium"])
+        if new:
+            self.log("queue.request", id=rid, kind="disc", drive=spec["name"], disc_id=disc_id)
+
+    def request_blank(self, drive: str, disc_id: str) -> None:
+        """Queue "insert a blank MEDIA into drive D" for copy ``disc_id`` (any thread)."""
+        now = self.clock()
+        inv = Inventory.open(self.cfg.inventory_path)
+        try:
+            disc = inv.disc(disc_id)
+            set_id = disc["set_id"] if disc else disc_id.rsplit("-", 1)[0]
+            media = (disc or {}).get("medium") or self.cfg.media
+            rid, new = requests.add(
+                inv, "blank", drive, f"insert a blank {media.upper()} into drive {drive} "
+                f"for disc {disc_id}", now, disc_id=disc_id, set_id=set_id, media=media)
+        finally:
+            inv.close()
+        if new:
+            self.log("queue.request", id=rid, kind="blank", drive=drive, disc_id=disc_id)
+
+    def answer_requests(self, inv: Inventory, cfg: Config, now: dt.datetime) -> None:
+        """Look at the drives of the waiting requests and run what an inserted medium allows.
+
+        See :mod:`daemon.queue`. A drive that cannot answer, or a home busy
+        with another job, leaves the request waiting.
+        """
+        import burners
+
+        for req in requests.waiting(inv):
+            if self.stopping.is_set():
+                return
+            disc = inv.disc(req["disc_id"]) if req["disc_id"] else None
+            if req["kind"] == "disc" and disc and disc["state"] != "verified":
+                requests.update(inv, req["id"], now, state="cancelled",
+                                outcome=f"the disc is {disc['state']} now")
+                continue
+            if req["kind"] == "blank" and disc and disc["state"] == "verified":
+                requests.update(inv, req["id"], now, state="cancelled",
+                                outcome="the copy was burned meanwhile")
+                continue
+            spec = next((d for d in cfg.drives if d.get("name") == req["drive"]), None)
+            if spec is None:
+                requests.update(inv, req["id"], now, note=f"drive {req['drive']} is no longer "
+                                "configured")
+                continue
+            try:
+                drive = burners.open_drive(spec)
+                st = drive.status()
+                if st.state in ("no-medium", "tray-open"):
+                    continue
+                if req["kind"] == "disc":
+                    self._answer_disc(inv, cfg, req, drive, now)
+                else:
+                    self._answer_blank(inv, cfg, req, st, now)
+            except HomeBusy:
+                return
+            except DriveError as exc:
+                requests.update(inv, req["id"], now, note=f"drive {req['drive']}: {exc}")
+                self.log("queue.drive_error", "warning", id=req["id"], drive=req["drive"],
+                         error=str(exc))
+
+    def _answer_disc(self, inv: Inventory, cfg: Config, req: dict, drive,
+                     now: dt.datetime) -> None:
+        found = requests.volume_id(drive)
+        if found != req["set_id"]:
+            note = (f"wrong disc in drive {req['drive']}: it holds "
+                    f"{found or 'no ISO 9660 volume (a blank or foreign disc)'}, not a copy of "
+                    f"{req['set_id']}: take it out and insert {req['disc_id']}")
+            if note != req["note"]:
+                requests.update(inv, req["id"], now, note=note)
+                self.log("queue.wrong_disc", "warning", id=req["id"], drive=req["drive"],
+                         found=found, wanted=req["disc_id"])
+            return
+        self.status(f"inspecting {req['disc_id']} (inserted)")
+        report = jobs.verify_disc(cfg, req["disc_id"],
+                                  reporter=DaemonReporter(self, f"inspecting {req['disc_id']}"))
+        outcome = "passed" if report.passed else "failed"
+        requests.update(inv, req["id"], now, state="done", outcome=outcome, note=None)
+        self.log("queue.done", id=req["id"], kind="disc", disc_id=req["disc_id"],
+                 outcome=outcome)
+
+    def _answer_blank(self, inv: Inventory, cfg: Config, req: dict, st, now) -> None:
+        if st.state != "blank":
+            note = (f"the medium in drive {req['drive']} is not blank ({st.state}): take it out "
+                    f"and insert a blank {(req['media'] or cfg.media).upper()}; nothing was "
+                    "written")
+            if note != req["note"]:
+                requests.update(inv, req["id"], now, note=note)
+                self.log("queue.not_blank", "warning", id=req["id"], drive=req["drive"])
+            return
+        self.status(f"burning {req['set_id']} (blank inserted)")
+        result = jobs.burn_set(cfg, req["set_id"],
+                               reporter=DaemonReporter(self, f"burning {req['set_id']}"))
+        outcome = "burned and verified" if result.ok else "; ".join(
+            f"{d}: {w}" for d, w in result.failures.items()) or "failed"
+        requests.update(inv, req["id"], now, state="done", outcome=outcome, note=None)
+        self.log("queue.done", id=req["id"], kind="blank", set_id=req["set_id"],
+                 outcome="ok" if result.ok else "failed")
 
     def job_digest(self, inv: Inventory, cfg: Config, now: dt.datetime):
         """Send the alerts not yet sent (one digest per channel)."""

@@ -35,10 +35,11 @@ read with any SQLite tool. Tables:
 ``checkpoints``
     Signed heads of the event chain: see :mod:`inventory.eventlog` and
     docs/AUDIT.md.
-``daemon_runs``, ``intake``, ``alerts``
+``daemon_runs``, ``intake``, ``alerts``, ``requests``
     The daemon's durable state (:meth:`Inventory._add_daemon_tables`): each
-    scheduled job's last run, the source batches it has seen, and the alerts
-    it raised (one per subject and threshold).
+    scheduled job's last run, the source batches it has seen, the alerts
+    it raised (one per subject and threshold) and its requests to the
+    operator (insert a disc, a blank medium).
 
 Crash safety: every method that changes state commits before it returns,
 and each state change is one transaction. A job killed at any point leaves
@@ -151,7 +152,7 @@ class Inventory:
         inv = cls(db)
         if "burns" not in tables:
             inv._add_burns_table()
-        if "alerts" not in tables:
+        if not {"alerts", "requests"} <= tables:
             inv._add_daemon_tables()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
@@ -234,6 +235,10 @@ class Inventory:
         name, ``images``) and ``threshold`` (``90d``, ``due``...), unique;
         ``state`` ``open`` | ``acked`` | ``cleared``; ``notified_at`` is set
         when a digest carried it.
+        ``requests``: the operator's to-do list (:mod:`daemon.queue`): ``kind``
+        ``disc`` | ``blank``, the ``drive``, ``disc_id``/``set_id``/``media``,
+        the ``message``, ``state`` ``waiting`` | ``done`` | ``cancelled``,
+        ``note`` (e.g. a wrong disc inserted) and ``outcome``.
         """
         with self._write():
             db = self.db
@@ -255,6 +260,12 @@ class Inventory:
                     "notified_at": str, "acked_at": str, "acked_by": str, "cleared_at": str,
                 }, pk="id")
                 db["alerts"].create_index(["kind", "subject", "threshold"], unique=True)
+            if not db["requests"].exists():
+                db["requests"].create({
+                    "id": int, "kind": str, "drive": str, "disc_id": str, "set_id": str,
+                    "media": str, "message": str, "state": str, "created_at": str,
+                    "updated_at": str, "note": str, "outcome": str,
+                }, pk="id")
 
     def transaction(self):
         """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), for callers' own tables.
