@@ -11,9 +11,10 @@ logged, never archived over). The ``intake`` table keeps each batch's state:
 batch cannot be archived: see ``detail``).
 
 A daemon killed while a batch is ``packing`` finds, at the next scan, either
-the disc set the main job recorded for it (the batch takes that set's state
-and ID: nothing is burned again; ``discarchive burn SET`` finishes the
-copies) or none (nothing was recorded, so the batch is ``pending`` again).
+the disc set the main job recorded for it (the batch becomes ``interrupted``
+with that set's ID, or ``archived`` if the set is; the daemon then finishes
+the set: see :meth:`daemon.service.Daemon.finish_set`) or none (nothing was
+recorded, so the batch is ``pending`` again and is packed anew).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def measure(path: Path) -> tuple[int, int, dt.datetime | None]:
 def scan_sources(cfg: Config, inv: Inventory, now: dt.datetime, log) -> list[Batch]:
     """Look at every batch of the configured sources and update the ``intake`` table.
 
-    Returns the batches that are ``pending`` after the look. A missing
+    Returns the batches that are ``pending`` after the look (see
+    :func:`interrupted` for those whose packing was cut short). A missing
     source folder is logged (``intake.source_missing``) and skipped; a
     batch left ``packing`` by a killed daemon is settled as the module
     describes.
@@ -108,9 +110,8 @@ def _settle_interrupted(inv: Inventory, path: str) -> dict:
         return {"state": "pending", "detail": "packing was interrupted before anything was "
                 "recorded: packed again"}
     s = rows[0]
-    return {"state": "archived" if s["state"] == "archived" else "failed", "set_id": s["set_id"],
-            "detail": None if s["state"] == "archived" else
-            f"packing was interrupted: finish it with `discarchive burn {s['set_id']}`"}
+    return {"state": "archived" if s["state"] == "archived" else "interrupted",
+            "set_id": s["set_id"], "detail": None}
 
 
 def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -> list[Batch]:
@@ -127,6 +128,11 @@ def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -
         if settled and (deadline or b.bytes >= fill):
             out.append(b)
     return out
+
+
+def interrupted(inv: Inventory) -> list[dict]:
+    """The batches whose packing was cut short after their disc set was recorded."""
+    return list(inv.db.query("SELECT * FROM intake WHERE state = 'interrupted' ORDER BY path"))
 
 
 def mark(inv: Inventory, path: str, **fields) -> None:

@@ -231,6 +231,12 @@ class Daemon:
     def job_intake(self, inv: Inventory, cfg: Config, now: dt.datetime, deadline=False):
         """Scan the sources and pack the batches that are ready; returns counts."""
         pending = intake.scan_sources(cfg, inv, now, self.log)
+        for row in intake.interrupted(inv):
+            self._check_stop()
+            state = self.finish_set(cfg, row["set_id"])
+            intake.mark(inv, row["path"], state=state,
+                        detail=None if state == "archived" else
+                        f"a copy failed: burn it with `discarchive burn {row['set_id']}`")
         ready = intake.ready(cfg, pending, now, deadline)
         self.log("intake.scanned", pending=len(pending), ready=len(ready))
         packed = 0
@@ -273,6 +279,45 @@ class Daemon:
         self.log("pack.done", batch=batch.path, set_id=result.set_id,
                  outcome="archived" if result.ok else "failed",
                  copies=",".join(f"{d}={s}" for d, s in result.copies.items()))
+
+    def finish_set(self, cfg: Config, set_id: str) -> str:
+        """Finish a set whose main job was killed; returns ``archived`` or ``failed``.
+
+        First each copy left ``burning`` or ``burned`` is read back from the
+        medium of its last burn attempt (:func:`daemon.jobs.verify_disc`
+        settles it, so a good burn is kept, not repeated); then the copies
+        still not verified are burned from the kept image
+        (:func:`daemon.jobs.burn_set`). A copy that cannot be read now (its
+        medium is not in a drive) is left to the burn.
+        """
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            cut = [c["disc_id"] for c in inv.copies(set_id) if c["state"] in ("burning", "burned")]
+        finally:
+            inv.close()
+        for disc_id in cut:
+            self._check_stop()
+            try:
+                report = jobs.verify_disc(cfg, disc_id, DaemonReporter(self, f"settling {disc_id}"))
+                self.log("recover.read_back", disc_id=disc_id,
+                         outcome="passed" if report.passed else "failed")
+            except (DriveError, jobs.JobError) as exc:
+                self.log("recover.no_read", "warning", disc_id=disc_id, error=str(exc))
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            state = jobs.settle_set(inv, set_id)
+        finally:
+            inv.close()
+        if state != "archived":
+            self._check_stop()
+            try:
+                result = jobs.burn_set(cfg, set_id, DaemonReporter(self, f"burning {set_id}"))
+                state = "archived" if result.ok else "failed"
+            except jobs.JobError as exc:
+                self.log("recover.no_burn", "error", set_id=set_id, error=str(exc))
+                state = "failed"
+        self.log("recover.done", set_id=set_id, state=state)
+        return state
 
     def job_due_check(self, inv: Inventory, cfg: Config, now: dt.datetime):
         """Raise the alerts that are due (see daemon.alerts.check)."""

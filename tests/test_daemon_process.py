@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,3 +140,80 @@ def test_a_bad_reload_keeps_the_old_configuration(home, notify_socket):
             proc.wait()
     assert proc.returncode == 0
     assert "event=config.reload_failed" in err and "not a crontab line" in err
+
+
+# -- kill -9 at any step of packing, then a restart ---------------------------
+
+KILL_WHEN = {
+    "set recorded": "SELECT count(*) FROM disc_sets",
+    "burning": "SELECT count(*) FROM burns WHERE ended_at IS NULL",
+    "one copy burned": "SELECT count(*) FROM burns WHERE outcome = 'success'",
+}
+
+
+@pytest.mark.parametrize("step", list(KILL_WHEN))
+def test_kill_9_while_packing_then_restart_finishes_the_set_and_repeats_no_burn(
+        home, tmp_path, demo_archive, step):
+    import sqlite3
+
+    from inventory.store import Inventory
+
+    batch = tmp_path / "incoming" / "2024"
+    shutil.copytree(demo_archive, batch)
+    # a large record, so that each step lasts long enough to be killed in
+    (batch / "2024" / "scan-bulk.tif").write_bytes(os.urandom(48 << 20))
+    with open(home / "discarchive.toml", "a") as f:
+        f.write(f'\n[daemon]\ntimezone = "UTC"\nsources = ["{tmp_path / "incoming"}"]\n'
+                'settle_minutes = 0\ndeadline = "* * * * *"\n')
+    inv = Inventory.open(home / "inventory.db")
+    with inv.transaction():      # the deadline passed while the daemon was down
+        for job in ("intake", "deadline", "due_check", "inspection", "digest"):
+            inv.db["daemon_runs"].upsert({"job": job, "covered_until": "2026-01-01T00:00:00Z"
+                                          if job == "deadline" else "2099-01-01T00:00:00Z"},
+                                         pk="job")
+    inv.close()
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "daemon", "--once", "--home", str(home)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = sqlite3.connect(f"file:{home / 'inventory.db'}?mode=ro", uri=True, timeout=10)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if db.execute(KILL_WHEN[step]).fetchone()[0]:
+                    break
+            except sqlite3.OperationalError:
+                pass              # the table is being written: look again
+            time.sleep(0.001)
+        assert proc.poll() is None, f"the daemon ended before the step {step!r}"
+        proc.kill()               # kill -9
+        proc.wait()
+    finally:
+        db.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    inv = Inventory.open(home / "inventory.db")
+    burns_at_kill = list(inv.db.query("SELECT * FROM burns ORDER BY id"))
+    inv.close()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    inv = Inventory.open(home / "inventory.db")
+    try:
+        (s,) = inv.db.query("SELECT * FROM disc_sets")
+        assert s["state"] == "archived"
+        copies = inv.copies(s["set_id"])
+        assert [c["state"] for c in copies] == ["verified", "verified"]
+        for c in copies:
+            before = [b for b in burns_at_kill if b["disc_id"] == c["disc_id"]]
+            after = inv.burns(c["disc_id"])
+            assert after[:len(before)] == before                # history kept as it was
+            if any(b["outcome"] == "success" for b in before):
+                assert len(after) == len(before)          # a finished burn is not repeated
+            # at most one medium written well per copy: a burn cut short whose medium
+            # reads back good is kept; otherwise one new burn
+            assert sum(b["outcome"] == "success" for b in after) <= 1
+            assert len(after) <= len(before) + 1
+        (row,) = inv.db.query("SELECT * FROM intake")
+        assert row["state"] == "archived" and row["set_id"] == s["set_id"]
+    finally:
+        inv.close()
