@@ -20,9 +20,18 @@ daylight-saving time):
 
 :meth:`Daemon.tick` runs what is due at a given time, synchronously: the
 real daemon calls it from APScheduler's jobs and a test calls it with a
-fake clock. One tick runs at a time. Every job takes the home's job lock
-(``HOME/lock``) only while it works; the daemon's own lock is
-``HOME/daemon.pid`` (:func:`pid_lock`), held for its whole life.
+fake clock. One tick runs at a time. Each tick first answers the operator's
+requests (:mod:`daemon.queue`: a disc or a blank medium put in a drive).
+The work that burns or reads discs (packing, inspections, answered
+requests) takes the home's job lock (``HOME/lock``, through
+:mod:`daemon.jobs`) only while it runs; the intake scan, the due check and
+the digest write only the daemon's own tables, each change in one
+transaction, and take no lock. The daemon's own lock is ``HOME/daemon.pid``
+(:func:`pid_lock`), held for its whole life.
+
+A batch whose packing was killed is finished at the next intake
+(:meth:`Daemon.finish_set`): copies cut short are read back first and kept
+when good, and only copies without a good medium are burned again.
 
 Stopping (SIGTERM, SIGINT): the step that runs (one batch's archive, one
 disc's read-back) is finished, the next is not started, and the job is not
