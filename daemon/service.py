@@ -434,6 +434,10 @@ class Daemon:
                 requests.update(inv, req["id"], now, note=f"drive {req['drive']}: {exc}")
                 self.log("queue.drive_error", "warning", id=req["id"], drive=req["drive"],
                          error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - JobError...: one request, not the tick
+                requests.update(inv, req["id"], now, state="done", outcome=f"failed: {exc}")
+                self.log("queue.failed", "error", id=req["id"], error=f"{type(exc).__name__}: "
+                         f"{exc}")
 
     def _answer_disc(self, inv: Inventory, cfg: Config, req: dict, drive,
                      now: dt.datetime) -> None:

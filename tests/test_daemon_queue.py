@@ -167,3 +167,18 @@ def test_a_request_no_longer_needed_is_cancelled(home, run, setup):
     inv.close()
     assert row["state"] == "cancelled" and row["outcome"] == "the copy was burned meanwhile"
     assert run("queue").stdout.strip() == "no requests: the daemon needs no disc now"
+
+
+def test_a_request_that_cannot_be_answered_is_closed_with_the_reason(home, run, setup):
+    d, tray, discs, log = setup
+    copy = "160-2024-0002-B"
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(copy, state="failed")
+    inv.update_set("160-2024-0002", state="failed", image_path=None)    # image not kept
+    inv.close()
+    d.request_blank("sr0", copy)
+    tray.insert(None)
+    assert d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC)) == {}          # the tick goes on
+    (req,) = json.loads(run("queue", "--json", "--all").stdout)
+    assert req["state"] == "done" and "no longer kept" in req["outcome"]
+    assert "event=queue.failed" in log.getvalue()
