@@ -1,6 +1,7 @@
 # discarchive: `make demo` runs the main job on the demo archive; `make test` runs the tests.
 # Both set everything up first: Debian's xorriso (and, for the tests, the
-# independent ISO readers 7z, bsdtar and isoinfo) and a virtual environment
+# independent ISO readers 7z, bsdtar and isoinfo, and systemd-analyze to check
+# the service unit) and a virtual environment
 # in .venv holding discarchive and its libraries.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 DEMO   ?= build/demo
 DEB_DEMO = xorriso
-DEB_TEST = xorriso p7zip-full libarchive-tools genisoimage
+DEB_TEST = xorriso p7zip-full libarchive-tools genisoimage systemd
 
 .PHONY: demo test deps-demo deps-test venv clean
 

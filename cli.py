@@ -768,5 +768,110 @@ def handover(home, year, out, as_json):
     click.echo(_safe(f"  {files['register_xlsx']}"))
 
 
+@main.command("daemon")
+@_home_option
+@click.option("--once", is_flag=True,
+              help="Run the jobs due now (missed runs included) and exit, without waiting.")
+def daemon_command(home, once):
+    """Run the scheduled jobs (intake, packing, due checks, inspections, alert digests).
+
+    One line per event on stderr (key=value). Exit status 2 when another
+    daemon already serves this home (the line names its PID). Under systemd:
+    Type=notify (see systemd/discarchive.service).
+    """
+    from daemon.service import Daemon, pid_lock
+
+    with _errors():
+        d = Daemon(_config(home))
+        if once:
+            with pid_lock(d.cfg.home):
+                outcomes = d.tick()
+            failed = [j for j, o in outcomes.items() if o == "failed"]
+            if failed:
+                _fail(f"job(s) failed: {', '.join(failed)}: see the log lines above",
+                      EXIT_FAILED)
+            return
+        d.run_forever()
+
+
+_ALERT_FIELDS = ["id", "state", "kind", "threshold", "subject", "due_at", "location",
+                 "raised_at", "notified_at", "acked_at", "acked_by", "message"]
+
+
+@main.command("alerts")
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "everything", is_flag=True, help="Cleared alerts too.")
+@click.option("--ack", "ack_id", type=int, default=None, metavar="ID",
+              help="Acknowledge alert ID (it stays listed as acked until it clears).")
+def alerts_command(home, as_json, everything, ack_id):
+    """List the alerts (open and acknowledged), or acknowledge one with --ack ID."""
+    import datetime as dt
+    import getpass
+
+    from daemon import alerts as alerts_mod
+
+    with _errors():
+        inv = _inventory(home)
+        try:
+            if ack_id is not None:
+                try:
+                    row = alerts_mod.ack(inv, ack_id, getpass.getuser(),
+                                         dt.datetime.now(dt.timezone.utc))
+                except alerts_mod.AlertError as exc:
+                    _fail(str(exc), EXIT_INPUT)
+                if as_json:
+                    _emit_json({k: row[k] for k in _ALERT_FIELDS})
+                else:
+                    click.echo(f"alert {ack_id} acknowledged")
+                return
+            rows = alerts_mod.list_alerts(inv, everything)
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json([{k: r[k] for k in _ALERT_FIELDS} for r in rows])
+        return
+    if not rows:
+        click.echo("no alerts")
+        return
+    fmt = "{:>4} {:<6} {:<18} {:<12} {:<20} {:<10} {}"
+    click.echo(fmt.format("ID", "STATE", "KIND", "THRESHOLD", "SUBJECT", "DUE", "MESSAGE"))
+    for r in rows:
+        click.echo(fmt.format(r["id"], r["state"], r["kind"], r["threshold"],
+                              _safe(r["subject"]), (r["due_at"] or "-")[:10],
+                              _safe(r["message"])).rstrip())
+
+
+_REQUEST_FIELDS = ["id", "state", "kind", "drive", "disc_id", "set_id", "media", "message",
+                   "note", "outcome", "created_at", "updated_at"]
+
+
+@main.command("queue")
+@_home_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "everything", is_flag=True, help="Done and cancelled requests too.")
+def queue_command(home, as_json, everything):
+    """List the daemon's requests to the operator: discs and blank media to insert."""
+    from daemon import queue as queue_mod
+
+    with _errors():
+        inv = _inventory(home)
+        try:
+            rows = queue_mod.list_requests(inv, everything)
+        finally:
+            inv.close()
+    if as_json:
+        _emit_json([{k: r[k] for k in _REQUEST_FIELDS} for r in rows])
+        return
+    if not rows:
+        click.echo("no requests: the daemon needs no disc now")
+        return
+    for r in rows:
+        click.echo(_safe(f"#{r['id']} {r['state']:<9} {r['created_at'][:16]}  {r['message']}"))
+        for extra in (r["note"], r["outcome"]):
+            if extra:
+                click.echo(_safe(f"    {extra}"))
+
+
 if __name__ == "__main__":
     main()

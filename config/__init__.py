@@ -94,6 +94,8 @@ class Config:
     drives: list[dict] = field(default_factory=list)
     check: object = None   # verification.fourcheck.CheckSettings
     lifecycle: object = None   # inventory.lifecycle.LifecycleSettings
+    daemon: object = None  # daemon.settings.DaemonSettings
+    alerts: object = None  # daemon.settings.AlertSettings
 
     @property
     def inventory_path(self) -> Path:
@@ -187,7 +189,8 @@ def load(home: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
-    _check(str(path), data, {"archive": dict, "drives": list, "check": dict, "lifecycle": dict})
+    _check(str(path), data, {"archive": dict, "drives": list, "check": dict, "lifecycle": dict,
+                             "daemon": dict, "alerts": dict})
     arch = data.get("archive", {})
     _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
@@ -209,6 +212,9 @@ def load(home: Path) -> Config:
     media_sectors(cfg.media)
     cfg.check = _check_settings(str(path), data.get("check", {}))
     cfg.lifecycle = _lifecycle_settings(str(path), data.get("lifecycle", {}))
+    from daemon.settings import alert_settings, daemon_settings
+    cfg.daemon = daemon_settings(str(path), data.get("daemon", {}), home, _check)
+    cfg.alerts = alert_settings(str(path), data.get("alerts", {}), _check)
     for i, d in enumerate(data.get("drives", [])):
         where = f"{path} [[drives]] number {i + 1}"
         if not isinstance(d, dict):

@@ -39,6 +39,11 @@ read with any SQLite tool. Tables:
     The disc lifecycle (cabinet places, inspections, lineage, appraisal):
     see :mod:`inventory.lifecycle`, which also owns the discs' lifecycle
     columns (:data:`LIFECYCLE_DISC_COLUMNS`).
+``daemon_runs``, ``intake``, ``alerts``, ``requests``
+    The daemon's durable state (:meth:`Inventory._add_daemon_tables`): each
+    scheduled job's last run, the source batches it has seen, the alerts
+    it raised (one per subject and threshold) and its requests to the
+    operator (insert a disc, a blank medium).
 
 Crash safety: every method that changes state commits before it returns,
 and each state change is one transaction. A job killed at any point leaves
@@ -193,6 +198,8 @@ class Inventory:
         if "appraisal_entries" not in tables or "inspected_at" not in {
                 c.name for c in db["discs"].columns}:
             inv._add_lifecycle()
+        if not {"alerts", "requests"} <= tables:
+            inv._add_daemon_tables()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
             try:
@@ -241,6 +248,7 @@ class Inventory:
             db["events"].create_index(["disc_id"])
         self._add_burns_table()
         self._add_lifecycle()
+        self._add_daemon_tables()
 
     def _add_lifecycle(self) -> None:
         """The lifecycle's discs columns, tables and indexes, in one transaction.
@@ -275,6 +283,59 @@ class Inventory:
             "id": int, "at": str, "head_id": int, "head_sha256": str, "key_sha256": str,
             "signature": str,
         }, pk="id")
+
+    def _add_daemon_tables(self) -> None:
+        """The daemon's tables: ``daemon_runs``, ``intake`` and ``alerts`` (one transaction).
+
+        ``daemon_runs``: one row per scheduled job (``job``); ``covered_until``
+        is the UTC time up to which its fire times are done, so a run missed
+        while the daemon was down runs once after a restart.
+        ``intake``: one row per source batch folder (``path``), with its size
+        in bytes, file count, newest change (UTC) and ``state``: ``pending``
+        -> ``packing`` -> ``archived`` | ``failed`` (``set_id`` once known).
+        ``alerts``: one row per ``kind``, ``subject`` (a disc ID, a drive's
+        name, ``images``) and ``threshold`` (``90d``, ``due``...), unique;
+        ``state`` ``open`` | ``acked`` | ``cleared``; ``notified_at`` is set
+        when a digest carried it.
+        ``requests``: the operator's to-do list (:mod:`daemon.queue`): ``kind``
+        ``disc`` | ``blank``, the ``drive``, ``disc_id``/``set_id``/``media``,
+        the ``message``, ``state`` ``waiting`` | ``done`` | ``cancelled``,
+        ``note`` (e.g. a wrong disc inserted) and ``outcome``.
+        """
+        with self._write():
+            db = self.db
+            if not db["daemon_runs"].exists():
+                db["daemon_runs"].create({
+                    "job": str, "covered_until": str, "started_at": str, "ended_at": str,
+                    "outcome": str, "detail": str,
+                }, pk="job")
+            if not db["intake"].exists():
+                db["intake"].create({
+                    "path": str, "source_root": str, "bytes": int, "files": int,
+                    "newest_at": str, "first_seen": str, "last_scan": str, "state": str,
+                    "set_id": str, "detail": str,
+                }, pk="path")
+            if not db["alerts"].exists():
+                db["alerts"].create({
+                    "id": int, "kind": str, "subject": str, "threshold": str, "state": str,
+                    "raised_at": str, "due_at": str, "location": str, "message": str,
+                    "notified_at": str, "acked_at": str, "acked_by": str, "cleared_at": str,
+                }, pk="id")
+                db["alerts"].create_index(["kind", "subject", "threshold"], unique=True)
+            if not db["requests"].exists():
+                db["requests"].create({
+                    "id": int, "kind": str, "drive": str, "disc_id": str, "set_id": str,
+                    "media": str, "message": str, "state": str, "created_at": str,
+                    "updated_at": str, "note": str, "outcome": str,
+                }, pk="id")
+
+    def transaction(self):
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), for callers' own tables.
+
+        A context manager; an exception rolls it back. Used by the daemon for
+        its tables (``daemon_runs``, ``intake``, ``alerts``).
+        """
+        return self._write()
 
     def _chain_events(self) -> None:
         """Chain the events of an inventory made before the log was chained.

@@ -2,7 +2,7 @@
 # Install the Debian packages named as arguments when their commands are missing.
 # Runs apt-get as root (or through sudo); otherwise says what to install.
 set -euo pipefail
-declare -A cmd=([xorriso]=xorriso [p7zip-full]=7z [libarchive-tools]=bsdtar [genisoimage]=isoinfo)
+declare -A cmd=([xorriso]=xorriso [p7zip-full]=7z [libarchive-tools]=bsdtar [genisoimage]=isoinfo [systemd]=systemd-analyze)
 missing=()
 for pkg in "$@"; do
   command -v "${cmd[$pkg]:-$pkg}" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,0 +1,146 @@
+"""Intake: the batches waiting in the configured source folders, and packing them.
+
+Each folder directly inside a configured source folder (``[daemon] sources``)
+is a *batch*: one delivery of records (a year's handover, a month's scans),
+archived as one disc set by :func:`daemon.jobs.archive`. Deliver new records
+as a new batch folder; a batch is archived once (one changed after that is
+logged, never archived over). The ``intake`` table keeps each batch's state:
+
+``pending`` -> ``packing`` (committed before the main job starts) ->
+``archived`` (every copy verified) | ``failed`` (a copy failed, or the
+batch cannot be archived: see ``detail``).
+
+A daemon killed while a batch is ``packing`` finds, at the next scan, either
+the disc set the main job recorded for it (the batch becomes ``interrupted``
+with that set's ID, or ``archived`` if the set is; the daemon then finishes
+the set: see :meth:`daemon.service.Daemon.finish_set`) or none (nothing was
+recorded, so the batch is ``pending`` again and is packed anew).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import Config, media_sectors
+from inventory.store import Inventory
+
+from .schedule import iso
+
+
+@dataclass
+class Batch:
+    """One batch folder: its size in bytes, file count and newest change (aware UTC)."""
+
+    path: str
+    root: str
+    bytes: int
+    files: int
+    newest: dt.datetime | None
+
+
+def measure(path: Path) -> tuple[int, int, dt.datetime | None]:
+    """(bytes, files, newest modification time) of every file below ``path``; read only."""
+    size = files = 0
+    newest = 0.0
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            size += st.st_size
+            files += 1
+            newest = max(newest, st.st_mtime, st.st_ctime)
+    return size, files, (dt.datetime.fromtimestamp(newest, dt.timezone.utc) if files else None)
+
+
+def scan_sources(cfg: Config, inv: Inventory, now: dt.datetime, log) -> list[Batch]:
+    """Look at every batch of the configured sources and update the ``intake`` table.
+
+    Returns the batches that are ``pending`` after the look (see
+    :func:`interrupted` for those whose packing was cut short). A missing
+    source folder is logged (``intake.source_missing``) and skipped; a
+    batch left ``packing`` by a killed daemon is settled as the module
+    describes.
+    """
+    rows = {r["path"]: r for r in inv.db.query("SELECT * FROM intake")}
+    pending = []
+    for root in cfg.daemon.sources:
+        rootp = Path(root)
+        if not rootp.is_dir():
+            log("intake.source_missing", "warning", source=root)
+            continue
+        for child in sorted(rootp.iterdir()):
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            path = str(child.resolve())
+            size, files, newest = measure(child)
+            row = rows.get(path)
+            if row is None:
+                row = {"path": path, "source_root": root, "first_seen": iso(now),
+                       "state": "pending"}
+            elif row["state"] == "packing":
+                row = dict(row, **_settle_interrupted(inv, path))
+                log("intake.interrupted", "warning", batch=path, state=row["state"],
+                    set_id=row.get("set_id"))
+            elif row["state"] == "archived" and newest and row["newest_at"] and \
+                    iso(newest) > row["newest_at"]:
+                log("intake.changed_after_archiving", "warning", batch=path,
+                    set_id=row["set_id"])
+            if row["state"] == "pending":
+                row.update(bytes=size, files=files, newest_at=iso(newest) if newest else None)
+            row["last_scan"] = iso(now)
+            with inv.transaction():
+                inv.db["intake"].upsert(row, pk="path")
+            if row["state"] == "pending" and files:
+                pending.append(Batch(path, root, size, files, newest))
+    return pending
+
+
+def _settle_interrupted(inv: Inventory, path: str) -> dict:
+    """The state of a batch whose packing was cut short: the set recorded for it, if any."""
+    rows = list(inv.db.query(
+        "SELECT set_id, state FROM disc_sets WHERE source IN (?, ?) ORDER BY created_at DESC",
+        [path, str(Path(path) / "data")]))
+    if not rows:
+        return {"state": "pending", "detail": "packing was interrupted before anything was "
+                "recorded: packed again"}
+    s = rows[0]
+    return {"state": "archived" if s["state"] == "archived" else "interrupted",
+            "set_id": s["set_id"], "detail": None}
+
+
+def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -> list[Batch]:
+    """The batches to pack now: settled ones that fill the configured share of a medium,
+    or at the deadline every settled one.
+
+    Settled: unchanged for ``settle_minutes`` (0: always settled).
+    """
+    settle = dt.timedelta(minutes=cfg.daemon.settle_minutes)
+    fill = cfg.daemon.fill_share * media_sectors(cfg.media) * 2048
+    out = []
+    for b in batches:
+        settled = not settle or (b.newest is not None and b.newest <= now - settle)
+        if settled and (deadline or b.bytes >= fill):
+            out.append(b)
+    return out
+
+
+def interrupted(inv: Inventory) -> list[dict]:
+    """The batches whose packing was cut short after their disc set was recorded."""
+    return list(inv.db.query("SELECT * FROM intake WHERE state = 'interrupted' ORDER BY path"))
+
+
+def mark(inv: Inventory, path: str, **fields) -> None:
+    """Change one batch's row (committed)."""
+    with inv.transaction():
+        inv.db["intake"].update(path, fields)
+
+
+def batches(inv: Inventory) -> list[dict]:
+    """Every batch row, by path."""
+    return list(inv.db.query("SELECT * FROM intake ORDER BY path"))

@@ -1,0 +1,84 @@
+"""The operator in the loop: requests to insert a disc or a blank medium, and their answers.
+
+Discs are inserted by hand. When a job of the daemon needs a medium it
+cannot load itself, it records a request (the ``requests`` table) and goes
+on with other work; the request is shown by ``discarchive queue`` and, as an
+alert, in the digest. At every tick the daemon looks at the drives named
+by the waiting requests:
+
+* ``disc`` (an inspection needs disc ``disc_id``): once a disc is in the
+  drive, its ISO 9660 volume ID (the set ID, ECMA-119 primary volume
+  descriptor) is read; the right set's disc is read back and checked
+  (:func:`daemon.jobs.verify_disc`), a wrong one gets a note on the request
+  (nothing is read back or recorded for it);
+* ``blank`` (a copy needs a new blank medium): once a blank medium is in the
+  drive, the set's unverified copies are burned from the kept image
+  (:func:`daemon.jobs.burn_set`); a written medium gets a note, never a write.
+
+Copies A, B... of a set hold the same image, so the volume ID tells the set,
+not the copy: the operator takes the copy named on the request (its ID is
+written on the disc).
+
+``state``: ``waiting`` -> ``done`` (``outcome`` says how it went) or
+``cancelled`` (the job no longer needs it: the disc was verified meanwhile).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from inventory.store import Inventory
+
+from .schedule import iso
+
+PVD_OFFSET = 16 * 2048
+"""Byte offset of the ISO 9660 primary volume descriptor (sector 16, ECMA-119 8.4)."""
+
+
+def add(inv: Inventory, kind: str, drive: str, message: str, now: dt.datetime,
+        disc_id: str | None = None, set_id: str | None = None,
+        media: str | None = None) -> tuple[int, bool]:
+    """Record a request unless the same one (kind, drive, disc) is waiting already.
+
+    Returns (request ID, True if new). Committed on return.
+    """
+    with inv.transaction():
+        row = inv.db.execute(
+            "SELECT id FROM requests WHERE state = 'waiting' AND kind = ? AND drive = ? "
+            "AND coalesce(disc_id, '') = coalesce(?, '')", [kind, drive, disc_id]).fetchone()
+        if row:
+            return row[0], False
+        rid = inv.db["requests"].insert({
+            "kind": kind, "drive": drive, "disc_id": disc_id, "set_id": set_id, "media": media,
+            "message": message, "state": "waiting", "created_at": iso(now),
+            "updated_at": iso(now), "note": None, "outcome": None}).last_pk
+    return rid, True
+
+
+def update(inv: Inventory, request_id: int, now: dt.datetime, **fields) -> None:
+    """Change one request (``state``, ``note``, ``outcome``), committed."""
+    with inv.transaction():
+        inv.db["requests"].update(request_id, dict(fields, updated_at=iso(now)))
+
+
+def waiting(inv: Inventory) -> list[dict[str, Any]]:
+    """The waiting requests, oldest first."""
+    return list(inv.db.query("SELECT * FROM requests WHERE state = 'waiting' ORDER BY id"))
+
+
+def list_requests(inv: Inventory, everything: bool = False) -> list[dict[str, Any]]:
+    """Waiting requests (``everything``: the done and cancelled ones too), oldest first."""
+    where = "" if everything else "WHERE state = 'waiting' "
+    return list(inv.db.query(f"SELECT * FROM requests {where}ORDER BY id"))
+
+
+def volume_id(drive) -> str | None:
+    """The ISO 9660 volume ID of the disc in ``drive`` (bytes 40-71 of its primary volume
+    descriptor, trailing spaces removed), or None when sector 16 holds none (a blank or
+    foreign disc). Raises DriveError when the disc cannot be read."""
+    data = b"".join(drive.read(PVD_OFFSET + 2048))
+    pvd = data[PVD_OFFSET:PVD_OFFSET + 2048]
+    if len(pvd) < 72 or pvd[0:6] != b"\x01CD001":
+        return None
+    return pvd[40:72].decode("ascii", "replace").rstrip(" \0") or None

@@ -1,0 +1,553 @@
+"""The daemon (``discarchive daemon``): scheduled jobs over one archive home.
+
+Jobs, each at the crontab line of the ``[daemon]`` setting of its name, in
+the configured time zone (see :mod:`daemon.schedule` for missed runs and
+daylight-saving time):
+
+``intake``
+    scan the source folders (:mod:`daemon.intake`) and pack each settled
+    batch that fills ``fill_share`` of a medium (:func:`daemon.jobs.archive`).
+``deadline``
+    the annual handover (default 31 January): pack every settled batch.
+``due_check``
+    raise the alerts (:func:`daemon.alerts.check`): re-burn lead times,
+    failed and damaged discs, inspections overdue, space, drives.
+``inspection``
+    read back the discs chosen by :func:`select_for_inspection`
+    (``inspection_share`` of all discs a year, least recently verified first).
+``digest``
+    send the alerts not yet sent, in one message per channel.
+
+:meth:`Daemon.tick` runs what is due at a given time, synchronously: the
+real daemon calls it from APScheduler's jobs and a test calls it with a
+fake clock. One tick runs at a time. Each tick first answers the operator's
+requests (:mod:`daemon.queue`: a disc or a blank medium put in a drive).
+The work that burns or reads discs (packing, inspections, answered
+requests) takes the home's job lock (``HOME/lock``, through
+:mod:`daemon.jobs`) only while it runs; the intake scan, the due check and
+the digest write only the daemon's own tables, each change in one
+transaction, and take no lock. The daemon's own lock is ``HOME/daemon.pid``
+(:func:`pid_lock`), held for its whole life.
+
+A batch whose packing was killed is finished at the next intake
+(:meth:`Daemon.finish_set`): copies cut short are read back first and kept
+when good, and only copies without a good medium are burned again.
+
+Stopping (SIGTERM, SIGINT): the step that runs (one batch's archive, one
+disc's read-back) is finished, the next is not started, and the job is not
+marked done, so it runs again after the next start; a kill -9 instead
+leaves the inventory as consistent as the main job does (see
+:mod:`daemon.jobs`). SIGHUP reads the configuration again and rebuilds the
+jobs; a configuration that does not load is logged and the old one kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import math
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import config
+from burners import DriveError
+from config import Config, ConfigError
+from config.home import HomeBusy
+from inventory.store import Inventory
+
+from . import alerts, intake, jobs
+from . import queue as requests
+from .log import EventLog
+from .notify import Notifier, watchdog_seconds
+from .schedule import Schedule, iso
+
+JOB_ORDER = ("intake", "deadline", "due_check", "inspection", "digest")
+
+
+class DaemonRunning(ConfigError):
+    """Another daemon holds this home's daemon lock; the message names its PID."""
+
+
+@contextmanager
+def pid_lock(home: Path):
+    """Hold ``HOME/daemon.pid`` (an flock, with this PID written in it) while the daemon runs.
+
+    Separate from the job lock ``HOME/lock``, which the daemon takes only
+    while a job works. The lock dies with the process. Raises DaemonRunning
+    naming the PID of the daemon that holds it.
+    """
+    path = Path(home) / "daemon.pid"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise DaemonRunning(f"a discarchive daemon (PID {pid}) is already running for "
+                                f"{home}: stop it first (systemctl stop discarchive, or "
+                                f"kill {pid}); only one may run per archive home") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def select_for_inspection(inv: Inventory, count: int) -> list[str]:
+    """The ``count`` discs to read back next: verified copies, least recently verified first.
+
+    The one place the daemon chooses what to inspect (a later lifecycle
+    module may answer instead). Ties go by disc ID.
+    """
+    return [r["disc_id"] for r in inv.db.query(
+        "SELECT disc_id FROM discs WHERE state = 'verified' "
+        "ORDER BY COALESCE(verified_at, burned_at, '') , disc_id LIMIT ?", [count])]
+
+
+class _Stopped(Exception):
+    """A stop was asked for between two steps of a job."""
+
+
+class DaemonReporter(jobs.QuietReporter):
+    """The main job's reporter in the daemon: notes to the log, stages to systemd's STATUS."""
+
+    def __init__(self, daemon: "Daemon", what: str):
+        self.daemon, self.what = daemon, what
+
+    def progress(self, stage: str):
+        self.daemon.status(f"{self.what}: {stage}")
+        return lambda done, total: None
+
+    def note(self, text: str) -> None:
+        self.daemon.log("job.note", text=text)
+
+    def request_blank(self, drive: str, disc_id: str) -> bool:
+        """Queue a request for a blank medium in ``drive``; False: the copy waits for it."""
+        self.daemon.request_blank(drive, disc_id)
+        return False
+
+
+class Daemon:
+    """The scheduled jobs of one archive home; see the module's description.
+
+    ``clock()`` gives the aware current time (the real UTC clock by
+    default); ``log`` an :class:`~daemon.log.EventLog`; ``notifier`` a
+    :class:`~daemon.notify.Notifier`.
+    """
+
+    def __init__(self, cfg: Config, log: EventLog | None = None,
+                 notifier: Notifier | None = None,
+                 clock: Callable[[], dt.datetime] | None = None):
+        self.log = log or EventLog()
+        self.notifier = notifier or Notifier()
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.stopping = threading.Event()
+        self._tick_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._reload_asked = False
+        self.scheduler = None
+        self.configure(cfg)
+
+    # -- configuration ---------------------------------------------------
+
+    def configure(self, cfg: Config) -> None:
+        """Take ``cfg`` and rebuild the schedule from it (raises ConfigError, ValueError)."""
+        schedule = Schedule(cfg.daemon.zone(),
+                            {name: getattr(cfg.daemon, name) for name in JOB_ORDER})
+        self.cfg, self.schedule = cfg, schedule
+
+    def reload(self) -> bool:
+        """Read the home's configuration again; on failure log it and keep the old one."""
+        self.notifier.reloading()
+        try:
+            self.configure(config.load(self.cfg.home))
+        except (ConfigError, ValueError) as exc:
+            self.log("config.reload_failed", "error", error=str(exc))
+            self.notifier.ready("running (configuration reload failed)")
+            return False
+        if self.scheduler is not None:
+            self._add_jobs()
+        self.log("config.reloaded", jobs=",".join(JOB_ORDER), timezone=str(self.schedule.zone))
+        self.notifier.ready("idle")
+        return True
+
+    def status(self, text: str) -> None:
+        """Tell systemd the current step (STATUS=)."""
+        self.notifier.status(text)
+
+    # -- running what is due ---------------------------------------------
+
+    def tick(self, now: dt.datetime | None = None) -> dict[str, str]:
+        """Run every job due at ``now`` (aware; default the clock), one after another.
+
+        Returns job name -> outcome (``ok``, ``busy``, ``stopped``,
+        ``failed``) for the jobs that ran. Each job's start is recorded
+        before it runs and its end after it (``daemon_runs``).
+        """
+        with self._tick_lock:
+            now = now or self.clock()
+            cfg = self.cfg
+            done: dict[str, str] = {}
+            inv = Inventory.open(cfg.inventory_path)
+            try:
+                self.answer_requests(inv, cfg, now)
+                for name in self.schedule.due(inv, now):
+                    if self.stopping.is_set():
+                        break
+                    done[name] = self._run(inv, cfg, name, now)
+            finally:
+                inv.close()
+            self.status("idle")
+            return done
+
+    def _run(self, inv: Inventory, cfg: Config, name: str, now: dt.datetime) -> str:
+        self.schedule.started(inv, name, now)
+        self.status(f"running {name}")
+        self.log("job.start", job=name, scheduled_at=iso(now))
+        covered, detail = now, None
+        try:
+            detail = getattr(self, f"job_{name}")(inv, cfg, now)
+            outcome = "ok"
+            alerts.clear_alerts(inv, "job-failed", name, now, self.log)
+        except HomeBusy as exc:
+            outcome, covered = "busy", None
+            self.log("job.busy", "warning", job=name, error=str(exc))
+        except _Stopped:
+            outcome, covered = "stopped", None
+            self.log("job.stopped", "warning", job=name)
+        except Exception as exc:  # noqa: BLE001 - a job's failure must not stop the daemon
+            outcome = "failed"
+            detail = {"error": f"{type(exc).__name__}: {exc}"}
+            self.log("job.failed", "error", job=name, error=f"{type(exc).__name__}: {exc}")
+            alerts.raise_alert(inv, "job-failed", name, "failed", now,
+                               f"the daemon's {name} job failed: {type(exc).__name__}: {exc}",
+                               log=self.log)
+        self.schedule.finished(inv, name, self.clock(), outcome,
+                               detail, covered_until=covered)
+        self.log("job.done", job=name, outcome=outcome)
+        return outcome
+
+    def _check_stop(self) -> None:
+        if self.stopping.is_set():
+            raise _Stopped()
+
+    # -- the jobs --------------------------------------------------------
+
+    def job_intake(self, inv: Inventory, cfg: Config, now: dt.datetime, deadline=False):
+        """Scan the sources and pack the batches that are ready; returns counts."""
+        pending = intake.scan_sources(cfg, inv, now, self.log)
+        for row in intake.interrupted(inv):
+            self._check_stop()
+            state = self.finish_set(cfg, row["set_id"])
+            intake.mark(inv, row["path"], state=state,
+                        detail=None if state == "archived" else
+                        f"a copy failed: burn it with `discarchive burn {row['set_id']}`")
+        ready = intake.ready(cfg, pending, now, deadline)
+        self.log("intake.scanned", pending=len(pending), ready=len(ready))
+        packed = 0
+        for batch in ready:
+            self._check_stop()
+            self._pack(inv, cfg, batch, now)
+            packed += 1
+        return {"pending": len(pending), "packed": packed}
+
+    def job_deadline(self, inv: Inventory, cfg: Config, now: dt.datetime):
+        """The annual deadline: pack every settled pending batch."""
+        return self.job_intake(inv, cfg, now, deadline=True)
+
+    def _pack(self, inv: Inventory, cfg: Config, batch: intake.Batch, now: dt.datetime) -> None:
+        intake.mark(inv, batch.path, state="packing", detail=None)
+        self.log("pack.start", batch=batch.path, bytes=batch.bytes, files=batch.files)
+        try:
+            result = jobs.archive(cfg, Path(batch.path),
+                                  reporter=DaemonReporter(self, f"packing {Path(batch.path).name}"))
+        except HomeBusy:
+            intake.mark(inv, batch.path, state="pending")
+            raise
+        except DriveError as exc:
+            intake.mark(inv, batch.path, state="pending", detail=str(exc))
+            self.log("pack.drive_error", "error", batch=batch.path, error=str(exc),
+                     failure_class=exc.failure_class)
+            alerts.raise_alert(inv, "drive-error", exc.failure_class or "drive", "failed", now,
+                               f"packing a batch stopped at a drive: {exc}", log=self.log)
+            return
+        except Exception as exc:  # JobError, ScanError, ...: the batch itself is wrong
+            intake.mark(inv, batch.path, state="failed", detail=str(exc))
+            self.log("pack.failed", "error", batch=batch.path, error=str(exc))
+            alerts.raise_alert(inv, "batch-failed", batch.path, "failed", now,
+                               f"a batch could not be archived: {exc}", log=self.log)
+            return
+        intake.mark(inv, batch.path, state="archived" if result.ok else "failed",
+                    set_id=result.set_id,
+                    detail=None if result.ok else "; ".join(
+                        f"{d}: {w}" for d, w in result.failures.items()))
+        self.log("pack.done", batch=batch.path, set_id=result.set_id,
+                 outcome="archived" if result.ok else "failed",
+                 copies=",".join(f"{d}={s}" for d, s in result.copies.items()))
+
+    def finish_set(self, cfg: Config, set_id: str) -> str:
+        """Finish a set whose main job was killed; returns ``archived`` or ``failed``.
+
+        First each copy left ``burning`` or ``burned`` is read back from the
+        medium of its last burn attempt (:func:`daemon.jobs.verify_disc`
+        settles it, so a good burn is kept, not repeated); then the copies
+        still not verified are burned from the kept image
+        (:func:`daemon.jobs.burn_set`). A copy that cannot be read now (its
+        medium is not in a drive) is left to the burn.
+        """
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            cut = [c["disc_id"] for c in inv.copies(set_id) if c["state"] in ("burning", "burned")]
+        finally:
+            inv.close()
+        for disc_id in cut:
+            self._check_stop()
+            try:
+                report = jobs.verify_disc(cfg, disc_id, DaemonReporter(self, f"settling {disc_id}"))
+                self.log("recover.read_back", disc_id=disc_id,
+                         outcome="passed" if report.passed else "failed")
+            except (DriveError, jobs.JobError) as exc:
+                self.log("recover.no_read", "warning", disc_id=disc_id, error=str(exc))
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            state = jobs.settle_set(inv, set_id)
+        finally:
+            inv.close()
+        if state != "archived":
+            self._check_stop()
+            try:
+                result = jobs.burn_set(cfg, set_id, DaemonReporter(self, f"burning {set_id}"))
+                state = "archived" if result.ok else "failed"
+            except jobs.JobError as exc:
+                self.log("recover.no_burn", "error", set_id=set_id, error=str(exc))
+                state = "failed"
+        self.log("recover.done", set_id=set_id, state=state)
+        return state
+
+    def job_due_check(self, inv: Inventory, cfg: Config, now: dt.datetime):
+        """Raise the alerts that are due (see daemon.alerts.check)."""
+        return {"raised": alerts.check(cfg, inv, now, self.log)}
+
+    def job_inspection(self, inv: Inventory, cfg: Config, now: dt.datetime):
+        """Read back this run's share of the discs, least recently verified first."""
+        total = inv.db.execute("SELECT count(*) FROM discs WHERE state = 'verified'").fetchone()[0]
+        per_run = math.ceil(cfg.daemon.inspection_share * total
+                            / self.schedule.fires_per_year("inspection", now)) if total else 0
+        checked = failed = 0
+        for disc_id in select_for_inspection(inv, per_run):
+            self._check_stop()
+            self.status(f"inspecting {disc_id}")
+            try:
+                report = jobs.verify_disc(cfg, disc_id,
+                                          reporter=DaemonReporter(self, f"inspecting {disc_id}"))
+            except HomeBusy:
+                raise
+            except DriveError as exc:
+                self.log("inspection.no_read", "warning", disc_id=disc_id, error=str(exc),
+                         failure_class=exc.failure_class)
+                alerts.disc_unreadable(cfg, inv, disc_id, exc, now, self.log)
+                self._request_disc(inv, cfg, disc_id, exc, now)
+                continue
+            checked += 1
+            failed += not report.passed
+            self.log("inspection.done", disc_id=disc_id,
+                     outcome="passed" if report.passed else "failed")
+        return {"selected": per_run, "checked": checked, "failed": failed}
+
+    # -- the operator in the loop ------------------------------------------
+
+    def _drive_spec(self, cfg: Config, name: str | None) -> dict | None:
+        specs = [d for d in cfg.drives if d.get("name") == name] or cfg.drives[:1]
+        return specs[0] if specs else None
+
+    def _request_disc(self, inv: Inventory, cfg: Config, disc_id: str, exc: DriveError,
+                      now: dt.datetime) -> None:
+        """Queue "insert disc X from <location> into drive Y" when a real drive held none."""
+        disc = inv.disc(disc_id)
+        spec = self._drive_spec(cfg, disc["drive"] if disc else None)
+        if exc.failure_class != "no-medium" or not disc or not spec or spec.get("media_dir"):
+            return                   # file-backed media load themselves: nothing to insert
+        message = (f"insert disc {disc_id} ({alerts.location(disc)}) into drive "
+                   f"{spec['name']} for its inspection")
+        rid, new = requests.add(inv, "disc", spec["name"], message, now, disc_id=disc_id,
+                                set_id=disc["set_id"], media=disc["medium"])
+        if new:
+            self.log("queue.request", id=rid, kind="disc", drive=spec["name"], disc_id=disc_id)
+
+    def request_blank(self, drive: str, disc_id: str) -> None:
+        """Queue "insert a blank MEDIA into drive D" for copy ``disc_id`` (any thread)."""
+        now = self.clock()
+        inv = Inventory.open(self.cfg.inventory_path)
+        try:
+            disc = inv.disc(disc_id)
+            set_id = disc["set_id"] if disc else disc_id.rsplit("-", 1)[0]
+            media = (disc or {}).get("medium") or self.cfg.media
+            rid, new = requests.add(
+                inv, "blank", drive, f"insert a blank {media.upper()} into drive {drive} "
+                f"for disc {disc_id}", now, disc_id=disc_id, set_id=set_id, media=media)
+        finally:
+            inv.close()
+        if new:
+            self.log("queue.request", id=rid, kind="blank", drive=drive, disc_id=disc_id)
+
+    def answer_requests(self, inv: Inventory, cfg: Config, now: dt.datetime) -> None:
+        """Look at the drives of the waiting requests and run what an inserted medium allows.
+
+        See :mod:`daemon.queue`. A drive that cannot answer, or a home busy
+        with another job, leaves the request waiting.
+        """
+        import burners
+
+        for req in requests.waiting(inv):
+            if self.stopping.is_set():
+                return
+            disc = inv.disc(req["disc_id"]) if req["disc_id"] else None
+            if req["kind"] == "disc" and disc and disc["state"] != "verified":
+                requests.update(inv, req["id"], now, state="cancelled",
+                                outcome=f"the disc is {disc['state']} now")
+                continue
+            if req["kind"] == "blank" and disc and disc["state"] == "verified":
+                requests.update(inv, req["id"], now, state="cancelled",
+                                outcome="the copy was burned meanwhile")
+                continue
+            spec = next((d for d in cfg.drives if d.get("name") == req["drive"]), None)
+            if spec is None:
+                requests.update(inv, req["id"], now, note=f"drive {req['drive']} is no longer "
+                                "configured")
+                continue
+            try:
+                drive = burners.open_drive(spec)
+                st = drive.status()
+                if st.state in ("no-medium", "tray-open"):
+                    continue
+                if req["kind"] == "disc":
+                    self._answer_disc(inv, cfg, req, drive, now)
+                else:
+                    self._answer_blank(inv, cfg, req, st, now)
+            except HomeBusy:
+                return
+            except DriveError as exc:
+                requests.update(inv, req["id"], now, note=f"drive {req['drive']}: {exc}")
+                self.log("queue.drive_error", "warning", id=req["id"], drive=req["drive"],
+                         error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - JobError...: one request, not the tick
+                requests.update(inv, req["id"], now, state="done", outcome=f"failed: {exc}")
+                self.log("queue.failed", "error", id=req["id"], error=f"{type(exc).__name__}: "
+                         f"{exc}")
+
+    def _answer_disc(self, inv: Inventory, cfg: Config, req: dict, drive,
+                     now: dt.datetime) -> None:
+        found = requests.volume_id(drive)
+        if found != req["set_id"]:
+            note = (f"wrong disc in drive {req['drive']}: it holds "
+                    f"{found or 'no ISO 9660 volume (a blank or foreign disc)'}, not a copy of "
+                    f"{req['set_id']}: take it out and insert {req['disc_id']}")
+            if note != req["note"]:
+                requests.update(inv, req["id"], now, note=note)
+                self.log("queue.wrong_disc", "warning", id=req["id"], drive=req["drive"],
+                         found=found, wanted=req["disc_id"])
+            return
+        self.status(f"inspecting {req['disc_id']} (inserted)")
+        report = jobs.verify_disc(cfg, req["disc_id"],
+                                  reporter=DaemonReporter(self, f"inspecting {req['disc_id']}"))
+        outcome = "passed" if report.passed else "failed"
+        requests.update(inv, req["id"], now, state="done", outcome=outcome, note=None)
+        self.log("queue.done", id=req["id"], kind="disc", disc_id=req["disc_id"],
+                 outcome=outcome)
+
+    def _answer_blank(self, inv: Inventory, cfg: Config, req: dict, st, now) -> None:
+        if st.state != "blank":
+            note = (f"the medium in drive {req['drive']} is not blank ({st.state}): take it out "
+                    f"and insert a blank {(req['media'] or cfg.media).upper()}; nothing was "
+                    "written")
+            if note != req["note"]:
+                requests.update(inv, req["id"], now, note=note)
+                self.log("queue.not_blank", "warning", id=req["id"], drive=req["drive"])
+            return
+        self.status(f"burning {req['set_id']} (blank inserted)")
+        result = jobs.burn_set(cfg, req["set_id"],
+                               reporter=DaemonReporter(self, f"burning {req['set_id']}"))
+        outcome = "burned and verified" if result.ok else "; ".join(
+            f"{d}: {w}" for d, w in result.failures.items()) or "failed"
+        requests.update(inv, req["id"], now, state="done", outcome=outcome, note=None)
+        self.log("queue.done", id=req["id"], kind="blank", set_id=req["set_id"],
+                 outcome="ok" if result.ok else "failed")
+
+    def job_digest(self, inv: Inventory, cfg: Config, now: dt.datetime):
+        """Send the alerts not yet sent (one digest per channel)."""
+        return alerts.send_digest(cfg, inv, now, self.log)
+
+    # -- the real-time daemon --------------------------------------------
+
+    def _add_jobs(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.scheduler.remove_all_jobs()
+        for name in JOB_ORDER:
+            self.scheduler.add_job(self._fire, CronTrigger.from_crontab(
+                getattr(self.cfg.daemon, name), timezone=self.schedule.zone),
+                id=name, name=name, replace_existing=True)
+        self.scheduler.add_job(self._fire, IntervalTrigger(seconds=self.cfg.daemon.poll_seconds),
+                               id="poll", name="poll", replace_existing=True)
+
+    def _fire(self) -> None:
+        """APScheduler's job: run whatever is due now (each job's record says what)."""
+        try:
+            self.tick()
+        except Exception as exc:  # noqa: BLE001 - logged, the daemon goes on
+            self.log("tick.failed", "error", error=f"{type(exc).__name__}: {exc}")
+
+    def request_stop(self, *_args) -> None:
+        """Ask the daemon to stop after the current step (the SIGTERM handler)."""
+        self.stopping.set()
+        self._wake.set()
+
+    def request_reload(self, *_args) -> None:
+        """Ask the daemon to read its configuration again (the SIGHUP handler)."""
+        self._reload_asked = True
+        self._wake.set()
+
+    def run_forever(self) -> int:
+        """Hold the daemon lock, run the schedule until SIGTERM/SIGINT; returns 0.
+
+        Raises DaemonRunning when another daemon serves this home. Missed
+        runs are caught up at once; then APScheduler fires the jobs at their
+        times in a single worker thread, and ``poll_seconds`` later looks
+        again for a job left due (the home was busy).
+        """
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        with pid_lock(self.cfg.home):
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGHUP, self.request_reload)
+            self.scheduler = BackgroundScheduler(
+                timezone=self.schedule.zone,
+                executors={"default": ThreadPoolExecutor(max_workers=1)},
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+            self._add_jobs()
+            self.scheduler.start()
+            self.scheduler.add_job(self._fire, id="catch-up", name="catch-up")
+            self.log("daemon.started", pid=os.getpid(), home=str(self.cfg.home),
+                     timezone=str(self.schedule.zone))
+            self.notifier.ready("idle")
+            ping = watchdog_seconds()
+            while not self.stopping.is_set():
+                self._wake.wait(timeout=ping or 60)
+                self._wake.clear()
+                if ping:
+                    self.notifier.watchdog()
+                if self._reload_asked and not self.stopping.is_set():
+                    self._reload_asked = False
+                    self.reload()
+            self.notifier.stopping("stopping: finishing the current step")
+            self.log("daemon.stopping")
+            self.scheduler.shutdown(wait=True)
+            self.log("daemon.stopped")
+        return 0

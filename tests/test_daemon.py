@@ -1,0 +1,378 @@
+"""The daemon's schedule and jobs, driven by a fake clock: missed runs, DST, intake, stops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import config
+from config.home import locked
+from daemon import service
+from daemon.log import EventLog
+from daemon.service import Daemon
+from inventory.store import Inventory
+
+BERLIN = ZoneInfo("Europe/Berlin")
+UTC = dt.timezone.utc
+
+
+def append_config(home, text: str) -> None:
+    """Append TOML to the home's config."""
+    with open(home / config.CONFIG_NAME, "a", encoding="utf-8") as f:
+        f.write("\n" + text + "\n")
+
+
+def configure(home, text: str) -> config.Config:
+    """Append TOML to the home's config and load it."""
+    append_config(home, text)
+    return config.load(home)
+
+
+class Clock:
+    """A settable clock for the daemon."""
+
+    def __init__(self, now: dt.datetime):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def make_daemon(cfg, now: dt.datetime):
+    out = io.StringIO()
+    clock = Clock(now)
+    return Daemon(cfg, log=EventLog(out, journal=False), clock=clock), clock, out
+
+
+def drive(daemon: Daemon, clock: Clock, start: dt.datetime, end: dt.datetime,
+          step: dt.timedelta) -> list[tuple[dt.datetime, str]]:
+    """Tick from start to end; return (time, job) for every job that ran."""
+    ran, t = [], start
+    while t <= end:
+        clock.now = t
+        ran += [(t, job) for job in daemon.tick(t)]
+        t += step
+    return ran
+
+
+QUIET = """
+[daemon]
+timezone = "Europe/Berlin"
+intake = "0 0 1 1 *"
+deadline = "0 0 1 1 *"
+inspection = "0 0 1 1 *"
+digest = "0 0 1 1 *"
+"""
+
+
+def runs_of(inv_path, job):
+    inv = Inventory.open(inv_path)
+    try:
+        return {r["job"]: r for r in inv.db.query("SELECT * FROM daemon_runs")}.get(job)
+    finally:
+        inv.close()
+
+
+def test_a_job_first_seen_waits_for_its_time_then_runs_once_a_day(home):
+    cfg = configure(home, QUIET + 'due_check = "30 6 * * *"\n')
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=BERLIN)
+    d, clock, _ = make_daemon(cfg, start)
+    ran = drive(d, clock, start, start + dt.timedelta(days=3), dt.timedelta(minutes=30))
+    assert [(t.astimezone(BERLIN).strftime("%m-%d %H:%M"), j) for t, j in ran] == [
+        ("05-05 06:30", "due_check"), ("05-06 06:30", "due_check"),
+        ("05-07 06:30", "due_check")]
+
+
+def test_runs_missed_while_down_run_once_after_restart(home):
+    cfg = configure(home, QUIET + 'due_check = "30 6 * * *"\n')
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=BERLIN)
+    d, clock, _ = make_daemon(cfg, start)
+    assert d.tick(start) == {}                                 # first seen: nothing yet
+    later = start + dt.timedelta(days=1)
+    assert d.tick(later) == {"due_check": "ok"}
+    # the daemon is down for 10 days (10 runs missed), then starts again
+    back = later + dt.timedelta(days=10, hours=3)
+    d2, clock2, _ = make_daemon(config.load(home), back)
+    assert d2.tick(back) == {"due_check": "ok"}
+    assert d2.tick(back + dt.timedelta(minutes=5)) == {}
+    assert runs_of(cfg.inventory_path, "due_check")["covered_until"] == \
+        back.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ran = drive(d2, clock2, back, back + dt.timedelta(days=1), dt.timedelta(hours=1))
+    assert len(ran) == 1                                       # then daily again
+
+
+def test_a_job_killed_while_running_runs_again_once(home, monkeypatch):
+    cfg = configure(home, QUIET + 'due_check = "30 6 * * *"\n')
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=BERLIN)
+    d, _, _ = make_daemon(cfg, start)
+    d.tick(start)
+
+    def killed(*args):
+        raise SystemExit(137)        # the process dies inside the job: nothing after it runs
+
+    monkeypatch.setattr(Daemon, "job_due_check", killed)
+    with pytest.raises(SystemExit):
+        d.tick(start + dt.timedelta(days=1))
+    row = runs_of(cfg.inventory_path, "due_check")
+    assert row["outcome"] == "running" and row["covered_until"] == "2026-05-04T06:00:00Z"
+    monkeypatch.undo()
+    d2, _, _ = make_daemon(config.load(home), start)
+    restart = start + dt.timedelta(days=1, hours=2)
+    assert d2.tick(restart) == {"due_check": "ok"}
+    assert d2.tick(restart + dt.timedelta(hours=1)) == {}
+
+
+@pytest.mark.parametrize("day, expect", [
+    # autumn: 02:00-03:00 happens twice on 25 October; the job runs once that night
+    (dt.datetime(2026, 10, 24, 0, 0, tzinfo=UTC),
+     ["10-24 02:30 +0200", "10-25 02:30 +0200", "10-26 02:30 +0100"]),
+    # spring: 02:30 does not exist on 29 March; the job runs once, an hour later on the clock
+    (dt.datetime(2026, 3, 28, 0, 0, tzinfo=UTC),
+     ["03-28 02:30 +0100", "03-29 03:30 +0200", "03-30 02:30 +0200"]),
+])
+def test_daylight_saving_changes_neither_skip_nor_repeat_a_run(home, day, expect):
+    cfg = configure(home, QUIET + 'due_check = "30 2 * * *"\n')
+    d, clock, _ = make_daemon(cfg, day)
+    ran = drive(d, clock, day, day + dt.timedelta(days=3), dt.timedelta(minutes=10))
+    assert [t.astimezone(BERLIN).strftime("%m-%d %H:%M %z") for t, _ in ran] == expect
+
+
+def test_a_time_zone_without_dst_counts_days_in_that_zone(home):
+    cfg = configure(home, QUIET.replace("Europe/Berlin", "Asia/Shanghai")
+                    + 'due_check = "0 1 * * *"\n')
+    start = dt.datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    d, clock, _ = make_daemon(cfg, start)
+    ran = drive(d, clock, start, start + dt.timedelta(days=2), dt.timedelta(minutes=30))
+    # 01:00 in Shanghai is 17:00 UTC the day before
+    assert [t.strftime("%d %H:%M") for t, _ in ran] == ["01 17:00", "02 17:00"]
+
+
+def test_a_bad_schedule_or_zone_is_one_config_error(home, run):
+    append_config(home, '[daemon]\ndue_check = "every day"\n')
+    r = run("daemon", "--once")
+    assert r.exit_code == 2
+    assert "due_check = 'every day' is not a crontab line" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    text = (home / config.CONFIG_NAME).read_text().replace('due_check = "every day"',
+                                                          'timezone = "Mars/Olympus"')
+    (home / config.CONFIG_NAME).write_text(text)
+    r = run("daemon", "--once")
+    assert r.exit_code == 2 and "not a time zone name" in r.stderr
+
+
+# -- intake and packing ------------------------------------------------------
+
+def intake_home(home, tmp_path, demo_archive, batches=("2024",)):
+    incoming = tmp_path / "incoming"
+    for name in batches:
+        shutil.copytree(demo_archive, incoming / name)
+    cfg = configure(home, f"""
+[daemon]
+timezone = "Asia/Shanghai"
+sources = ["{incoming}"]
+intake = "0 * * * *"
+settle_minutes = 0
+deadline = "0 7 31 1 *"
+due_check = "0 0 1 1 *"
+inspection = "0 0 1 1 *"
+digest = "0 0 1 1 *"
+""")
+    return cfg, incoming
+
+
+def set_count(cfg) -> int:
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        return inv.db.execute("SELECT count(*) FROM disc_sets").fetchone()[0]
+    finally:
+        inv.close()
+
+
+def intake_rows(cfg) -> dict:
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        return {r["path"]: r for r in inv.db.query("SELECT * FROM intake")}
+    finally:
+        inv.close()
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_intake_waits_for_a_full_medium_or_the_deadline_and_packs_once(
+        home, tmp_path, demo_archive):
+    cfg, incoming = intake_home(home, tmp_path, demo_archive)
+    start = dt.datetime(2025, 1, 30, 12, 0, tzinfo=SHANGHAI)
+    d, clock, log = make_daemon(cfg, start)
+    d.tick(start)
+    assert d.tick(start + dt.timedelta(hours=1)) == {"intake": "ok"}
+    (row,) = intake_rows(cfg).values()
+    assert row["state"] == "pending" and row["files"] > 0 and row["bytes"] > 0
+    assert set_count(cfg) == 0            # far from 90 % of a DVD-R: it waits
+    at_deadline = dt.datetime(2025, 1, 31, 7, 0, tzinfo=SHANGHAI)
+    assert d.tick(at_deadline) == {"intake": "ok", "deadline": "ok"}
+    (row,) = intake_rows(cfg).values()
+    assert row["state"] == "archived" and row["set_id"]
+    inv = Inventory.open(cfg.inventory_path)
+    assert inv.disc_set(row["set_id"])["state"] == "archived"
+    assert {c["state"] for c in inv.copies(row["set_id"])} == {"verified"}
+    inv.close()
+    assert "event=pack.done" in log.getvalue()
+    # later looks leave an archived batch alone
+    assert d.tick(at_deadline + dt.timedelta(hours=1)) == {"intake": "ok"}
+    assert set_count(cfg) == 1
+
+
+def test_a_full_batch_is_packed_at_the_next_look(home, tmp_path, demo_archive):
+    cfg, _ = intake_home(home, tmp_path, demo_archive)
+    cfg.daemon.fill_share = 1e-6      # the demo archive fills this share of a DVD-R
+    start = dt.datetime(2025, 6, 1, 12, 0, tzinfo=SHANGHAI)
+    d, _, _ = make_daemon(cfg, start)
+    d.tick(start)
+    assert d.tick(start + dt.timedelta(hours=1)) == {"intake": "ok"}
+    assert set_count(cfg) == 1
+
+
+def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, demo_archive):
+    cfg, _ = intake_home(home, tmp_path, demo_archive)
+    cfg.daemon.settle_minutes = 60
+    now = dt.datetime.now(UTC)
+    d, _, log = make_daemon(cfg, now)
+    d.tick(now)
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        d.job_deadline(inv, cfg, now)                          # files changed just now
+        assert set_count(cfg) == 0
+        d.job_deadline(inv, cfg, now + dt.timedelta(minutes=61))
+        assert set_count(cfg) == 1
+    finally:
+        inv.close()
+
+
+def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
+        home, tmp_path, demo_archive):
+    cfg, incoming = intake_home(home, tmp_path, demo_archive)
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    d.tick(start + dt.timedelta(hours=1))                     # deadline: packed
+    (path,) = intake_rows(cfg)
+    inv = Inventory.open(cfg.inventory_path)
+    burns = inv.db.execute("SELECT count(*) FROM burns").fetchone()[0]
+    # as if the daemon died in the main job: the batch row still says packing
+    with inv.transaction():
+        inv.db["intake"].update(path, {"state": "packing", "set_id": None})
+    inv.close()
+    d2, _, log2 = make_daemon(config.load(home), start)
+    inv = Inventory.open(cfg.inventory_path)
+    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
+    inv.close()
+    row = intake_rows(cfg)[path]
+    assert row["state"] == "archived" and row["set_id"]
+    inv = Inventory.open(cfg.inventory_path)
+    assert inv.db.execute("SELECT count(*) FROM burns").fetchone()[0] == burns
+    inv.close()
+    assert set_count(cfg) == 1
+    assert "event=intake.interrupted" in log2.getvalue()
+
+
+def test_packing_killed_before_anything_was_recorded_packs_again(home, tmp_path, demo_archive):
+    cfg, _ = intake_home(home, tmp_path, demo_archive)
+    start = dt.datetime(2025, 1, 30, 6, 0, tzinfo=SHANGHAI)
+    d, _, _ = make_daemon(cfg, start)
+    d.tick(start)
+    d.tick(start + dt.timedelta(hours=1))                     # scanned, pending
+    (path,) = intake_rows(cfg)
+    inv = Inventory.open(cfg.inventory_path)
+    with inv.transaction():
+        inv.db["intake"].update(path, {"state": "packing"})
+    inv.close()
+    d.tick(dt.datetime(2025, 1, 31, 7, 0, tzinfo=SHANGHAI))   # deadline
+    assert intake_rows(cfg)[path]["state"] == "archived"
+    assert set_count(cfg) == 1
+
+
+def test_a_stop_finishes_the_current_batch_and_leaves_the_rest_for_the_next_start(
+        home, tmp_path, demo_archive, monkeypatch):
+    cfg, _ = intake_home(home, tmp_path, demo_archive, batches=("2023", "2024"))
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    real_pack = Daemon._pack
+
+    def pack_then_sigterm(self, *args):
+        real_pack(self, *args)
+        self.request_stop()          # what the SIGTERM handler does
+
+    monkeypatch.setattr(Daemon, "_pack", pack_then_sigterm)
+    assert d.tick(start + dt.timedelta(hours=1)) == {"intake": "ok", "deadline": "stopped"}
+    states = sorted(r["state"] for r in intake_rows(cfg).values())
+    assert states == ["archived", "pending"] and set_count(cfg) == 1
+    assert runs_of(cfg.inventory_path, "deadline")["outcome"] == "stopped"
+    monkeypatch.undo()
+    d2, _, _ = make_daemon(config.load(home), start)
+    assert d2.tick(start + dt.timedelta(hours=2))["deadline"] == "ok"    # once, after restart
+    assert sorted(r["state"] for r in intake_rows(cfg).values()) == ["archived", "archived"]
+    assert set_count(cfg) == 2
+
+
+def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, demo_archive):
+    cfg, _ = intake_home(home, tmp_path, demo_archive)
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    with locked(home):                 # a clerk's `discarchive archive` runs
+        assert d.tick(start + dt.timedelta(hours=1, minutes=5))["deadline"] == "busy"
+    assert intake_rows(cfg) and all(r["state"] == "pending" for r in intake_rows(cfg).values())
+    assert d.tick(start + dt.timedelta(hours=1, minutes=10)) == {"deadline": "ok"}
+    assert set_count(cfg) == 1
+
+
+# -- inspections -------------------------------------------------------------
+
+def test_inspection_reads_the_least_recently_verified_discs_first(home, run, demo_archive):
+    cfg = configure(home, QUIET.replace('inspection = "0 0 1 1 *"', 'inspection = "0 9 1 * *"')
+                    + 'due_check = "0 0 1 1 *"\ninspection_share = 1.0\n')
+    for _ in range(3):
+        assert run("archive", str(demo_archive)).exit_code == 0
+    inv = Inventory.open(cfg.inventory_path)
+    ids = [r["disc_id"] for r in inv.discs()]
+    assert len(ids) == 6
+    oldest = sorted(ids)[3]
+    inv.update_disc(oldest, verified_at="2020-01-01T00:00:00Z")
+    assert service.select_for_inspection(inv, 1) == [oldest]
+    before = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
+    inv.close()
+    start = dt.datetime(2026, 5, 31, 12, 0, tzinfo=BERLIN)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    # share 1.0 a year, 12 runs a year, 6 discs: one disc a run, the oldest check first
+    assert d.tick(dt.datetime(2026, 6, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    inv = Inventory.open(cfg.inventory_path)
+    after = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
+    changed = [k for k in after if after[k] != before[k]]
+    assert changed == [oldest]
+    assert [e["event_type"] for e in inv.events(disc_id=oldest)][-1] == "fixity check"
+    inv.close()
+    assert f"event=inspection.done disc_id={oldest} outcome=passed" in log.getvalue()
+
+
+def test_the_daemon_holds_no_job_lock_while_idle(home):
+    cfg = configure(home, QUIET + 'due_check = "30 6 * * *"\n')
+    d, _, _ = make_daemon(cfg, dt.datetime(2026, 1, 1, tzinfo=UTC))
+    with service.pid_lock(home):
+        d.tick(dt.datetime(2026, 1, 2, tzinfo=UTC))
+        with locked(home):             # a clerk's command can take the job lock
+            pass
+
+
+def test_a_second_daemon_lock_names_the_first_pid(home):
+    import os
+    with service.pid_lock(home):
+        with pytest.raises(service.DaemonRunning, match=f"PID {os.getpid()}"):
+            with service.pid_lock(home):
+                pass

@@ -1,0 +1,219 @@
+"""The daemon as a process: sd_notify over a real datagram socket, one instance, signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from config.home import locked
+from daemon.notify import Notifier, watchdog_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A bound AF_UNIX datagram socket standing in for systemd's notify socket."""
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    yield sock, str(path)
+    sock.close()
+
+
+def receive_until(sock, wanted: str, seen: list[str]) -> dict[str, str]:
+    """Read messages until one holds ``wanted`` (KEY=VALUE); returns it as a dict."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = sock.recv(4096).decode()
+        seen.append(text)
+        fields = dict(line.split("=", 1) for line in text.splitlines())
+        if wanted in text.splitlines():
+            return fields
+    raise AssertionError(f"no {wanted} in {seen}")
+
+
+def start_daemon(home, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    env.pop("JOURNAL_STREAM", None)
+    return subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "daemon",
+                             "--home", str(home)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_notifier_sends_datagrams_to_the_socket(notify_socket, monkeypatch):
+    sock, path = notify_socket
+    n = Notifier(path)
+    assert n.ready("idle") and n.status("packing 2024\nsecond line") and n.watchdog()
+    assert sock.recv(4096) == b"READY=1\nSTATUS=idle"
+    assert sock.recv(4096) == b"STATUS=packing 2024 second line"
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert not Notifier("").send(READY=1)          # not under systemd: nothing to tell
+    assert not Notifier(str(path) + ".gone").ready()   # systemd gone: the daemon goes on
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_seconds() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert watchdog_seconds() is None
+
+
+def test_abstract_socket_names_are_understood(monkeypatch):
+    name = f"discarchive-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(5)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert Notifier().ready()
+        assert sock.recv(100) == b"READY=1"
+    finally:
+        sock.close()
+
+
+def test_the_daemon_runs_under_a_notify_socket_alone_reloads_and_stops(home, notify_socket):
+    sock, path = notify_socket
+    seen: list[str] = []
+    first = start_daemon(home, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    try:
+        ready = receive_until(sock, "READY=1", seen)
+        assert ready["STATUS"] == "idle"
+        receive_until(sock, "WATCHDOG=1", seen)          # every WATCHDOG_USEC / 2
+        # a second daemon on the same home is refused, naming the first
+        second = subprocess.run([sys.executable, "-c", "import cli; cli.main()", "daemon",
+                                 "--home", str(home)], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.startswith("discarchive: error: a discarchive daemon "
+                                         f"(PID {first.pid}) is already running")
+        assert len(second.stderr.strip().splitlines()) == 1
+        # idle, it holds no job lock: a clerk's command can run
+        with locked(home):
+            pass
+        # SIGHUP: the configuration is read again
+        with open(home / "discarchive.toml", "a") as f:
+            f.write('\n[daemon]\ntimezone = "Asia/Shanghai"\n')
+        first.send_signal(signal.SIGHUP)
+        receive_until(sock, "RELOADING=1", seen)
+        receive_until(sock, "READY=1", seen)
+        # SIGTERM: it stops, saying so
+        first.send_signal(signal.SIGTERM)
+        receive_until(sock, "STOPPING=1", seen)
+        out, err = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0
+    events = [line.split(" ")[2] for line in err.splitlines()]
+    assert events[0] == "event=daemon.started" and events[-1] == "event=daemon.stopped"
+    assert "event=config.reloaded" in events
+    assert "timezone=Asia/Shanghai" in next(l for l in err.splitlines() if "config.reloaded" in l)
+    assert all(line.startswith("at=") and " level=" in line for line in err.splitlines())
+    assert out == ""
+
+
+def test_a_bad_reload_keeps_the_old_configuration(home, notify_socket):
+    sock, path = notify_socket
+    seen: list[str] = []
+    proc = start_daemon(home, {"NOTIFY_SOCKET": path})
+    try:
+        receive_until(sock, "READY=1", seen)
+        with open(home / "discarchive.toml", "a") as f:
+            f.write('\n[daemon]\ndigest = "whenever"\n')
+        proc.send_signal(signal.SIGHUP)
+        msg = receive_until(sock, "READY=1", seen)
+        assert "reload failed" in msg["STATUS"]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "event=config.reload_failed" in err and "not a crontab line" in err
+
+
+# -- kill -9 at any step of packing, then a restart ---------------------------
+
+KILL_WHEN = {
+    "set recorded": "SELECT count(*) FROM disc_sets",
+    "burning": "SELECT count(*) FROM burns WHERE ended_at IS NULL",
+    "one copy burned": "SELECT count(*) FROM burns WHERE outcome = 'success'",
+}
+
+
+@pytest.mark.parametrize("step", list(KILL_WHEN))
+def test_kill_9_while_packing_then_restart_finishes_the_set_and_repeats_no_burn(
+        home, tmp_path, demo_archive, step):
+    import sqlite3
+
+    from inventory.store import Inventory
+
+    batch = tmp_path / "incoming" / "2024"
+    shutil.copytree(demo_archive, batch)
+    # a large record, so that each step lasts long enough to be killed in
+    (batch / "2024" / "scan-bulk.tif").write_bytes(os.urandom(48 << 20))
+    with open(home / "discarchive.toml", "a") as f:
+        f.write(f'\n[daemon]\ntimezone = "UTC"\nsources = ["{tmp_path / "incoming"}"]\n'
+                'settle_minutes = 0\ndeadline = "* * * * *"\n')
+    inv = Inventory.open(home / "inventory.db")
+    with inv.transaction():      # the deadline passed while the daemon was down
+        for job in ("intake", "deadline", "due_check", "inspection", "digest"):
+            inv.db["daemon_runs"].upsert({"job": job, "covered_until": "2026-01-01T00:00:00Z"
+                                          if job == "deadline" else "2099-01-01T00:00:00Z"},
+                                         pk="job")
+    inv.close()
+    cmd = [sys.executable, "-c", "import cli; cli.main()", "daemon", "--once", "--home", str(home)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = sqlite3.connect(f"file:{home / 'inventory.db'}?mode=ro", uri=True, timeout=10)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if db.execute(KILL_WHEN[step]).fetchone()[0]:
+                    break
+            except sqlite3.OperationalError:
+                pass              # the table is being written: look again
+            time.sleep(0.001)
+        assert proc.poll() is None, f"the daemon ended before the step {step!r}"
+        proc.kill()               # kill -9
+        proc.wait()
+    finally:
+        db.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    inv = Inventory.open(home / "inventory.db")
+    burns_at_kill = list(inv.db.query("SELECT * FROM burns ORDER BY id"))
+    inv.close()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    inv = Inventory.open(home / "inventory.db")
+    try:
+        (s,) = inv.db.query("SELECT * FROM disc_sets")
+        assert s["state"] == "archived"
+        copies = inv.copies(s["set_id"])
+        assert [c["state"] for c in copies] == ["verified", "verified"]
+        for c in copies:
+            before = [b for b in burns_at_kill if b["disc_id"] == c["disc_id"]]
+            after = inv.burns(c["disc_id"])
+            assert after[:len(before)] == before                # history kept as it was
+            if any(b["outcome"] == "success" for b in before):
+                assert len(after) == len(before)          # a finished burn is not repeated
+            # at most one medium written well per copy: a burn cut short whose medium
+            # reads back good is kept; otherwise one new burn
+            assert sum(b["outcome"] == "success" for b in after) <= 1
+            assert len(after) <= len(before) + 1
+        (row,) = inv.db.query("SELECT * FROM intake")
+        assert row["state"] == "archived" and row["set_id"] == s["set_id"]
+    finally:
+        inv.close()

@@ -1,0 +1,184 @@
+"""The operator in the loop: the daemon asks for a disc or a blank, and acts on what is inserted.
+
+The drive is a growisofs drive run through the fake dvd+rw-tools of
+tests/fakes/growisofs: its device is a file holding the disc, and its state
+file says whether a disc is in it, as an operator's hand would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import config
+from burner_helpers import fakes_fixture
+from daemon import queue
+from daemon.log import EventLog
+from daemon.service import Daemon
+from inventory.store import Inventory
+
+fake_tools = fakes_fixture(Path(__file__).parent / "fakes" / "growisofs")
+UTC = dt.timezone.utc
+
+
+class Tray:
+    """The fake drive's device file and state: what the operator puts in."""
+
+    def __init__(self, device: Path):
+        self.device = device
+        self.empty()
+
+    def empty(self):
+        self.device.unlink(missing_ok=True)
+        Path(f"{self.device}.state").write_text(json.dumps({"medium": False}))
+
+    def insert(self, medium: str | None):
+        """Insert a copy of a burned medium file, or a blank (None)."""
+        self.device.unlink(missing_ok=True)
+        if medium:
+            shutil.copyfile(medium, self.device)
+        Path(f"{self.device}.state").write_text(json.dumps({"medium": True, "type": "DVD-R"}))
+
+
+@pytest.fixture
+def setup(home, run, demo_archive, tmp_path):
+    """Two archived sets burned in file drives; then the home's only drive is sr0 (growisofs)."""
+    for _ in range(2):
+        assert run("archive", str(demo_archive)).exit_code == 0
+    text = (home / config.CONFIG_NAME).read_text()
+    text = text[:text.index("\n[[drives]]")]
+    tray = Tray(tmp_path / "sr0")
+    text += f"""
+[[drives]]
+name = "sr0"
+adapter = "growisofs"
+device = "{tray.device}"
+timeout = 60
+
+[daemon]
+timezone = "UTC"
+intake = "0 0 1 1 *"
+deadline = "0 0 1 1 *"
+due_check = "0 0 1 1 *"
+digest = "0 0 1 1 *"
+inspection = "0 9 * * *"
+inspection_share = 1.0
+"""
+    (home / config.CONFIG_NAME).write_text(text)
+    inv = Inventory.open(home / "inventory.db")
+    discs = {r["disc_id"]: r for r in inv.discs()}
+    inv.close()
+    log = io.StringIO()
+    d = Daemon(config.load(home), log=EventLog(log, journal=False))
+    return d, tray, discs, log
+
+
+def fixity_events(home, disc_id):
+    inv = Inventory.open(home / "inventory.db")
+    try:
+        return [e for e in inv.events(disc_id=disc_id) if e["event_type"] == "fixity check"]
+    finally:
+        inv.close()
+
+
+def test_an_inspection_asks_for_the_disc_refuses_a_wrong_one_and_reads_the_right_one(
+        home, run, setup):
+    d, tray, discs, log = setup
+    wanted = "160-2024-0001-A"
+    other = "160-2024-0002-A"
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(wanted, verified_at="2020-01-01T00:00:00Z")
+    inv.close()
+    before = len(fixity_events(home, wanted))
+    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
+    d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))        # inspection: sr0 is empty
+    (req,) = json.loads(run("queue", "--json").stdout)
+    assert req["kind"] == "disc" and req["disc_id"] == wanted and req["state"] == "waiting"
+    assert req["message"].startswith(f"insert disc {wanted} (")
+    assert "into drive sr0 for its inspection" in req["message"]
+    assert f"insert disc {wanted}" in run("queue").stdout
+    # the clerk brings the wrong disc: a note, no read-back recorded
+    tray.insert(discs[other]["medium_path"])
+    d.tick(dt.datetime(2026, 6, 1, 9, 10, tzinfo=UTC))
+    (req,) = json.loads(run("queue", "--json").stdout)
+    assert req["state"] == "waiting"
+    assert req["note"].startswith("wrong disc in drive sr0: it holds 160-2024-0002, not a copy "
+                                  "of 160-2024-0001")
+    assert len(fixity_events(home, wanted)) == before and len(fixity_events(home, other)) == 1
+    assert "event=queue.wrong_disc" in log.getvalue()
+    # then the right one: it is read back in sr0 and the request is done
+    tray.insert(discs[wanted]["medium_path"])
+    d.tick(dt.datetime(2026, 6, 1, 9, 20, tzinfo=UTC))
+    assert json.loads(run("queue", "--json").stdout) == []
+    (done,) = json.loads(run("queue", "--json", "--all").stdout)
+    assert done["state"] == "done" and done["outcome"] == "passed"
+    events = fixity_events(home, wanted)
+    assert len(events) == before + 1 and json.loads(events[-1]["detail"])["drive"] == "sr0"
+
+
+def test_a_copy_waiting_for_a_blank_is_burned_when_one_is_inserted_never_on_a_written_disc(
+        home, run, setup):
+    d, tray, discs, log = setup
+    copy = "160-2024-0002-B"
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(copy, state="failed", failure="no blank medium")
+    inv.update_set("160-2024-0002", state="failed")
+    inv.close()
+    d.request_blank("sr0", copy)
+    d.request_blank("sr0", copy)                        # asked twice: one request
+    (req,) = json.loads(run("queue", "--json").stdout)
+    assert req["kind"] == "blank" and req["message"] == \
+        f"insert a blank DVD-R into drive sr0 for disc {copy}"
+    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))       # the drive is empty: it waits
+    assert json.loads(run("queue", "--json").stdout)[0]["note"] is None
+    # a written disc is refused, and not written
+    tray.insert(discs["160-2024-0001-A"]["medium_path"])
+    written = tray.device.read_bytes()
+    d.tick(dt.datetime(2026, 6, 1, 8, 10, tzinfo=UTC))
+    (req,) = json.loads(run("queue", "--json").stdout)
+    assert "is not blank" in req["note"] and "nothing was written" in req["note"]
+    assert tray.device.read_bytes() == written
+    # a blank: the copy is burned from the kept image, read back and the set archived
+    tray.insert(None)
+    d.tick(dt.datetime(2026, 6, 1, 8, 20, tzinfo=UTC))
+    (done,) = json.loads(run("queue", "--json", "--all").stdout)
+    assert done["state"] == "done" and done["outcome"] == "burned and verified"
+    inv = Inventory.open(home / "inventory.db")
+    assert inv.disc(copy)["state"] == "verified" and inv.disc(copy)["drive"] == "sr0"
+    assert inv.disc_set("160-2024-0002")["state"] == "archived"
+    inv.close()
+    assert tray.device.stat().st_size > 0
+
+
+def test_a_request_no_longer_needed_is_cancelled(home, run, setup):
+    d, tray, discs, _ = setup
+    inv = Inventory.open(home / "inventory.db")
+    now = dt.datetime(2026, 6, 1, 8, tzinfo=UTC)
+    rid, new = queue.add(inv, "blank", "sr0", "insert a blank DVD-R into drive sr0", now,
+                         disc_id="160-2024-0001-A", set_id="160-2024-0001", media="dvd-r")
+    assert new
+    d.answer_requests(inv, d.cfg, now)                  # that copy is verified already
+    (row,) = queue.list_requests(inv, everything=True)
+    inv.close()
+    assert row["state"] == "cancelled" and row["outcome"] == "the copy was burned meanwhile"
+    assert run("queue").stdout.strip() == "no requests: the daemon needs no disc now"
+
+
+def test_a_request_that_cannot_be_answered_is_closed_with_the_reason(home, run, setup):
+    d, tray, discs, log = setup
+    copy = "160-2024-0002-B"
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(copy, state="failed")
+    inv.update_set("160-2024-0002", state="failed", image_path=None)    # image not kept
+    inv.close()
+    d.request_blank("sr0", copy)
+    tray.insert(None)
+    assert d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC)) == {}          # the tick goes on
+    (req,) = json.loads(run("queue", "--json", "--all").stdout)
+    assert req["state"] == "done" and "no longer kept" in req["outcome"]
+    assert "event=queue.failed" in log.getvalue()
