@@ -1,0 +1,304 @@
+"""Disc planning: which records go onto which disc of which set, before anything is written.
+
+A *set* is what one archive run makes of one group of
+:mod:`manifests.arrange` (one fonds, one year, one side 收/支); its discs
+are numbered k of n, and each disc is a self-contained bag. Packing rules,
+in the group's archival order:
+
+1. a unit's records of the year (一户一档) stay on one disc, unless they
+   alone exceed a disc; then the split falls between categories, and a
+   category that alone exceeds a disc is split between items;
+2. discs are filled in order; when the next block no longer fits, later
+   blocks that do fit are moved up to fill the disc (so a disc may hold a
+   few units from further on: :attr:`DiscPlan.ranges` lists its runs);
+3. the files of the source that are not records (its catalog, a README)
+   go onto the first disc of every set.
+
+Fit is decided with :class:`manifests.imagesize.Bound` (an upper bound of
+the image size) and each disc's image size is then predicted exactly with
+:func:`manifests.imagesize.image_sectors`, tag files included (manifest,
+tag manifest, bag-info, catalog, 说明文件, signature, public key). Planning
+reads sizes only: nothing is hashed or written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .arrange import Arrangement, Group
+from .bag import DESCRIPTION_NAME, DiscInfo, bag_info, encode_manifest_path, tag_files
+from .catalog import CATALOG_NAME, Item
+from .imagesize import SECTOR, Bound, image_sectors
+
+
+class PlanError(Exception):
+    """The records cannot be planned onto this medium; the message says what to do."""
+
+
+# Tag files and what the bound reserves for them (bytes): manifest and catalog grow per item.
+_SMALL_TAGS = {"bagit.txt": SECTOR, "bag-info.txt": SECTOR, DESCRIPTION_NAME: 2 * SECTOR,
+               "signing-key.pub": SECTOR, "tagmanifest-sha256.txt": SECTOR,
+               "tagmanifest-sha256.txt.sig": SECTOR}
+_CATALOG_HEADER = 80 + 3 * 16
+
+
+@dataclass
+class DiscPlan:
+    """One disc of a set: its items in disc order and its predicted image size.
+
+    ``sectors`` is the predicted image size in 2048-byte sectors (exact,
+    see manifests.imagesize); ``capacity`` the medium's sectors. ``ranges``
+    lists the runs of the set's archival order on this disc as (first
+    archival code, last archival code, records).
+    """
+
+    volume: int
+    items: list[Item]
+    sectors: int = 0
+    capacity: int = 0
+    disc_id: str = ""
+    ranges: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Item]:
+        return [i for i in self.items if i.is_record]
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(i.size for i in self.items)
+
+    @property
+    def fill(self) -> float:
+        """Predicted image sectors / medium sectors."""
+        return self.sectors / self.capacity if self.capacity else 0.0
+
+
+@dataclass
+class SetPlan:
+    """The discs one group becomes: ``group_id`` (e.g. 160-2024-S01) and its discs 1..n."""
+
+    group: Group
+    group_id: str
+    discs: list[DiscPlan]
+
+
+@dataclass
+class Plan:
+    """Every set an archive run would make, with the arrangement's problems."""
+
+    media: str
+    capacity: int
+    sets: list[SetPlan]
+    arrangement: Arrangement
+
+    @property
+    def problems(self):
+        return self.arrangement.problems
+
+    def to_dict(self) -> dict:
+        """The plan as JSON-ready data (``discarchive plan --json``)."""
+        return {
+            "media": self.media, "capacity_sectors": self.capacity,
+            "problems": [{"kind": p.kind, "where": p.where, "text": p.text}
+                         for p in self.problems],
+            "sets": [{
+                "set_id": s.group_id, "fonds": s.group.fonds, "year": s.group.year,
+                "side": s.group.side, "discs": [{
+                    "disc": d.disc_id, "volume": d.volume, "volumes": len(s.discs),
+                    "records": len(d.records), "files": len(d.items),
+                    "first": d.ranges[0][0] if d.ranges else None,
+                    "last": d.ranges[-1][1] if d.ranges else None,
+                    "item_numbers": _numbers(d.records),
+                    "ranges": [list(r) for r in d.ranges],
+                    "payload_bytes": d.payload_bytes, "sectors": d.sectors,
+                    "fill": round(d.fill, 4)} for d in s.discs]} for s in self.sets]}
+
+
+def _numbers(records: list[Item]) -> list[str]:
+    """起止件号: first and last item number on the disc, in archival order."""
+    nums = [i.item_number for i in records if i.item_number]
+    return [nums[0], nums[-1]] if nums else []
+
+
+def _catalog_row_bytes(i: Item) -> int:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(
+        [i.item_number or "", i.archival_code or "", i.responsible or "", i.unit_code or "",
+         i.title or "", i.date or "", i.pages or "", i.classification or "", i.retention or "",
+         i.category or "", i.flow or "", i.remarks or "", i.path, "data/" + i.path, i.size,
+         "0" * 64])
+    return len(out.getvalue().encode("utf-8"))
+
+
+@dataclass
+class _Block:
+    items: list[Item]
+    cost: float
+    dirs: set[str]
+
+
+def _block(items: list[Item]) -> _Block:
+    cost, dirs = 0.0, set()
+    for i in items:
+        disc_path = "data/" + i.path
+        name = disc_path.rpartition("/")[2]
+        manifest = 64 + 2 + len(encode_manifest_path(disc_path).encode("utf-8")) + 1
+        row = _catalog_row_bytes(i) if i.is_record else 0
+        cost += Bound.file_cost(name, i.size) + (manifest + row) / SECTOR
+        parent = disc_path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return _Block(items, cost, dirs)
+
+
+class _Disc:
+    """A disc being filled, with the running upper bound of its image."""
+
+    def __init__(self):
+        self.bound = Bound()
+        for name, size in _SMALL_TAGS.items():
+            self.bound.add(name, size)
+        self.bound.add("manifest-sha256.txt", 0)
+        self.bound.add(CATALOG_NAME, _CATALOG_HEADER)
+        self.bound.total += 2          # the two growing tag files' last sectors
+        self.blocks: list[_Block] = []
+
+    def cost(self, b: _Block) -> float:
+        return b.cost + sum(Bound.dir_cost(d) for d in b.dirs if d not in self.bound.dirs)
+
+    def fits(self, b: _Block, capacity: int) -> bool:
+        return self.bound.total + self.cost(b) < capacity
+
+    def add(self, b: _Block) -> None:
+        self.bound.total += self.cost(b)
+        self.bound.dirs.update(b.dirs)
+        self.blocks.append(b)
+
+
+def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
+    """The group's packing blocks: whole units, else their categories, else their items."""
+    empty = _Disc()
+    out: list[_Block] = []
+    units: dict[str, list[Item]] = {}
+    for i in group.items:
+        units.setdefault(i.unit_code or "", []).append(i)
+    for unit in units.values():
+        b = _block(unit)
+        if empty.fits(b, capacity):
+            out.append(b)
+            continue
+        cats: dict[str, list[Item]] = {}
+        for i in unit:
+            cats.setdefault(i.category or "", []).append(i)
+        for cat in cats.values():
+            b = _block(cat)
+            if empty.fits(b, capacity):
+                out.append(b)
+                continue
+            for i in cat:
+                b = _block([i])
+                if not empty.fits(b, capacity):
+                    raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
+                                    f"holds ({capacity} sectors of 2048 bytes with the bag): "
+                                    "use a larger medium (--media)")
+                out.append(b)
+    return out
+
+
+def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[list[Item]]:
+    """The group's items disc by disc (see the module docstring for the rules).
+
+    Raises PlanError when one item, or the source's non-record files, cannot
+    fit on an empty disc.
+    """
+    pending = _blocks(group, capacity, media)
+    extra = _block(others) if others else None
+    discs: list[_Disc] = []
+    while pending or not discs:
+        disc = _Disc()
+        if extra is not None and not discs:
+            if not disc.fits(extra, capacity):
+                raise PlanError(f"the files that are not records ({len(others)}, "
+                                f"{sum(i.size for i in others)} bytes) do not fit on a {media} "
+                                "disc with the records: move them out of the source")
+            disc.add(extra)
+        n = 0
+        while n < len(pending) and disc.fits(pending[n], capacity):
+            disc.add(pending[n])
+            n += 1
+        rest = []
+        for b in pending[n:]:          # move later blocks up to fill the disc
+            if disc.fits(b, capacity):
+                disc.add(b)
+            else:
+                rest.append(b)
+        pending = rest
+        discs.append(disc)
+    order = {id(i): n for n, i in enumerate(group.items)}
+    out = []
+    for d in discs:
+        recs = sorted((i for b in d.blocks for i in b.items if i.is_record),
+                      key=lambda i: order[id(i)])
+        out.append(recs + [i for b in d.blocks for i in b.items if not i.is_record])
+    return out
+
+
+def ranges(items: list[Item], group: Group) -> list[tuple[str, str, int]]:
+    """Runs of consecutive records of ``group`` among ``items``: (first 档号, last 档号, count)."""
+    order = {id(i): n for n, i in enumerate(group.items)}
+    runs: list[list] = []
+    for i in items:
+        if not i.is_record:
+            continue
+        n = order[id(i)]
+        if runs and runs[-1][3] == n - 1:
+            runs[-1][1], runs[-1][2], runs[-1][3] = i.archival_code or i.path, runs[-1][2] + 1, n
+        else:
+            runs.append([i.archival_code or i.path, i.archival_code or i.path, 1, n])
+    return [(a, b, c) for a, b, c, _ in runs]
+
+
+def predict(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,
+            side: str = "", key: Ed25519PrivateKey | None = None,
+            bagging_date: dt.date | None = None) -> int:
+    """The exact image size in sectors of the disc holding ``items`` (tag files included)."""
+    key = key or Ed25519PrivateKey.generate()
+    info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
+    tags = tag_files(items, info, key)
+    return image_sectors([(name, len(data)) for name, data in tags.items()]
+                         + [("data/" + i.path, i.size) for i in items])
+
+
+def make_plan(arrangement: Arrangement, media: str, capacity: int,
+              next_number: Callable[[str, str, str], int], source_organization: str,
+              bagging_date: dt.date | None = None) -> Plan:
+    """Plan every set of ``arrangement`` onto ``media`` discs of ``capacity`` sectors.
+
+    ``next_number(fonds, year, side_letter)`` gives the next free set number
+    (the inventory's); set IDs are ``<fonds>-<year>-<S|Z|N><NN>`` and disc
+    (image) IDs ``<set ID>-<kk>``. Raises PlanError (see :func:`pack`).
+    """
+    key = Ed25519PrivateKey.generate()
+    sets = []
+    used: dict[tuple[str, str, str], int] = {}
+    for g in arrangement.groups:
+        k = (g.fonds, g.year, g.letter)
+        used[k] = used[k] + 1 if k in used else next_number(*k)
+        group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
+        packed = pack(g, arrangement.others, capacity, media)
+        discs = []
+        for v, items in enumerate(packed, 1):
+            disc_id = f"{group_id}-{v:02d}"
+            info = DiscInfo(group_id, disc_id, v, len(packed))
+            sectors = predict(items, info, source_organization, g.fonds, g.side, key,
+                              bagging_date)
+            discs.append(DiscPlan(v, items, sectors, capacity, disc_id, ranges(items, g)))
+        sets.append(SetPlan(g, group_id, discs))
+    return Plan(media, capacity, sets, arrangement)
