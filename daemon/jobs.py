@@ -276,7 +276,11 @@ class _ReadOnlyNumbers:
         self.cfg = cfg
         self.db = None
         if cfg.inventory_path.is_file():
-            self.db = sqlite3.connect(f"file:{cfg.inventory_path}?mode=ro", uri=True)
+            # without a WAL file every row is in the main file: open it immutable, so not
+            # even the -shm index is made; with one, read-only (SQLite then needs its -shm)
+            wal = Path(str(cfg.inventory_path) + "-wal").exists()
+            self.db = sqlite3.connect(f"file:{cfg.inventory_path}?mode=ro"
+                                      f"{'' if wal else '&immutable=1'}", uri=True)
 
     def next_group_number(self, fonds: str, year: str, letter: str, taken=None) -> int:
         prefix = f"{fonds}-{year}-{letter}"

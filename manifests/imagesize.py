@@ -150,7 +150,7 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
     counter = [0]
     data = files = ce_total = 0
     ce_blocks: list[int] = []      # bytes used in each shared CE block (first fit)
-    margin = 0
+    margin = deep = 0
 
     def ce(n: int) -> None:
         for k, used in enumerate(ce_blocks):
@@ -200,9 +200,9 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
         pt_iso += 8 + len(d.iso_id) + len(d.iso_id) % 2 if path else 10
         pt_jol += 8 + len(d.joliet_id) if path else 10
         if d.depth > _DEEP:
-            margin += 8       # relocation: a record in rr_moved, CL/RE/PL entries
-    if margin:
-        margin += 8           # the rr_moved folder itself, in each tree
+            deep += 1
+    if deep:                  # relocation: rr_moved, its path table entry, CL/RE/PL records
+        margin += 2 + -(-deep * 130 // _ISO_FILL)
     tables = 2 * _path_table(pt_iso) + 2 * _path_table(pt_jol)
     return (_FIXED + udf + files + tables + iso_dirs + len(ce_blocks) + jol_dirs + data
             + margin)

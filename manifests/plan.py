@@ -12,7 +12,8 @@ in the group's archival order:
    blocks that do fit are moved up to fill the disc (so a disc may hold a
    few units from further on: :attr:`DiscPlan.ranges` lists its runs);
 3. the files of the source that are not records (its catalog, a README)
-   go onto the first disc of every set.
+   go onto every set, on its first disc with room for them (a disc of
+   their own at the end when none has room).
 
 Fit is decided with :class:`manifests.imagesize.Bound` (an upper bound of
 the image size) and each disc's image size is then predicted exactly with
@@ -223,12 +224,6 @@ def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[li
     discs: list[_Disc] = []
     while pending or not discs:
         disc = _Disc()
-        if extra is not None and not discs:
-            if not disc.fits(extra, capacity):
-                raise PlanError(f"the files that are not records ({len(others)}, "
-                                f"{sum(i.size for i in others)} bytes) do not fit on a {media} "
-                                "disc with the records: move them out of the source")
-            disc.add(extra)
         n = 0
         while n < len(pending) and disc.fits(pending[n], capacity):
             disc.add(pending[n])
@@ -241,6 +236,16 @@ def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[li
                 rest.append(b)
         pending = rest
         discs.append(disc)
+    if extra is not None:
+        if not _Disc().fits(extra, capacity):
+            raise PlanError(f"the files that are not records ({len(others)}, "
+                            f"{sum(i.size for i in others)} bytes) do not fit on a {media} "
+                            "disc: move them out of the source")
+        home = next((d for d in discs if d.fits(extra, capacity)), None)
+        if home is None:
+            home = _Disc()
+            discs.append(home)
+        home.add(extra)
     order = {id(i): n for n, i in enumerate(group.items)}
     out = []
     for d in discs:
