@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from config import CATEGORY_CODES, CATEGORY_ORDER, RETENTION_CODES, SIDES
 from .catalog import CATALOG_NAME, Item, Problem
@@ -106,7 +107,7 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
     others = [i for i in items if not i.is_record]
     rank = {c: n for n, c in enumerate(s.category_order)}
     year_now = str((today or dt.date.today()).year)
-    sides: dict[int, str] = {}
+    keyed = []
     for i in records:
         if not i.retention:
             i.retention = s.retention.get(i.category or "")
@@ -116,20 +117,22 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
         if not i.year:
             found.append(Problem("unarranged", where(i), f"has no year: put in {year_now}"))
             i.year = year_now
-        sides[id(i)] = side_of(i, s)
-
-    def key(i: Item):
         cat = i.category or ""
-        number = int(i.item_number) if (i.item_number or "").isdigit() else 1 << 30
-        return (i.fonds or s.fonds, i.year, _SIDE_RANK[sides[id(i)]], i.unit_code or "",
-                rank.get(cat, len(rank)), cat, number, i.path)
-
-    records.sort(key=key)
+        number = i.item_number
+        code = i.archival_code
+        fonds = code.split("-", 1)[0] if code and "-" in code else s.fonds
+        keyed.append(((fonds, i.year, _SIDE_RANK[side_of(i, s)], i.unit_code or "",
+                       rank.get(cat, len(rank)), cat,
+                       int(number) if number and number.isdigit() else 1 << 30, i.path), i))
+    keyed.sort(key=itemgetter(0))
+    records = [i for _, i in keyed]
     assigned = _codes(records, s, found)
-    groups: dict[tuple[str, str, str], Group] = {}
-    for i in records:
-        g = (i.fonds or s.fonds, i.year, sides[id(i)])
-        groups.setdefault(g, Group(*g)).items.append(i)
+    groups: dict[tuple[str, str, int], Group] = {}
+    for k, i in keyed:
+        g = groups.get(k[:3])
+        if g is None:
+            g = groups[k[:3]] = Group(k[0], k[1], "收" if k[2] == 0 else "支")
+        g.items.append(i)
     ordered = list(groups.values())
     if not ordered:
         ordered = [Group(s.fonds, year_now, "")]

@@ -44,6 +44,7 @@ PUBLIC_KEY_NAME = "signing-key.pub"
 DESCRIPTION_NAME = "说明文件.txt"
 RETENTION_ORDER = ["10年", "30年", "50年", "100年", "永久"]
 _NO_HASH = "0" * 64
+_CSV_SPECIAL = ('"', "\r", "\n")     # with "," (counted apart): what makes csv quote a field
 
 
 def encode_manifest_path(path: str) -> str:
@@ -76,18 +77,42 @@ class Bag:
     tag_dir: Path
 
 
+CATALOG_HEADER = CATALOG_COLUMNS + ["光盘路径", "字节", "SHA256"]
+"""The columns of a disc's catalog: the source catalog's, then the place on the disc."""
+
+
+def catalog_row(i: Item) -> list:
+    """One record's row of the disc's catalog (归档文件目录.csv), in CATALOG_HEADER order."""
+    return [i.item_number or "", i.archival_code or "", i.responsible or "",
+            i.unit_code or "", i.title or "", i.date or "", i.pages or "",
+            i.classification or "", i.retention or "", i.category or "", i.flow or "",
+            i.remarks or "", i.path, "data/" + i.path, i.size, i.sha256 or _NO_HASH]
+
+
+def manifest_line(i: Item) -> str:
+    """One payload file's line of manifest-sha256.txt (RFC 8493 section 2.1.3)."""
+    return f"{i.sha256 or _NO_HASH}  {encode_manifest_path('data/' + i.path)}\n"
+
+
 def _catalog_csv(items: list[Item]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CATALOG_COLUMNS + ["光盘路径", "字节", "SHA256"])
+    w.writerow(CATALOG_HEADER)
     for i in items:
-        if not i.is_record:
-            continue
-        w.writerow([i.item_number or "", i.archival_code or "", i.responsible or "",
-                    i.unit_code or "", i.title or "", i.date or "", i.pages or "",
-                    i.classification or "", i.retention or "", i.category or "", i.flow or "",
-                    i.remarks or "", i.path, "data/" + i.path, i.size, i.sha256 or _NO_HASH])
+        if i.is_record:
+            w.writerow(catalog_row(i))
     return out.getvalue().encode("utf-8")
+
+
+def csv_bytes(row: list) -> int:
+    """The UTF-8 length of ``row`` written as one CSV line (as the disc's catalog writes it)."""
+    fields = [str(v) for v in row]
+    text = "\x1f".join(fields)
+    if len(row) > 1 and "," not in text and not any(c in text for c in _CSV_SPECIAL):
+        return len(text.encode("utf-8")) + 1      # QUOTE_MINIMAL quotes nothing here
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(row)
+    return len(out.getvalue().encode("utf-8"))
 
 
 @dataclass
@@ -170,9 +195,7 @@ def tag_files(items: list[Item], info: dict[str, str], key: Ed25519PrivateKey) -
     files: dict[str, bytes] = {
         "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
         "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8"),
-        "manifest-sha256.txt": "".join(
-            f"{i.sha256 or _NO_HASH}  {encode_manifest_path('data/' + i.path)}\n"
-            for i in items).encode("utf-8"),
+        "manifest-sha256.txt": "".join(manifest_line(i) for i in items).encode("utf-8"),
         CATALOG_NAME: _catalog_csv(items),
         DESCRIPTION_NAME: _description(info, items),
         PUBLIC_KEY_NAME: signing.public_pem(key),
@@ -182,6 +205,29 @@ def tag_files(items: list[Item], info: dict[str, str], key: Ed25519PrivateKey) -
     files["tagmanifest-sha256.txt"] = tagmanifest
     files[SIGNATURE_NAME] = signing.sign(key, tagmanifest)
     return files
+
+
+def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
+              catalog_bytes: int) -> dict[str, int]:
+    """The sizes in bytes of :func:`tag_files`, without rendering the manifest and catalog.
+
+    ``manifest_bytes`` and ``catalog_bytes`` are the sums of the items'
+    :func:`manifest_line` and :func:`catalog_row` lengths (``csv_bytes``),
+    kept by the caller. The signature (base64 of 64 bytes and a newline)
+    and the public key (PEM of an Ed25519 key) have fixed sizes.
+    """
+    sizes = {
+        "bagit.txt": 55,
+        "bag-info.txt": len("".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8")),
+        "manifest-sha256.txt": manifest_bytes,
+        CATALOG_NAME: csv_bytes(CATALOG_HEADER) + catalog_bytes,
+        DESCRIPTION_NAME: len(_description(info, items)),
+        PUBLIC_KEY_NAME: 113,
+    }
+    sizes["tagmanifest-sha256.txt"] = sum(64 + 2 + len(encode_manifest_path(n).encode("utf-8")) + 1
+                                          for n in sizes)
+    sizes[SIGNATURE_NAME] = 89
+    return sizes
 
 
 def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscInfo,

@@ -31,6 +31,7 @@ are 2048 bytes.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 from mastering.iso import SECTOR, _iso9660_name, joliet_name
@@ -89,12 +90,15 @@ def joliet_record(name: str) -> int:
 
 def udf_fid(name: str) -> int:
     """A UDF File Identifier Descriptor's length in bytes (OSTA CS0: 8 or 16 bits a character)."""
-    try:
-        n = len(name.encode("latin-1"))
-    except UnicodeEncodeError:
-        n = len(name.encode("utf-16-be"))
+    n = len(name) if max(name, default="\0") <= "\xff" else len(name.encode("utf-16-be"))
     n = 38 + n + 1
     return n + (-n) % 4
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def name_info(name: str) -> tuple[int, bytes, int]:
+    """What a name costs in the trees: (UTF-8 bytes, Joliet identifier in UCS-2, UDF FID bytes)."""
+    return len(name.encode("utf-8")), joliet_name(name).encode("utf-16-be"), udf_fid(name)
 
 
 def _iso_dir_sectors(records: list[int]) -> int:
@@ -162,16 +166,16 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
     def child(parent: _Dir, name: str, is_dir: bool, size: int = 0) -> tuple[bytes, bytes]:
         nonlocal margin
         iso = _iso9660_name(name, is_dir, parent.taken, counter)
-        rec, ce_bytes = iso_record(len(iso), len(name.encode("utf-8")))
+        nbytes, jol, fid = name_info(name)
+        rec, ce_bytes = iso_record(len(iso), nbytes)
         extents = max(1, -(-size // _MULTI_EXTENT)) if not is_dir else 1
         parent.iso.extend([(iso.encode("ascii"), rec)] * extents)
         if extents > 1:
             margin += extents
         if ce_bytes:
             ce(ce_bytes)
-        jol = joliet_name(name).encode("utf-16-be")
         parent.jol.append((jol, 34 + len(jol)))
-        parent.udf.append(udf_fid(name))
+        parent.udf.append(fid)
         return iso.encode("ascii"), jol
 
     def ensure(path: str) -> _Dir:
@@ -236,12 +240,14 @@ class Bound:
     @staticmethod
     def file_cost(name: str, size: int) -> float:
         """Sectors a file adds at most: data, File Entry, its records in three trees."""
-        rec, ce = iso_record(14, len(name.encode("utf-8")))
+        nbytes, jol, fid = name_info(name)
+        rec, ce = iso_record(14, nbytes)
         extents = max(1, -(-size // _MULTI_EXTENT))
         return (-(-size // SECTOR) + 1 + extents * rec / _ISO_FILL + 2 * ce / SECTOR
-                + joliet_record(name) / _JOLIET_FILL + udf_fid(name) / SECTOR + 2 * (extents - 1))
+                + (34 + len(jol)) / _JOLIET_FILL + fid / SECTOR + 2 * (extents - 1))
 
     @staticmethod
+    @functools.lru_cache(maxsize=1 << 16)
     def dir_cost(path: str) -> float:
         """Sectors a folder adds at most (its own areas, records, path table entries)."""
         name = path.rpartition("/")[2]

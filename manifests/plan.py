@@ -24,16 +24,15 @@ reads sizes only: nothing is hashed or written.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .arrange import Arrangement, Group
-from .bag import DESCRIPTION_NAME, DiscInfo, bag_info, encode_manifest_path, tag_files
+from .bag import (DESCRIPTION_NAME, DiscInfo, bag_info, catalog_row, csv_bytes, manifest_line,
+                  tag_files, tag_sizes)
 from .catalog import CATALOG_NAME, Item
 from .imagesize import SECTOR, Bound, image_sectors
 
@@ -127,14 +126,19 @@ def _numbers(records: list[Item]) -> list[str]:
     return [nums[0], nums[-1]] if nums else []
 
 
-def _catalog_row_bytes(i: Item) -> int:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(
-        [i.item_number or "", i.archival_code or "", i.responsible or "", i.unit_code or "",
-         i.title or "", i.date or "", i.pages or "", i.classification or "", i.retention or "",
-         i.category or "", i.flow or "", i.remarks or "", i.path, "data/" + i.path, i.size,
-         "0" * 64])
-    return len(out.getvalue().encode("utf-8"))
+Sizes = dict
+"""Per item (by id, while the items live) during one planning run: (manifest line
+bytes, catalog row bytes, Bound.file_cost)."""
+
+
+def _sizes(i: Item, cache: Sizes) -> tuple[int, int, float]:
+    got = cache.get(id(i))
+    if got is None:
+        name = i.path.rpartition("/")[2]
+        got = cache[id(i)] = (len(manifest_line(i).encode("utf-8")),
+                              csv_bytes(catalog_row(i)) if i.is_record else 0,
+                              Bound.file_cost(name, i.size))
+    return got
 
 
 @dataclass
@@ -144,14 +148,12 @@ class _Block:
     dirs: set[str]
 
 
-def _block(items: list[Item]) -> _Block:
+def _block(items: list[Item], cache: Sizes) -> _Block:
     cost, dirs = 0.0, set()
     for i in items:
         disc_path = "data/" + i.path
-        name = disc_path.rpartition("/")[2]
-        manifest = 64 + 2 + len(encode_manifest_path(disc_path).encode("utf-8")) + 1
-        row = _catalog_row_bytes(i) if i.is_record else 0
-        cost += Bound.file_cost(name, i.size) + (manifest + row) / SECTOR
+        manifest, row, file_cost = _sizes(i, cache)
+        cost += file_cost + (manifest + row) / SECTOR
         parent = disc_path.rpartition("/")[0]
         while parent and parent not in dirs:
             dirs.add(parent)
@@ -183,7 +185,7 @@ class _Disc:
         self.blocks.append(b)
 
 
-def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
+def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Block]:
     """The group's packing blocks: whole units, else their categories, else their items."""
     empty = _Disc()
     out: list[_Block] = []
@@ -191,7 +193,7 @@ def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
     for i in group.items:
         units.setdefault(i.unit_code or "", []).append(i)
     for unit in units.values():
-        b = _block(unit)
+        b = _block(unit, cache)
         if empty.fits(b, capacity):
             out.append(b)
             continue
@@ -199,12 +201,12 @@ def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
         for i in unit:
             cats.setdefault(i.category or "", []).append(i)
         for cat in cats.values():
-            b = _block(cat)
+            b = _block(cat, cache)
             if empty.fits(b, capacity):
                 out.append(b)
                 continue
             for i in cat:
-                b = _block([i])
+                b = _block([i], cache)
                 if not empty.fits(b, capacity):
                     raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
                                     f"holds ({capacity} sectors of 2048 bytes with the bag): "
@@ -213,14 +215,16 @@ def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
     return out
 
 
-def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[list[Item]]:
+def pack(group: Group, others: list[Item], capacity: int, media: str,
+         cache: Sizes | None = None) -> list[list[Item]]:
     """The group's items disc by disc (see the module docstring for the rules).
 
     Raises PlanError when one item, or the source's non-record files, cannot
     fit on an empty disc.
     """
-    pending = _blocks(group, capacity, media)
-    extra = _block(others) if others else None
+    cache = {} if cache is None else cache
+    pending = _blocks(group, capacity, media, cache)
+    extra = _block(others, cache) if others else None
     discs: list[_Disc] = []
     while pending or not discs:
         disc = _Disc()
@@ -272,13 +276,20 @@ def ranges(items: list[Item], group: Group) -> list[tuple[str, str, int]]:
 
 def predict(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,
             side: str = "", key: Ed25519PrivateKey | None = None,
-            bagging_date: dt.date | None = None) -> int:
-    """The exact image size in sectors of the disc holding ``items`` (tag files included)."""
-    key = key or Ed25519PrivateKey.generate()
+            bagging_date: dt.date | None = None, cache: Sizes | None = None) -> int:
+    """The exact image size in sectors of the disc holding ``items`` (tag files included).
+
+    With ``key`` the tag files are rendered and signed as the bag will be;
+    without, their sizes are computed (:func:`manifests.bag.tag_sizes`).
+    """
     info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
-    tags = tag_files(items, info, key)
-    return image_sectors([(name, len(data)) for name, data in tags.items()]
-                         + [("data/" + i.path, i.size) for i in items])
+    if key is not None:
+        tags = {name: len(data) for name, data in tag_files(items, info, key).items()}
+    else:
+        cache = {} if cache is None else cache
+        sizes = [_sizes(i, cache) for i in items]
+        tags = tag_sizes(items, info, sum(s[0] for s in sizes), sum(s[1] for s in sizes))
+    return image_sectors(list(tags.items()) + [("data/" + i.path, i.size) for i in items])
 
 
 def make_plan(arrangement: Arrangement, media: str, capacity: int,
@@ -290,20 +301,20 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
     (the inventory's); set IDs are ``<fonds>-<year>-<S|Z|N><NN>`` and disc
     (image) IDs ``<set ID>-<kk>``. Raises PlanError (see :func:`pack`).
     """
-    key = Ed25519PrivateKey.generate()
     sets = []
+    cache: Sizes = {}
     used: dict[tuple[str, str, str], int] = {}
     for g in arrangement.groups:
         k = (g.fonds, g.year, g.letter)
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
-        packed = pack(g, arrangement.others, capacity, media)
+        packed = pack(g, arrangement.others, capacity, media, cache)
         discs = []
         for v, items in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"
             info = DiscInfo(group_id, disc_id, v, len(packed))
-            sectors = predict(items, info, source_organization, g.fonds, g.side, key,
-                              bagging_date)
+            sectors = predict(items, info, source_organization, g.fonds, g.side, None,
+                              bagging_date, cache)
             discs.append(DiscPlan(v, items, sectors, capacity, disc_id, ranges(items, g)))
         sets.append(SetPlan(g, group_id, discs))
     return Plan(media, capacity, sets, arrangement)
