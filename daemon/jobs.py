@@ -435,7 +435,7 @@ def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, ca
             f"{capacity} (the plan predicted {dp.sectors}): report this as a bug, and "
             "archive with a larger medium (--media) meanwhile")
     cfg.images_dir.mkdir(parents=True, exist_ok=True)
-    image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress(f"master {set_id}"))
+    image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
     tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
                  for name, host in bag.entries if not name.startswith("data/")]
     expected = Expected(image.size, None, tuple(
@@ -444,7 +444,7 @@ def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, ca
            for i in items]))
     changed = _changed_files(source, items)
     check = verify(file_chunks(image.path, image.size), expected, public_pem,
-                   ui.progress(f"check {set_id}"))
+                   ui.progress("check image"))
     image = replace(image, sha256=check.image_sha256)
     expected = replace(expected, sha256=image.sha256)
     changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
