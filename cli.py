@@ -338,7 +338,8 @@ def show(home, disc_id, as_json):
     if as_json:
         _emit_json(disc)
         return
-    for k in ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "medium_path",
+    for k in ["disc_id", "set_id", "group_id", "volume", "volumes", "side", "copy_label", "state",
+              "medium", "drive", "medium_path",
               "burned_at", "due_at", "verification", "verified_at", "failure",
               "record_count", "file_count", "payload_bytes", "years", "retention",
               "image_sha256", "image_sectors", "image_bytes", "image_path"]:

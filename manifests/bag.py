@@ -230,18 +230,21 @@ def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
     return sizes
 
 
-def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscInfo,
+def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscInfo | str,
                     source_organization: str, fonds: str,
                     key: Ed25519PrivateKey, bagging_date: dt.date | None = None,
                     side: str = "") -> Bag:
     """Write the tag files of the bag for ``items`` into ``tag_dir``.
 
     ``disc`` places the bag in its set (Bag-Group-Identifier, Bag-Count
-    "k of n"). ``items`` carry the SHA-256 measured when the source was
+    "k of n"); a plain ID means a set of this one disc. ``items`` carry
+    the SHA-256 measured when the source was
     scanned; the manifest records exactly those values, so a file that
     changes afterwards fails validation instead of being recorded with its
     new content. Raises OSError if ``tag_dir`` cannot be written.
     """
+    if isinstance(disc, str):
+        disc = DiscInfo(disc, disc)
     tag_dir.mkdir(parents=True, exist_ok=True)
     info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
     entries: list[tuple[str, Path]] = []
