@@ -44,7 +44,7 @@ from manifests import signing
 from manifests.arrange import Settings, arrange
 from manifests.bag import DiscInfo, item_range, write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
-from manifests.plan import DiscPlan, Plan, PlanError, SetPlan, make_plan
+from manifests.plan import DiscPlan, Plan, PlanError, SetPlan, gc_paused, make_plan
 from manifests.validate import validate_bag
 from mastering.iso import Image, Layout, sha256_file
 from verification.onepass import Extent, file_chunks
@@ -260,10 +260,11 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     if _looks_like_a_bag(source):
         source = _payload_of_bag(source, [])
     problems: list = []
-    items = scan(source, cfg.retention, None, [], problems, hashing=False)
     ro = _ReadOnlyNumbers(cfg)
     try:
-        return plan_source(cfg, source, media, capacity, items, problems, ro)
+        with gc_paused():
+            items = scan(source, cfg.retention, None, [], problems, hashing=False)
+            return plan_source(cfg, source, media, capacity, items, problems, ro)
     finally:
         ro.close()
 
@@ -383,7 +384,8 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         problems: list = []
         items = scan(source, cfg.retention, ui.progress("scan"), warnings, problems)
         # The scanned item list is final here: arrangement and planning start from `items`.
-        plan = plan_source(cfg, source, media, capacity, items, problems, inv)
+        with gc_paused():
+            plan = plan_source(cfg, source, media, capacity, items, problems, inv)
         if strict and plan.problems:
             raise strict_refusal(plan.problems)
         warnings += [str(p) for p in plan.problems]

@@ -121,17 +121,20 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
         number = i.item_number
         code = i.archival_code
         fonds = code.split("-", 1)[0] if code and "-" in code else s.fonds
-        keyed.append(((fonds, i.year, _SIDE_RANK[side_of(i, s)], i.unit_code or "",
-                       rank.get(cat, len(rank)), cat,
-                       int(number) if number and number.isdigit() else 1 << 30, i.path), i))
+        side = side_of(i, s)
+        # one string compares fastest: fonds, year, side, unit, category rank, 件号, path
+        keyed.append((f"{fonds}\0{i.year}\0{_SIDE_RANK[side]}\0{i.unit_code or ''}\0"
+                      f"{rank.get(cat, len(rank)):04d}{cat}\0"
+                      f"{int(number) if number and number.isdigit() else 1 << 30:010d}\0{i.path}",
+                      fonds, i.year, side, i))
     keyed.sort(key=itemgetter(0))
-    records = [i for _, i in keyed]
+    records = [k[4] for k in keyed]
     assigned = _codes(records, s, found)
-    groups: dict[tuple[str, str, int], Group] = {}
-    for k, i in keyed:
-        g = groups.get(k[:3])
+    groups: dict[tuple[str, str, str], Group] = {}
+    for _, fonds, year, side, i in keyed:
+        g = groups.get((fonds, year, side))
         if g is None:
-            g = groups[k[:3]] = Group(k[0], k[1], "收" if k[2] == 0 else "支")
+            g = groups[fonds, year, side] = Group(fonds, year, side)
         g.items.append(i)
     ordered = list(groups.values())
     if not ordered:

@@ -223,9 +223,8 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames or []
+            rows = [r for r in csv.reader(f) if r]      # blank lines skipped, as DictReader does
+        header = rows.pop(0) if rows else []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ScanError(f"cannot read the catalog {path.name}: {exc}; "
                         "save it as UTF-8 CSV") from None
@@ -242,10 +241,11 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
         else:
             soft.append(Problem("row-without-file", f"{path.name} line {line}", text))
 
-    for line, row in enumerate(rows, start=2):
-        if None in row:
+    width = len(header)
+    for line, fields in enumerate(rows, start=2):
+        if len(fields) > width:
             errors.append(f"line {line} has more fields than the header")
-        row = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        row = dict(zip(header, map(str.strip, fields)))
         rel = row.get("文件", "").replace("\\", "/")
         if not rel:
             missing(line, "names no file (文件 is empty)")
@@ -290,9 +290,8 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     paths = _walk(source, warnings)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
-    stats = {}
-    for rel in paths:
-        stats[rel] = os.stat(source / rel)
+    root = os.fspath(source)
+    stats = {rel: os.stat(os.path.join(root, rel)) for rel in paths}
     total = sum(st.st_size for st in stats.values())
     done = 0
 
@@ -308,8 +307,8 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         rows_by_path = read_catalog(source / CATALOG_NAME, set(stats), problems)
     items = []
     for rel in paths:
-        full = source / rel
         if hashing:
+            full = source / rel
             mtime = os.stat(full).st_mtime_ns
             digest, size = hash_file(full, tick)
         else:
@@ -332,27 +331,30 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     return items
 
 
+_KNOWN_COLUMNS = frozenset(CATALOG_COLUMNS)
+
+
 def _from_row(item: Item, row: dict[str, str]) -> None:
-    """Fill metadata from a catalog row, the path filling what the row leaves blank."""
+    """Fill metadata from a catalog row, the path filling what the row leaves blank.
+
+    The row's values are stripped already (:func:`read_catalog`).
+    """
     _from_path(item)
     item.is_record = True
-
-    def get(col: str) -> str | None:
-        v = (row.get(col) or "").strip()
-        return v or None
-
-    item.archival_code = get("档号")
+    get = row.get
+    item.archival_code = get("档号") or None
     item.item_number = get("件号") or item.item_number
     item.title = get("题名") or item.title
     item.unit_code = get("代码") or item.unit_code
     item.category = get("类别") or item.category
-    item.retention = get("保管期限")
-    item.date = get("日期")
-    item.pages = get("页数")
-    item.classification = get("密级")
-    item.responsible = get("责任者")
-    item.flow = get("收支")
-    item.remarks = get("备注")
+    item.retention = get("保管期限") or None
+    item.date = get("日期") or None
+    item.pages = get("页数") or None
+    item.classification = get("密级") or None
+    item.responsible = get("责任者") or None
+    item.flow = get("收支") or None
+    item.remarks = get("备注") or None
     if item.date and len(item.date) >= 4 and item.date[:4].isdigit():
         item.year = item.year or item.date[:4]
-    item.extra = {k: v for k, v in row.items() if k not in CATALOG_COLUMNS and k and v}
+    if len(row) > len(_KNOWN_COLUMNS) or not _KNOWN_COLUMNS.issuperset(row):
+        item.extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 from typing import Iterable
 
-from mastering.iso import SECTOR, _iso9660_name, joliet_name
+from mastering.iso import _D_CHARS, _JOLIET_FORBIDDEN, JOLIET_MAX, SECTOR, _iso9660_name, joliet_name
 
 _FIXED = 259 + 1 + 1 + 1
 """Sectors of an image with no file: up to the UDF root (259), ER, closing anchor,
@@ -98,7 +98,14 @@ def udf_fid(name: str) -> int:
 @functools.lru_cache(maxsize=1 << 17)
 def name_info(name: str) -> tuple[int, bytes, int]:
     """What a name costs in the trees: (UTF-8 bytes, Joliet identifier in UCS-2, UDF FID bytes)."""
-    return len(name.encode("utf-8")), joliet_name(name).encode("utf-16-be"), udf_fid(name)
+    ucs2 = name.encode("utf-16-be")
+    if len(ucs2) <= 2 * JOLIET_MAX and not _JOLIET_FORBIDDEN.search(name):
+        jol = ucs2              # joliet_name keeps such a name as it is
+    else:
+        jol = joliet_name(name).encode("utf-16-be")
+    n = len(name) if max(name, default="\0") <= "\xff" else len(ucs2)
+    n = 38 + n + 1
+    return len(name.encode("utf-8")), jol, n + (-n) % 4
 
 
 def _iso_dir_sectors(records: list[int]) -> int:
@@ -163,9 +170,29 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
                 return
         ce_blocks.append(n)
 
+    exts: dict[str, str] = {}
+
+    def iso_name(parent: _Dir, name: str, is_dir: bool) -> str:
+        """_iso9660_name, quicker for a file whose name is not ASCII (always a generated name)."""
+        if is_dir or name.isascii():
+            return _iso9660_name(name, is_dir, parent.taken, counter)
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            ext = ""
+        e = exts.get(ext)
+        if e is None:
+            e = exts[ext] = _D_CHARS.sub("_", ext.upper())[:3]
+        while True:
+            counter[0] += 1
+            cand = f"F{counter[0]:07d}"
+            if cand not in parent.taken:
+                break
+        parent.taken.add(cand)
+        return f"{cand}.{e};1"
+
     def child(parent: _Dir, name: str, is_dir: bool, size: int = 0) -> tuple[bytes, bytes]:
         nonlocal margin
-        iso = _iso9660_name(name, is_dir, parent.taken, counter)
+        iso = iso_name(parent, name, is_dir)
         nbytes, jol, fid = name_info(name)
         rec, ce_bytes = iso_record(len(iso), nbytes)
         extents = max(1, -(-size // _MULTI_EXTENT)) if not is_dir else 1
@@ -247,7 +274,7 @@ class Bound:
                 + (34 + len(jol)) / _JOLIET_FILL + fid / SECTOR + 2 * (extents - 1))
 
     @staticmethod
-    @functools.lru_cache(maxsize=1 << 16)
+    @functools.lru_cache(maxsize=1 << 18)
     def dir_cost(path: str) -> float:
         """Sectors a folder adds at most (its own areas, records, path table entries)."""
         name = path.rpartition("/")[2]

@@ -25,6 +25,8 @@ reads sizes only: nothing is hashed or written.
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +37,25 @@ from .bag import (DESCRIPTION_NAME, DiscInfo, bag_info, catalog_row, csv_bytes, 
                   tag_files, tag_sizes)
 from .catalog import CATALOG_NAME, Item
 from .imagesize import SECTOR, Bound, image_sectors
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while a plan is made.
+
+    Planning allocates a few objects per item and frees almost none until
+    it ends; each full collection walks every live object, so with 365,245
+    items the collector alone costs more than the planning (see
+    docs/BENCHMARKS.md). Reference counting still frees everything; the
+    collector runs again afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class PlanError(Exception):
@@ -145,18 +166,18 @@ def _sizes(i: Item, cache: Sizes) -> tuple[int, int, float]:
 class _Block:
     items: list[Item]
     cost: float
-    dirs: set[str]
+    dirs: dict[str, float]        # folder -> Bound.dir_cost
 
 
 def _block(items: list[Item], cache: Sizes) -> _Block:
-    cost, dirs = 0.0, set()
+    cost, dirs = 0.0, {}
     for i in items:
         disc_path = "data/" + i.path
         manifest, row, file_cost = _sizes(i, cache)
         cost += file_cost + (manifest + row) / SECTOR
         parent = disc_path.rpartition("/")[0]
         while parent and parent not in dirs:
-            dirs.add(parent)
+            dirs[parent] = Bound.dir_cost(parent)
             parent = parent.rpartition("/")[0]
     return _Block(items, cost, dirs)
 
@@ -174,7 +195,8 @@ class _Disc:
         self.blocks: list[_Block] = []
 
     def cost(self, b: _Block) -> float:
-        return b.cost + sum(Bound.dir_cost(d) for d in b.dirs if d not in self.bound.dirs)
+        have = self.bound.dirs
+        return b.cost + sum(c for d, c in b.dirs.items() if d not in have)
 
     def fits(self, b: _Block, capacity: int) -> bool:
         return self.bound.total + self.cost(b) < capacity
@@ -259,9 +281,14 @@ def pack(group: Group, others: list[Item], capacity: int, media: str,
     return out
 
 
-def ranges(items: list[Item], group: Group) -> list[tuple[str, str, int]]:
-    """Runs of consecutive records of ``group`` among ``items``: (first 档号, last 档号, count)."""
-    order = {id(i): n for n, i in enumerate(group.items)}
+def ranges(items: list[Item], group: Group, order: dict[int, int] | None = None
+           ) -> list[tuple[str, str, int]]:
+    """Runs of consecutive records of ``group`` among ``items``: (first 档号, last 档号, count).
+
+    ``order`` maps id(item) to its place in the group (made here when None).
+    """
+    if order is None:
+        order = {id(i): n for n, i in enumerate(group.items)}
     runs: list[list] = []
     for i in items:
         if not i.is_record:
@@ -309,12 +336,13 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
         packed = pack(g, arrangement.others, capacity, media, cache)
+        order = {id(i): n for n, i in enumerate(g.items)}
         discs = []
         for v, items in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"
             info = DiscInfo(group_id, disc_id, v, len(packed))
             sectors = predict(items, info, source_organization, g.fonds, g.side, None,
                               bagging_date, cache)
-            discs.append(DiscPlan(v, items, sectors, capacity, disc_id, ranges(items, g)))
+            discs.append(DiscPlan(v, items, sectors, capacity, disc_id, ranges(items, g, order)))
         sets.append(SetPlan(g, group_id, discs))
     return Plan(media, capacity, sets, arrangement)
