@@ -174,8 +174,8 @@ def init(home, file_drives):
 
 
 def _print_problems(problems) -> None:
-    for p in problems:
-        click.echo(f"discarchive: warning: {_safe(p)}", err=True)
+    for line in jobs.problem_lines(problems, 50):
+        click.echo(f"discarchive: warning: {_safe(line)}", err=True)
 
 
 @main.command()

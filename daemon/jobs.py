@@ -119,11 +119,6 @@ class RunResult:
     def ok(self) -> bool:
         return bool(self.images) and all(r.ok for r in self.images)
 
-    @property
-    def set_ids(self) -> list[str]:
-        """The disc sets (group IDs) made, in order."""
-        return list(dict.fromkeys(r.group_id for r in self.images))
-
 
 def open_drives(cfg: Config) -> list:
     """Every configured drive, each checked to have its program installed.
@@ -302,6 +297,19 @@ class _ReadOnlyNumbers:
             self.db.close()
 
 
+SHOWN_PROBLEMS = 20
+"""Arrangement problems shown one a line; the rest are counted (``plan --json`` lists all)."""
+
+
+def problem_lines(problems: list, shown: int = SHOWN_PROBLEMS) -> list[str]:
+    """One warning line per problem, the first ``shown`` of them, then how many more."""
+    lines = [str(p) for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"and {len(problems) - shown} more arrangement problem(s): "
+                     "`discarchive plan SOURCE --json` lists them all")
+    return lines
+
+
 def strict_refusal(problems: list) -> JobError:
     """The one-line refusal of ``--strict`` while arrangement problems remain."""
     return JobError(f"{len(problems)} arrangement problem(s) (--strict): {problems[0]}"
@@ -388,7 +396,7 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             plan = plan_source(cfg, source, media, capacity, items, problems, inv)
         if strict and plan.problems:
             raise strict_refusal(plan.problems)
-        warnings += [str(p) for p in plan.problems]
+        warnings += problem_lines(plan.problems)
         try:
             for sp in plan.sets:
                 for dp in sp.discs:

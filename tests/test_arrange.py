@@ -152,3 +152,14 @@ def test_strict_plan_and_archive_refuse_while_problems_remain(run, source_copy, 
     assert list((home / "images").iterdir()) == []
     res = run("plan", str(source_copy))
     assert res.exit_code == 0 and "warning" in res.stderr and "line 4" in res.stderr
+
+
+def test_many_problems_are_shown_with_a_count_of_the_rest():
+    from daemon.jobs import problem_lines
+    from manifests.catalog import Problem
+    problems = [Problem("row-without-file", f"{CATALOG_NAME} line {n}", "names x")
+                for n in range(2, 27)]
+    lines = problem_lines(problems, 20)
+    assert lines[:20] == [str(p) for p in problems[:20]]
+    assert lines[20].startswith("and 5 more") and "--json" in lines[20] and len(lines) == 21
+    assert problem_lines(problems[:3], 20) == [str(p) for p in problems[:3]]
