@@ -245,15 +245,18 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     """The disc sets an ``archive`` of ``source`` would make now, writing nothing.
 
     Reads the file sizes (no hashing) and the inventory (read-only, for the
-    next set numbers); the home is not written. Raises what :func:`archive`
-    raises before its first write (ScanError, JobError, ConfigError).
+    next set numbers); the home is not written. A source that is a BagIt
+    bag is planned as its payload (``data/``) without validating it
+    (validation hashes every file; ``archive`` does it first). Raises what
+    :func:`archive` raises before its first write (ScanError, JobError,
+    ConfigError).
     """
     media = (media or cfg.media).strip().lower()
     capacity = media_sectors(media)
     source = Path(source)
     _check_apart(source, cfg.home)
     if _looks_like_a_bag(source):
-        source = _payload_of_bag(source, [])
+        source = source / "data"
     problems: list = []
     ro = _ReadOnlyNumbers(cfg)
     try:

@@ -238,3 +238,16 @@ def test_arrangement_settings_come_from_the_config(home, demo_archive):
     assert all(i.sha256 == "" for i in items)
     p = make_plan(arrange(items, s), "dvd-r", 2_298_496, lambda *k: 7, "局")
     assert p.sets[0].group_id == "160-2024-S07"
+
+
+def test_a_bag_is_planned_as_its_payload_without_hashing(home, run, one_set_archive, tmp_path,
+                                                          monkeypatch):
+    bag = tmp_path / "incoming"
+    import shutil
+    shutil.copytree(one_set_archive, bag / "data")
+    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    monkeypatch.setattr("manifests.catalog.hash_file", lambda *a, **k: 1 / 0)
+    res = run("plan", str(bag), "--json")
+    assert res.exit_code == 0, res.stderr
+    (s,) = json.loads(res.stdout)["sets"]
+    assert s["set_id"] == "160-2024-S01" and s["discs"][0]["records"] == 14
