@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+from pathlib import Path
 
 import bagit
 import pytest
@@ -251,3 +252,45 @@ def test_a_bag_is_planned_as_its_payload_without_hashing(home, run, one_set_arch
     assert res.exit_code == 0, res.stderr
     (s,) = json.loads(res.stdout)["sets"]
     assert s["set_id"] == "160-2024-S01" and s["discs"][0]["records"] == 14
+
+
+def test_an_inventory_made_before_disc_sets_had_groups_is_upgraded(tmp_path):
+    import sqlite3
+    path = tmp_path / "inventory.db"
+    Inventory.create(path).close()
+    db = sqlite3.connect(path)
+    for column in ("group_id", "volume", "volumes", "side"):
+        db.execute(f"ALTER TABLE disc_sets DROP COLUMN {column}")
+    db.execute("INSERT INTO disc_sets (set_id, state, copies) VALUES ('160-2023-0001', "
+               "'archived', 2)")
+    db.commit()
+    db.close()
+    inv = Inventory.open(path)
+    row = inv.disc_set("160-2023-0001")
+    assert (row["group_id"], row["volume"], row["volumes"]) == ("160-2023-0001", 1, 1)
+    assert [r["set_id"] for r in inv.group("160-2023-0001")] == ["160-2023-0001"]
+    assert inv.next_group_number("160", "2023", "S") == 1
+
+
+def test_every_image_of_a_set_is_recorded_before_its_first_burn(home, run, demo_archive,
+                                                                monkeypatch):
+    real = jobs.burn_copies
+    seen = []
+
+    def burn_copies(cfg, copies, set_id, *a, **k):
+        inv = Inventory.open(home / "inventory.db")
+        try:
+            me = inv.disc_set(set_id)
+            volumes = inv.group(me["group_id"])
+            seen.append((set_id, len(volumes), me["volumes"]))
+            assert all(v["state"] in ("mastered", "archived") for v in volumes)
+            assert all(v["image_path"] and Path(v["image_path"]).is_file() for v in volumes)
+        finally:
+            inv.close()
+        return real(cfg, copies, set_id, *a, **k)
+
+    monkeypatch.setattr(jobs, "burn_copies", burn_copies)
+    res = run("archive", str(demo_archive), "--media", "custom:360", "--copies", "1")
+    assert res.exit_code == 0, res.stderr
+    assert seen and all(n == volumes for _, n, volumes in seen)
+    assert any(volumes > 1 for _, _, volumes in seen)
