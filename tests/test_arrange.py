@@ -163,3 +163,18 @@ def test_many_problems_are_shown_with_a_count_of_the_rest():
     assert lines[:20] == [str(p) for p in problems[:20]]
     assert lines[20].startswith("and 5 more") and "--json" in lines[20] and len(lines) == 21
     assert problem_lines(problems[:3], 20) == [str(p) for p in problems[:3]]
+
+
+@pytest.mark.parametrize("old,new,words", [
+    ('"待遇类" = "支"', '"待遇类" = "付"', ["[archive.sides]", "收"]),
+    ('"待遇类" = "DY"', '"待遇类" = "D-Y"', ["[archive.category_codes]"]),
+    ('class_code = "SB"', 'class_code = "S·B"', ["class_code"]),
+])
+def test_wrong_arrangement_settings_are_refused(home, run, demo_archive, old, new, words):
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8")
+    assert old in text
+    cfg.write_text(text.replace(old, new), encoding="utf-8")
+    res = run("plan", str(demo_archive))
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert all(w in res.stderr for w in words)
