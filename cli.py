@@ -231,7 +231,8 @@ def plan(home, source, media, strict, as_json):
                 moved = f", {len(d.ranges) - 1} run(s) moved up to fill" if len(d.ranges) > 1 else ""
                 click.echo(f"  {d.disc_id}  {d.volume}/{len(s.discs)}  {len(d.records):>6} records  "
                            f"{_safe(first)} .. {_safe(last)}  {d.payload_bytes} bytes  "
-                           f"{d.sectors} sectors  {100 * d.fill:.1f}% full{moved}")
+                           f"{'' if d.exact else '<='}{d.sectors} sectors  "
+                           f"{100 * d.fill:.1f}% full{moved}")
     if strict and p.problems:
         _fail(f"{len(p.problems)} arrangement problem(s) (--strict): {_safe(p.problems[0])}; "
               "correct the catalog", EXIT_INPUT)

@@ -36,6 +36,7 @@ from .arrange import Arrangement, Group
 from .bag import (DESCRIPTION_NAME, DiscInfo, bag_info, catalog_row, csv_bytes, manifest_line,
                   tag_files, tag_sizes)
 from .catalog import CATALOG_NAME, Item
+from .imagesize import _FIXED as IMAGE_FIXED
 from .imagesize import SECTOR, Bound, image_sectors
 
 
@@ -73,8 +74,9 @@ _CATALOG_HEADER = 80 + 3 * 16
 class DiscPlan:
     """One disc of a set: its items in disc order and its predicted image size.
 
-    ``sectors`` is the predicted image size in 2048-byte sectors (exact,
-    see manifests.imagesize); ``capacity`` the medium's sectors. ``ranges``
+    ``sectors`` is the predicted image size in 2048-byte sectors: exact
+    (see manifests.imagesize), or when ``exact`` is False an upper bound
+    at most 0.4 % above it; ``capacity`` the medium's sectors. ``ranges``
     lists the runs of the set's archival order on this disc as (first
     archival code, last archival code, records).
     """
@@ -85,6 +87,7 @@ class DiscPlan:
     capacity: int = 0
     disc_id: str = ""
     ranges: list[tuple[str, str, int]] = field(default_factory=list)
+    exact: bool = True            # False: ``sectors`` is an upper bound within 0.4 %
 
     @property
     def records(self) -> list[Item]:
@@ -138,6 +141,7 @@ class Plan:
                     "item_numbers": _numbers(d.records),
                     "ranges": [list(r) for r in d.ranges],
                     "payload_bytes": d.payload_bytes, "sectors": d.sectors,
+                    "sectors_exact": d.exact,
                     "fill": round(d.fill, 4)} for d in s.discs]} for s in self.sets]}
 
 
@@ -244,6 +248,12 @@ def pack(group: Group, others: list[Item], capacity: int, media: str,
     Raises PlanError when one item, or the source's non-record files, cannot
     fit on an empty disc.
     """
+    return [items for items, _ in _pack(group, others, capacity, media, cache)]
+
+
+def _pack(group: Group, others: list[Item], capacity: int, media: str,
+          cache: Sizes | None) -> list[tuple[list[Item], int]]:
+    """:func:`pack`, each disc with its upper bound in sectors."""
     cache = {} if cache is None else cache
     pending = _blocks(group, capacity, media, cache)
     extra = _block(others, cache) if others else None
@@ -277,8 +287,20 @@ def pack(group: Group, others: list[Item], capacity: int, media: str,
     for d in discs:
         recs = sorted((i for b in d.blocks for i in b.items if i.is_record),
                       key=lambda i: order[id(i)])
-        out.append(recs + [i for b in d.blocks for i in b.items if not i.is_record])
+        out.append((recs + [i for b in d.blocks for i in b.items if not i.is_record],
+                    d.bound.sectors()))
     return out
+
+
+BOUND_TOLERANCE = 0.004
+"""How far above the image the packing bound may be to be reported as the size (0.4 %)."""
+
+
+def lower_bound(items: list[Item]) -> int:
+    """Sectors the image of ``items`` has at least: fixed areas, root folders, path
+    tables, each file's File Entry and data, the eight tag files' (one sector each)."""
+    return (IMAGE_FIXED + 3 + 8 + 2 * 8 + len(items)
+            + sum(-(-i.size // SECTOR) for i in items))
 
 
 def ranges(items: list[Item], group: Group, order: dict[int, int] | None = None
@@ -326,7 +348,10 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
 
     ``next_number(fonds, year, side_letter)`` gives the next free set number
     (the inventory's); set IDs are ``<fonds>-<year>-<S|Z|N><NN>`` and disc
-    (image) IDs ``<set ID>-<kk>``. Raises PlanError (see :func:`pack`).
+    (image) IDs ``<set ID>-<kk>``. A disc's size is the packing bound when
+    that is provably within BOUND_TOLERANCE of the image (it is not above
+    :func:`lower_bound` by more), else the exact prediction: so a big disc
+    costs no second pass over its files. Raises PlanError (see :func:`pack`).
     """
     sets = []
     cache: Sizes = {}
@@ -335,14 +360,19 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
         k = (g.fonds, g.year, g.letter)
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
-        packed = pack(g, arrangement.others, capacity, media, cache)
+        packed = _pack(g, arrangement.others, capacity, media, cache)
         order = {id(i): n for n, i in enumerate(g.items)}
         discs = []
-        for v, items in enumerate(packed, 1):
+        for v, (items, bound) in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"
-            info = DiscInfo(group_id, disc_id, v, len(packed))
-            sectors = predict(items, info, source_organization, g.fonds, g.side, None,
-                              bagging_date, cache)
-            discs.append(DiscPlan(v, items, sectors, capacity, disc_id, ranges(items, g, order)))
+            if bound <= lower_bound(items) * (1 + BOUND_TOLERANCE):
+                sectors, exact = bound, False
+            else:
+                info = DiscInfo(group_id, disc_id, v, len(packed))
+                sectors = predict(items, info, source_organization, g.fonds, g.side, None,
+                                  bagging_date, cache)
+                exact = True
+            discs.append(DiscPlan(v, items, sectors, capacity, disc_id,
+                                  ranges(items, g, order), exact))
         sets.append(SetPlan(g, group_id, discs))
     return Plan(media, capacity, sets, arrangement)

@@ -294,3 +294,23 @@ def test_every_image_of_a_set_is_recorded_before_its_first_burn(home, run, demo_
     assert res.exit_code == 0, res.stderr
     assert seen and all(n == volumes for _, n, volumes in seen)
     assert any(volumes > 1 for _, _, volumes in seen)
+
+
+def test_a_big_disc_reports_the_bound_within_half_a_percent_of_the_image(tmp_path):
+    from manifests.plan import make_plan
+    from manifests.arrange import Arrangement
+    g = _items({f"U{n}": [("01_a", 150 * MB)] * 3 for n in range(12)})
+    p = make_plan(Arrangement([g], [], []), "bd-r", 12_219_392, lambda *k: 1, "局")
+    (d,) = p.sets[0].discs
+    assert d.exact is False and p.to_dict()["sets"][0]["discs"][0]["sectors_exact"] is False
+    key = Ed25519PrivateKey.generate()
+    src = tmp_path / "src"
+    for i in d.items:
+        (src / i.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(src / i.path, "wb") as f:
+            f.truncate(i.size)
+        i.sha256 = "0" * 64
+    bag = write_tag_files(tmp_path / "tags", src, d.items, DiscInfo(p.sets[0].group_id, d.disc_id),
+                          "局", "160", key, side="收")
+    real = Layout(bag.entries, d.disc_id).sectors
+    assert real <= d.sectors <= real * 1.005
