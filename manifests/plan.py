@@ -16,10 +16,12 @@ in the group's archival order:
    their own at the end when none has room).
 
 Fit is decided with :class:`manifests.imagesize.Bound` (an upper bound of
-the image size) and each disc's image size is then predicted exactly with
+the image size). Each disc's image size is then predicted exactly with
 :func:`manifests.imagesize.image_sectors`, tag files included (manifest,
-tag manifest, bag-info, catalog, 说明文件, signature, public key). Planning
-reads sizes only: nothing is hashed or written.
+tag manifest, bag-info, catalog, 说明文件, signature, public key), unless
+the bound is provably within 0.4 % of it (:func:`lower_bound`), as on any
+disc of a few GB: then the bound is the prediction. Planning reads sizes
+only: nothing is hashed or written.
 """
 
 from __future__ import annotations
