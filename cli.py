@@ -177,27 +177,72 @@ def init(home, file_drives):
     click.echo(f"  back up the signing key {path / 'keys' / 'signing.key'} somewhere safe")
 
 
+def _print_problems(problems) -> None:
+    for line in jobs.problem_lines(problems, 50):
+        click.echo(f"discarchive: warning: {_safe(line)}", err=True)
+
+
 @main.command()
 @_home_option
 @click.argument("source")
 @click.option("--media", default=None, help="Medium profile (dvd-r, bd-r, ...); default from the config.")
 @click.option("--copies", type=int, default=None, help="Copies to burn; default from the config.")
-def archive(home, source, media, copies):
-    """Pack SOURCE into a bag, master it, burn verified copies, record them."""
+@click.option("--strict", is_flag=True, help="Refuse while the arrangement has problems "
+              "(件号 gaps or duplicates, malformed 档号, catalog rows without a file, files "
+              "without a row).")
+def archive(home, source, media, copies, strict):
+    """Arrange SOURCE, pack each planned disc into a bag, master, burn verified copies, record."""
     if not source.strip():
         _fail("SOURCE is empty: give the folder that holds the records", EXIT_INPUT)
     with _errors():
         cfg = _config(home)
         try:
             result = jobs.archive(cfg, Path(source), media=media, copies=copies,
-                                  reporter=TerminalReporter())
+                                  reporter=TerminalReporter(), strict=strict)
         except ScanError as exc:
             raise _listed(cfg, exc) from None
     for w in result.warnings:
-        click.echo(f"discarchive: warning: {w}", err=True)
-    click.echo(f"disc set {result.set_id}: {result.records} records, {result.files} files, "
-               f"image {result.image.sectors} sectors, sha256 {result.image.sha256}")
-    _print_copies(result)
+        click.echo(f"discarchive: warning: {_safe(w)}", err=True)
+    for r in result.images:
+        click.echo(f"disc {r.set_id} ({r.volume} of {r.volumes} of set {r.group_id}): "
+                   f"{r.records} records {_safe(r.first)} .. {_safe(r.last)}, {r.files} files, "
+                   f"image {r.image.sectors} sectors, sha256 {r.image.sha256}")
+        _print_copies(r)
+    _settle(result)
+
+
+@main.command()
+@_home_option
+@click.argument("source")
+@click.option("--media", default=None, help="Medium profile (dvd-r, bd-r, ..., custom:SECTORS); "
+              "default from the config.")
+@click.option("--strict", is_flag=True, help="Exit 2 while the arrangement has problems.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plan(home, source, media, strict, as_json):
+    """Show the disc sets `archive SOURCE` would make, without writing or hashing anything."""
+    if not source.strip():
+        _fail("SOURCE is empty: give the folder that holds the records", EXIT_INPUT)
+    with _errors():
+        cfg = _config(home)
+        p = jobs.plan(cfg, Path(source), media)
+    if as_json:
+        _emit_json(p.to_dict())
+    else:
+        _print_problems(p.problems)
+        for s in p.sets:
+            click.echo(f"set {s.group_id}: fonds {s.group.fonds}, {s.group.year}, "
+                       f"{s.group.side or 'no records'}, {len(s.discs)} disc(s)")
+            for d in s.discs:
+                first = d.ranges[0][0] if d.ranges else "-"
+                last = d.ranges[-1][1] if d.ranges else "-"
+                moved = f", {len(d.ranges) - 1} run(s) moved up to fill" if len(d.ranges) > 1 else ""
+                click.echo(f"  {d.disc_id}  {d.volume}/{len(s.discs)}  {len(d.records):>6} records  "
+                           f"{_safe(first)} .. {_safe(last)}  {d.payload_bytes} bytes  "
+                           f"{'' if d.exact else '<='}{d.sectors} sectors  "
+                           f"{100 * d.fill:.1f}% full{moved}")
+    if strict and p.problems:
+        _fail(f"{len(p.problems)} arrangement problem(s) (--strict): {_safe(p.problems[0])}; "
+              "correct the catalog", EXIT_INPUT)
 
 
 def _listed(cfg: config.Config, exc: ScanError) -> ScanError:
@@ -212,19 +257,26 @@ def _listed(cfg: config.Config, exc: ScanError) -> ScanError:
 @_home_option
 @click.argument("set_id")
 def burn(home, set_id):
-    """Burn again the copies of SET_ID that failed or were interrupted, from its kept image."""
+    """Burn again the copies of SET_ID (a disc set or one disc of it) that failed or were
+    interrupted, from the kept images."""
     with _errors():
         result = jobs.burn_set(_config(home), set_id, reporter=TerminalReporter())
-    _print_copies(result)
+    for r in result.images:
+        _print_copies(r)
+    _settle(result)
 
 
 def _print_copies(result) -> None:
     for disc_id, state in result.copies.items():
         why = result.failures.get(disc_id)
         click.echo(f"  {disc_id}: {state}{f' ({_safe(why)})' if why else ''}")
-    if not result.ok:
-        _fail(f"disc set {result.set_id} is not archived: a copy failed; put a new blank "
-              f"medium in the drive and run `discarchive burn {result.set_id}`", EXIT_FAILED)
+
+
+def _settle(result) -> None:
+    bad = [r for r in result.images if not r.ok]
+    if bad:
+        _fail(f"disc {bad[0].set_id} is not archived: a copy failed; put a new blank "
+              f"medium in the drive and run `discarchive burn {bad[0].set_id}`", EXIT_FAILED)
 
 
 _DISC_FIELDS = ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "adapter",
@@ -302,7 +354,8 @@ def show(home, disc_id, as_json):
     if as_json:
         _emit_json(disc)
         return
-    for k in ["disc_id", "set_id", "copy_label", "state", "medium", "drive", "medium_path",
+    for k in ["disc_id", "set_id", "group_id", "volume", "volumes", "side", "copy_label", "state",
+              "medium", "drive", "medium_path",
               "burned_at", "due_at", "verification", "verified_at", "failure",
               "record_count", "file_count", "payload_bytes", "years", "retention",
               "image_sha256", "image_sectors", "image_bytes", "image_path", "generation",

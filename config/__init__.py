@@ -46,6 +46,18 @@ RETENTION_YEARS = {"永久": None, "100年": 100, "50年": 50, "30年": 30, "10�
 """Retention periods in years; None is permanent."""
 
 
+CATEGORY_ORDER = ("社保登记类", "参保人员类", "申报结算类", "保险关系转停类", "待遇类")
+"""Business categories (业务类别) in the seed's order within a unit and year."""
+
+SIDES = {"社保登记类": "收", "参保人员类": "收", "申报结算类": "收", "保险关系转停类": "收",
+         "待遇类": "支"}
+"""收支两条线: each category's side, collection (收, 征收) or payment (支, 支付)."""
+
+CATEGORY_CODES = {"社保登记类": "DJ", "参保人员类": "RY", "申报结算类": "JS",
+                  "保险关系转停类": "ZT", "待遇类": "DY"}
+"""机构(问题)代码 of each category in an archival code (DA/T 22-2015)."""
+
+
 class ConfigError(Exception):
     """The home or its config is missing or wrong; the message says what to do."""
 
@@ -91,6 +103,10 @@ class Config:
     reburn_years: int = 4
     keep_images: bool = True
     retention: dict[str, str] = field(default_factory=dict)
+    class_code: str = "SB"
+    category_order: list[str] = field(default_factory=lambda: list(CATEGORY_ORDER))
+    sides: dict[str, str] = field(default_factory=lambda: dict(SIDES))
+    category_codes: dict[str, str] = field(default_factory=lambda: dict(CATEGORY_CODES))
     drives: list[dict] = field(default_factory=list)
     check: object = None   # verification.fourcheck.CheckSettings
     lifecycle: object = None   # inventory.lifecycle.LifecycleSettings
@@ -125,7 +141,8 @@ class Config:
 
 _ARCHIVE_KEYS = {"source_organization": str, "fonds": str, "media": str, "copies": int,
                  "burn_attempts": int, "reburn_years": int, "keep_images": bool,
-                 "retention": dict}
+                 "retention": dict, "class_code": str, "category_order": list, "sides": dict,
+                 "category_codes": dict}
 _DRIVE_KEYS = {"name": str, "adapter": str, "media_dir": str, "timeout": (int, float)}
 """Keys every drive table may have; each adapter checks the rest (burners.open_drive)."""
 _TYPE_WORDS = {str: "a quoted text", int: "a whole number", bool: "true or false",
@@ -195,8 +212,23 @@ def load(home: Path) -> Config:
     _check(f"{path} [archive]", arch, _ARCHIVE_KEYS)
     cfg = Config(home=home)
     for key in _ARCHIVE_KEYS:
-        if key in arch and key != "retention":
+        if key in arch and key not in ("retention", "sides", "category_codes"):
             setattr(cfg, key, arch[key])
+    cfg.sides = dict(arch.get("sides", SIDES))
+    cfg.category_codes = dict(arch.get("category_codes", CATEGORY_CODES))
+    for category, side in cfg.sides.items():
+        if side not in ("收", "支"):
+            raise ConfigError(f"{path}: [archive.sides] {category} = {side!r}: write \"收\" "
+                              "(collection) or \"支\" (payment)")
+    for category, code in cfg.category_codes.items():
+        if not isinstance(code, str) or not code.isascii() or not code.isalnum():
+            raise ConfigError(f"{path}: [archive.category_codes] {category} = {code!r}: "
+                              "use letters and digits, e.g. \"DJ\"")
+    if not all(isinstance(c, str) for c in cfg.category_order):
+        raise ConfigError(f"{path}: archive.category_order must be a list of quoted texts")
+    if not (cfg.class_code.isascii() and cfg.class_code.isalnum()):
+        raise ConfigError(f"{path}: archive.class_code {cfg.class_code!r}: use letters and "
+                          "digits, e.g. \"SB\"")
     cfg.retention = dict(arch.get("retention", {}))
     for category, r in cfg.retention.items():
         if r not in RETENTION_CODES:

@@ -102,16 +102,21 @@ def scan_sources(cfg: Config, inv: Inventory, now: dt.datetime, log) -> list[Bat
 
 
 def _settle_interrupted(inv: Inventory, path: str) -> dict:
-    """The state of a batch whose packing was cut short: the set recorded for it, if any."""
+    """The state of a batch whose packing was cut short, and the images recorded for it.
+
+    ``set_id`` is then the comma-separated IDs (``disc_sets.set_id``) of
+    the batch's images that are not yet archived: a run records all the
+    images of its sets before it burns the first.
+    """
     rows = list(inv.db.query(
-        "SELECT set_id, state FROM disc_sets WHERE source IN (?, ?) ORDER BY created_at DESC",
+        "SELECT set_id, state FROM disc_sets WHERE source IN (?, ?) ORDER BY set_id",
         [path, str(Path(path) / "data")]))
     if not rows:
         return {"state": "pending", "detail": "packing was interrupted before anything was "
                 "recorded: packed again"}
-    s = rows[0]
-    return {"state": "archived" if s["state"] == "archived" else "interrupted",
-            "set_id": s["set_id"], "detail": None}
+    open_ = [r["set_id"] for r in rows if r["state"] != "archived"]
+    return {"state": "interrupted" if open_ else "archived",
+            "set_id": ",".join(open_ or [r["set_id"] for r in rows]), "detail": None}
 
 
 def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -> list[Batch]:

@@ -1,18 +1,24 @@
-"""The main job, stage by stage: scan -> bag -> image -> burn -> read back -> record.
+"""The main job, stage by stage: scan -> arrange -> plan -> bags -> images -> burn -> read back -> record.
 
-Used by the CLI now and by the scheduler later. What is durable at each step
-(the inventory commits before the next step starts):
+Used by the CLI now and by the scheduler later. One run makes every disc
+of every set the plan shows (manifests.plan: one set per fonds, year and
+side 收/支, its discs k of n, each a self-contained bag). What is durable
+at each step (the inventory commits before the next step starts):
 
-1. scan, tag files, image, image check: nothing in the inventory yet. A
-   failure or a kill here leaves at most a scratch folder and a ``.part``
-   image, both remade by the next run.
-2. ``record_set``: the set (``mastered``), its items and the capture and
-   message digest calculation events, in one transaction.
-3. per copy, in its drive, the drives side by side: see
+1. scan, arrangement, plan, and for every disc its tag files, image and
+   image check: nothing in the inventory yet. A failure or a kill here
+   leaves at most a scratch folder, images and a ``.part`` image; the
+   images of a failed run are deleted, those of a killed one only hold
+   their IDs (the next run takes the next free ones).
+2. ``record_sets``: per set, every image of it (``mastered``), its items
+   and the capture and message digest calculation events, in one
+   transaction: so every image is recorded before any of its burns.
+3. per image, per copy, in its drive, the drives side by side: see
    :mod:`daemon.replication` (disc row, burn attempts, read-back).
-4. the set becomes ``archived`` only when every copy verified, else ``failed``.
+4. an image becomes ``archived`` only when every copy verified, else
+   ``failed``; a set is archived when all its images are.
 
-A kill during 3 leaves a disc ``burning`` or ``burned`` and the set
+A kill during 3 leaves a disc ``burning`` or ``burned`` and its image
 ``mastered``: never anything shown as archived that was not read back.
 ``discarchive verify`` then settles such a copy from its medium (and the set
 once every copy verified); ``discarchive burn`` burns again the copies that
@@ -35,8 +41,10 @@ from config.home import locked
 from inventory import eventlog
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
-from manifests.bag import write_tag_files
+from manifests.arrange import Settings, arrange
+from manifests.bag import DiscInfo, item_range, write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
+from manifests.plan import DiscPlan, Plan, PlanError, SetPlan, gc_paused, make_plan
 from manifests.validate import validate_bag
 from mastering.iso import Image, Layout, max_file_bytes, sha256_file
 from verification.onepass import Extent, file_chunks
@@ -79,7 +87,7 @@ class QuietReporter:
 
 @dataclass
 class ArchiveResult:
-    """What one archive run made: the set ID, its image and each copy's outcome."""
+    """One image's outcome: its ID (``disc_sets.set_id``), image and each copy's outcome."""
 
     set_id: str
     image: Image
@@ -88,10 +96,43 @@ class ArchiveResult:
     copies: dict[str, str] = field(default_factory=dict)   # disc_id -> verified | failed
     warnings: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # disc_id -> reason
+    group_id: str = ""
+    volume: int = 1
+    volumes: int = 1
+    first: str = "-"
+    last: str = "-"
 
     @property
     def ok(self) -> bool:
         return bool(self.copies) and all(v == "verified" for v in self.copies.values())
+
+
+@dataclass
+class RunResult:
+    """What one archive run made: every image of every set, in plan order."""
+
+    images: list[ArchiveResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list = field(default_factory=list)      # manifests.catalog.Problem
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.images) and all(r.ok for r in self.images)
+
+    @property
+    def set_ids(self) -> list[str]:
+        """The IDs of the sets (``group_id``) this run made or burned, in plan order."""
+        return list(dict.fromkeys(r.group_id or r.set_id for r in self.images))
+
+    @property
+    def copies(self) -> dict[str, str]:
+        """Every copy's outcome, ``{disc_id: verified | failed}``, over all images."""
+        return {d: s for r in self.images for d, s in r.copies.items()}
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Why each failed copy failed, ``{disc_id: reason}``, over all images."""
+        return {d: w for r in self.images for d, w in r.failures.items()}
 
 
 def open_drives(cfg: Config) -> list:
@@ -188,10 +229,12 @@ def _changed_files(source: Path, items: list[Item]) -> list[str]:
 
 
 def archive(cfg: Config, source: Path, media: str | None = None, copies: int | None = None,
-            reporter: Reporter | None = None) -> ArchiveResult:
-    """Run the main job once on ``source``: one disc set, ``copies`` verified copies.
+            reporter: Reporter | None = None, strict: bool = False) -> RunResult:
+    """Run the main job once on ``source``: every planned disc, ``copies`` verified copies each.
 
-    Raises JobError, ScanError, MasteringError, ConfigError, SigningError or
+    ``strict`` refuses (JobError) while the arrangement has problems
+    (manifests.arrange); otherwise they come back as warnings. Raises
+    JobError, ScanError, MasteringError, ConfigError, SigningError or
     DriveError before anything is recorded when the input cannot be
     archived; a copy that fails to burn or verify is recorded as failed and
     reported in the result (``ok`` is then False).
@@ -208,9 +251,108 @@ def archive(cfg: Config, source: Path, media: str | None = None, copies: int | N
     if _looks_like_a_bag(source):
         source = _payload_of_bag(source, notes)
     with locked(cfg.home):
-        result = _archive(cfg, source, media, capacity, copies, ui)
+        result = _archive(cfg, source, media, capacity, copies, ui, strict)
     result.warnings[:0] = notes
     return result
+
+
+def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
+    """The disc sets an ``archive`` of ``source`` would make now, writing nothing.
+
+    Reads the file sizes (no hashing) and the inventory (read-only, for the
+    next set numbers); the home is not written. A source that is a BagIt
+    bag is planned as its payload (``data/``) without validating it
+    (validation hashes every file; ``archive`` does it first). Raises what
+    :func:`archive` raises before its first write (ScanError, JobError,
+    ConfigError).
+    """
+    media = (media or cfg.media).strip().lower()
+    capacity = media_sectors(media)
+    source = Path(source)
+    _check_apart(source, cfg.home)
+    if _looks_like_a_bag(source):
+        source = source / "data"
+    problems: list = []
+    ro = _ReadOnlyNumbers(cfg)
+    try:
+        with gc_paused():
+            items = scan(source, cfg.retention, None, [], problems, hashing=False)
+            return plan_source(cfg, source, media, capacity, items, problems, ro)
+    finally:
+        ro.close()
+
+
+class _ReadOnlyNumbers:
+    """Next set numbers from the inventory opened read-only (SQLite ``mode=ro``)."""
+
+    def __init__(self, cfg: Config):
+        import sqlite3
+        self.cfg = cfg
+        self.db = None
+        if cfg.inventory_path.is_file():
+            # without a WAL file every row is in the main file: open it immutable, so not
+            # even the -shm index is made; with one, read-only (SQLite then needs its -shm)
+            wal = Path(str(cfg.inventory_path) + "-wal").exists()
+            self.db = sqlite3.connect(f"file:{cfg.inventory_path}?mode=ro"
+                                      f"{'' if wal else '&immutable=1'}", uri=True)
+
+    def next_group_number(self, fonds: str, year: str, letter: str, taken=None) -> int:
+        prefix = f"{fonds}-{year}-{letter}"
+        used = []
+        if self.db is not None:
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(disc_sets)")}
+            if "group_id" in cols:
+                used = [r[0][len(prefix):] for r in self.db.execute(
+                    "SELECT group_id FROM disc_sets WHERE substr(group_id, 1, ?) = ?",
+                    [len(prefix), prefix])]
+        n = max((int(u) for u in used if u.isdigit()), default=0) + 1
+        while taken is not None and taken(f"{prefix}{n:02d}"):
+            n += 1
+        return n
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+
+
+SHOWN_PROBLEMS = 20
+"""Arrangement problems shown one a line; the rest are counted (``plan --json`` lists all)."""
+
+
+def problem_lines(problems: list, shown: int = SHOWN_PROBLEMS) -> list[str]:
+    """One warning line per problem, the first ``shown`` of them, then how many more."""
+    lines = [str(p) for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"and {len(problems) - shown} more arrangement problem(s): "
+                     "`discarchive plan SOURCE --json` lists them all")
+    return lines
+
+
+def strict_refusal(problems: list) -> JobError:
+    """The one-line refusal of ``--strict`` while arrangement problems remain."""
+    return JobError(f"{len(problems)} arrangement problem(s) (--strict): {problems[0]}"
+                    f"{' (and more: see the warnings of `discarchive plan`)' if len(problems) > 1 else ''}"
+                    "; correct the catalog, or run without --strict")
+
+
+def plan_source(cfg: Config, source: Path, media: str, capacity: int, items: list[Item],
+                problems: list, inv) -> Plan:
+    """Arrange scanned ``items`` and plan their discs, set numbers from ``inv`` (1 when None).
+
+    Raises JobError when a record cannot fit on the medium.
+    """
+    arrangement = arrange(items, Settings.from_config(cfg), problems)
+
+    def next_number(fonds: str, year: str, letter: str) -> int:
+        if inv is None:
+            return 1
+        return inv.next_group_number(fonds, year, letter, taken=lambda gid: any(
+            cfg.images_dir.glob(f"{gid}-*.iso")))
+
+    try:
+        return make_plan(arrangement, media, capacity, next_number, cfg.source_organization)
+    except PlanError as exc:
+        raise JobError(str(exc)) from None
 
 
 def _looks_like_a_bag(source: Path) -> bool:
@@ -245,93 +387,153 @@ def _check_apart(source: Path, home: Path) -> None:
                        "home outside the records (it holds the private key)")
 
 
+@dataclass
+class _Made:
+    """An image made and checked, not yet recorded."""
+
+    plan: SetPlan
+    disc: DiscPlan
+    image: Image
+    expected: Expected
+    tag_files: list
+    info: dict
+
+
 def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
-             ui: Reporter) -> ArchiveResult:
+             ui: Reporter, strict: bool = False) -> RunResult:
     key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
     drives = open_drives(cfg)
     inv = Inventory.open(cfg.inventory_path)
+    made: list[_Made] = []
     try:
         warnings: list[str] = []
-        items = scan(source, cfg.retention, ui.progress("scan"), warnings,
+        problems: list = []
+        items = scan(source, cfg.retention, ui.progress("scan"), warnings, problems,
                      max_file_bytes=max_file_bytes(capacity), medium=media)
-        records = [i for i in items if i.is_record]
-        years = sorted({i.year for i in records if i.year}) or [str(dt.date.today().year)]
-        fonds = next((i.fonds for i in records if i.fonds), None) or cfg.fonds
-        set_id = inv.next_set_id(fonds, years[0],
-                                 taken=lambda sid: (cfg.images_dir / f"{sid}.iso").exists())
-        work = cfg.work_dir / set_id
-        shutil.rmtree(work, ignore_errors=True)
-        bag = write_tag_files(work / "tags", source, items, set_id, cfg.source_organization,
-                              fonds, key)
-        layout = Layout(bag.entries, set_id)
-        if layout.sectors > capacity:
-            raise JobError(
-                f"the disc would need {layout.sectors} sectors but a {media} medium holds "
-                f"{capacity}: archive fewer records per run or use a larger medium (--media)")
-        cfg.images_dir.mkdir(parents=True, exist_ok=True)
-        image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
-        tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
-                     for name, host in bag.entries if not name.startswith("data/")]
-        expected = Expected(image.size, None, tuple(
-            [(Extent(name, lba, size), sha) for name, lba, size, sha in tag_files]
-            + [(Extent("data/" + i.path, image.extents["data/" + i.path], i.size), i.sha256)
-               for i in items]))
-        changed = _changed_files(source, items)
-        check = verify(file_chunks(image.path, image.size), expected, public_pem,
-                       ui.progress("check image"))
-        image = replace(image, sha256=check.image_sha256)
-        expected = replace(expected, sha256=image.sha256)
-        changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
-        if changed or not check.passed:
-            image.path.unlink(missing_ok=True)
-            shutil.rmtree(work, ignore_errors=True)
-            if changed:
-                raise JobError(f"{sorted(set(changed))[0]} changed while it was packed"
-                               f"{f' (and {len(set(changed)) - 1} more)' if len(set(changed)) > 1 else ''}: "
-                               "run again when nothing is writing to the source")
-            raise JobError(f"the new image failed its check ({check.summary()}): "
-                           "nothing was burned; report this as a bug")
-        inv.record_set(
-            {"set_id": set_id, "created_at": utcnow(), "source": str(source.resolve()),
-             "media": media, "medium_sectors": capacity, "fonds": fonds,
-             "years": bag.info["Record-Years"], "retention": bag.info["Retention-Period"],
-             "record_count": len(records), "file_count": len(items),
-             "payload_bytes": sum(i.size for i in items), "payload_oxum": bag.info["Payload-Oxum"],
-             "image_sha256": image.sha256, "image_bytes": image.size,
-             "image_sectors": image.sectors, "image_path": str(image.path), "copies": copies,
-             "state": "mastered", "tag_files": json.dumps(tag_files, ensure_ascii=False)},
-            (_item_row(set_id, i, image.extents["data/" + i.path]) for i in items),
-            [{"event_type": "capture", "outcome": "success", "set_id": set_id,
-              "detail": {"source": str(source.resolve()), "files": len(items)}},
-             {"event_type": "message digest calculation", "outcome": "success",
-              "set_id": set_id,
-              "detail": {"algorithm": "SHA-256", "files": len(items),
-                         "image_sha256": image.sha256, "image_sectors": image.sectors}}])
-        result = ArchiveResult(set_id, image, len(records), len(items), warnings=warnings)
+        # The scanned item list is final here: arrangement and planning start from `items`.
+        with gc_paused():
+            plan = plan_source(cfg, source, media, capacity, items, problems, inv)
+        if strict and plan.problems:
+            raise strict_refusal(plan.problems)
+        warnings += problem_lines(plan.problems)
+        try:
+            for sp in plan.sets:
+                for dp in sp.discs:
+                    made.append(_master(cfg, source, sp, dp, media, capacity, key, public_pem, ui))
+        except BaseException:
+            for m in made:
+                m.image.path.unlink(missing_ok=True)
+            raise
+        finally:
+            shutil.rmtree(cfg.work_dir / "run", ignore_errors=True)
+        result = RunResult(warnings=warnings, problems=list(plan.problems))
         others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
         if others:
             result.warnings.append(
                 f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
-                "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes")
-        plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)],
-                     _second_reader(cfg, (n + 1) % len(drives)))
-                for n in range(copies)]
-        burn_copies(cfg, plan, set_id, media, image, expected, public_pem, ui)
-        for c in plan:
-            result.copies[c.disc_id] = c.state
-            if c.why:
-                result.failures[c.disc_id] = c.why
-        inv.update_set(set_id, state="archived" if result.ok else "failed")
-        if result.ok and not cfg.keep_images:
-            image.path.unlink(missing_ok=True)
-            inv.update_set(set_id, image_path=None)
-        shutil.rmtree(work, ignore_errors=True)
+                "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes, on the "
+                "first disc of every set")
+        by_set: dict[str, list[_Made]] = {}
+        for m in made:
+            by_set.setdefault(m.plan.group_id, []).append(m)
+        for group in by_set.values():     # each set's images recorded before any burn
+            inv.record_sets([_record(source, m, media, capacity, copies) for m in group])
+        for m in made:
+            result.images.append(_burn(cfg, inv, m, media, copies, drives, public_pem, ui))
         return result
     finally:
         try:
             eventlog.checkpoint(inv, key)   # sign the chain's head at the end of the job
         finally:
             inv.close()
+
+
+def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, capacity: int,
+            key, public_pem: bytes, ui: Reporter) -> _Made:
+    """Tag files, image and image check of one planned disc; nothing recorded. Raises JobError."""
+    set_id, items = dp.disc_id, dp.items
+    work = cfg.work_dir / "run" / set_id
+    shutil.rmtree(work, ignore_errors=True)
+    disc = DiscInfo(sp.group_id, set_id, dp.volume, len(sp.discs))
+    bag = write_tag_files(work / "tags", source, items, disc, cfg.source_organization,
+                          sp.group.fonds, key, side=sp.group.side)
+    layout = Layout(bag.entries, set_id)
+    if layout.sectors > capacity:
+        raise JobError(
+            f"disc {set_id} would need {layout.sectors} sectors but a {media} medium holds "
+            f"{capacity} (the plan predicted {dp.sectors}): report this as a bug, and "
+            "archive with a larger medium (--media) meanwhile")
+    cfg.images_dir.mkdir(parents=True, exist_ok=True)
+    image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
+    tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
+                 for name, host in bag.entries if not name.startswith("data/")]
+    expected = Expected(image.size, None, tuple(
+        [(Extent(name, lba, size), sha) for name, lba, size, sha in tag_files]
+        + [(Extent("data/" + i.path, image.extents["data/" + i.path], i.size), i.sha256)
+           for i in items]))
+    changed = _changed_files(source, items)
+    check = verify(file_chunks(image.path, image.size), expected, public_pem,
+                   ui.progress("check image"))
+    image = replace(image, sha256=check.image_sha256)
+    expected = replace(expected, sha256=image.sha256)
+    changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
+    if changed or not check.passed:
+        image.path.unlink(missing_ok=True)
+        if changed:
+            raise JobError(f"{sorted(set(changed))[0]} changed while it was packed"
+                           f"{f' (and {len(set(changed)) - 1} more)' if len(set(changed)) > 1 else ''}: "
+                           "run again when nothing is writing to the source")
+        raise JobError(f"the new image {set_id} failed its check ({check.summary()}): "
+                       "nothing was burned; report this as a bug")
+    return _Made(sp, dp, image, expected, tag_files, bag.info)
+
+
+def _record(source: Path, m: _Made, media: str, capacity: int, copies: int) -> tuple:
+    """The inventory rows of one made image: (disc_sets row, item rows, events)."""
+    set_id, items, image = m.disc.disc_id, m.disc.items, m.image
+    records = [i for i in items if i.is_record]
+    return (
+        {"set_id": set_id, "created_at": utcnow(), "source": str(source.resolve()),
+         "media": media, "medium_sectors": capacity, "fonds": m.plan.group.fonds,
+         "years": m.info["Record-Years"], "retention": m.info["Retention-Period"],
+         "record_count": len(records), "file_count": len(items),
+         "payload_bytes": sum(i.size for i in items), "payload_oxum": m.info["Payload-Oxum"],
+         "image_sha256": image.sha256, "image_bytes": image.size,
+         "image_sectors": image.sectors, "image_path": str(image.path), "copies": copies,
+         "state": "mastered", "tag_files": json.dumps(m.tag_files, ensure_ascii=False),
+         "group_id": m.plan.group_id, "volume": m.disc.volume, "volumes": len(m.plan.discs),
+         "side": m.plan.group.side},
+        [_item_row(set_id, i, image.extents["data/" + i.path]) for i in items],
+        [{"event_type": "capture", "outcome": "success", "set_id": set_id,
+          "detail": {"source": str(source.resolve()), "files": len(items),
+                     "set": m.plan.group_id, "disc": m.info["Bag-Count"]}},
+         {"event_type": "message digest calculation", "outcome": "success", "set_id": set_id,
+          "detail": {"algorithm": "SHA-256", "files": len(items),
+                     "image_sha256": image.sha256, "image_sectors": image.sectors,
+                     "predicted_sectors": m.disc.sectors}}])
+
+
+def _burn(cfg: Config, inv: Inventory, m: _Made, media: str, copies: int, drives: list,
+          public_pem: bytes, ui: Reporter) -> ArchiveResult:
+    """Burn and read back one recorded image's copies; settle its state."""
+    set_id, image = m.disc.disc_id, m.image
+    first, last = item_range(m.disc.items)
+    result = ArchiveResult(set_id, image, len(m.disc.records), len(m.disc.items),
+                           group_id=m.plan.group_id, volume=m.disc.volume,
+                           volumes=len(m.plan.discs), first=first, last=last)
+    plan = [Copy(f"{set_id}-{COPY_LABELS[n]}", COPY_LABELS[n], drives[n % len(drives)],
+                 _second_reader(cfg, (n + 1) % len(drives)))
+            for n in range(copies)]
+    burn_copies(cfg, plan, set_id, media, image, m.expected, public_pem, ui)
+    for c in plan:
+        result.copies[c.disc_id] = c.state
+        if c.why:
+            result.failures[c.disc_id] = c.why
+    inv.update_set(set_id, state="archived" if result.ok else "failed")
+    if result.ok and not cfg.keep_images:
+        image.path.unlink(missing_ok=True)
+        inv.update_set(set_id, image_path=None)
+    return result
 
 
 def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> Report:
@@ -346,55 +548,77 @@ def verify_disc(cfg: Config, disc_id: str, reporter: Reporter | None = None) -> 
         return _verify_disc(cfg, disc_id, ui)
 
 
-def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> ArchiveResult:
-    """Burn the copies of a set that are not verified, from its retained image.
+def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> RunResult:
+    """Burn the copies that are not verified, from the retained images.
 
-    Copies that failed, were interrupted or were never made are burned again
-    under their own disc IDs; verified copies are left alone. The image is
-    checked against the record first. Raises JobError for an unknown set, a
-    set with nothing to burn, or an image that is gone or no longer matches.
+    ``set_id`` is one image (``160-2024-S01-02``) or a whole disc set
+    (``160-2024-S01``: each of its images with copies to burn). Copies
+    that failed, were interrupted or were never made are burned again under
+    their own disc IDs; verified copies are left alone. Each image is
+    checked against its record first. Raises JobError for an unknown ID,
+    nothing to burn, or an image that is gone or no longer matches.
     """
     ui = reporter or QuietReporter()
     with locked(cfg.home):
         key, public_pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
         inv = Inventory.open(cfg.inventory_path)
         try:
-            s = inv.disc_set(set_id)
-            if s is None:
+            one = inv.disc_set(set_id)
+            rows = [one] if one is not None else inv.group(set_id)
+            if not rows:
                 raise JobError(f"no disc set {set_id} in the inventory: see `discarchive discs`")
-            done = {c["copy_label"] for c in inv.copies(set_id) if c["state"] == "verified"}
-            labels = [COPY_LABELS[n] for n in range(s["copies"]) if COPY_LABELS[n] not in done]
-            if not labels:
+            todo = [(s, _unverified(inv, s)) for s in rows]
+            todo = [(s, labels) for s, labels in todo if labels]
+            if not todo:
                 raise JobError(f"every copy of {set_id} is verified: nothing to burn")
-            path = Path(s["image_path"] or "")
-            if not s["image_path"] or not path.is_file():
-                raise JobError(f"the image of {set_id} is no longer kept: burn from a good copy "
-                               "instead")
+            for s, _ in todo:
+                path = Path(s["image_path"] or "")
+                if not s["image_path"] or not path.is_file():
+                    raise JobError(f"the image of {s['set_id']} is no longer kept: burn from a "
+                                   "good copy instead")
             drives = open_drives(cfg)
-            expected = expected_of(inv, set_id)
-            check = verify(file_chunks(path, expected.length), expected, public_pem,
-                           ui.progress("check image"))
-            if not check.passed:
-                raise JobError(f"the kept image of {set_id} no longer matches its record "
-                               f"({check.summary()}): burn from a good copy instead")
-            image = Image(path, s["image_bytes"], s["image_sectors"], s["image_sha256"])
-            plan = [Copy(f"{set_id}-{label}", label, drives[n % len(drives)],
-                         _second_reader(cfg, (n + 1) % len(drives)))
-                    for n, label in enumerate(labels)]
-            burn_copies(cfg, plan, set_id, s["media"], image, expected, public_pem, ui)
-            result = ArchiveResult(set_id, image, s["record_count"], s["file_count"])
-            for c in plan:
-                result.copies[c.disc_id] = c.state
-                if c.why:
-                    result.failures[c.disc_id] = c.why
-            if settle_set(inv, set_id) != "archived":
-                inv.update_set(set_id, state="failed")
+            result = RunResult()
+            for s, labels in todo:
+                result.images.append(_burn_again(cfg, inv, s, labels, drives, public_pem, ui))
             return result
         finally:
             try:
                 eventlog.checkpoint(inv, key)
             finally:
                 inv.close()
+
+
+def _unverified(inv: Inventory, s: dict) -> list[str]:
+    """Copy labels of an image that have no verified copy."""
+    done = {c["copy_label"] for c in inv.copies(s["set_id"]) if c["state"] == "verified"}
+    return [COPY_LABELS[n] for n in range(s["copies"]) if COPY_LABELS[n] not in done]
+
+
+def _burn_again(cfg: Config, inv: Inventory, s: dict, labels: list[str], drives: list,
+                public_pem: bytes, ui: Reporter) -> ArchiveResult:
+    """Check one kept image against its record, then burn its copies ``labels``."""
+    set_id, path = s["set_id"], Path(s["image_path"])
+    expected = expected_of(inv, set_id)
+    check = verify(file_chunks(path, expected.length), expected, public_pem,
+                   ui.progress("check image"))
+    if not check.passed:
+        raise JobError(f"the kept image of {set_id} no longer matches its record "
+                       f"({check.summary()}): burn from a good copy instead")
+    image = Image(path, s["image_bytes"], s["image_sectors"], s["image_sha256"])
+    plan = [Copy(f"{set_id}-{label}", label, drives[n % len(drives)],
+                 _second_reader(cfg, (n + 1) % len(drives)))
+            for n, label in enumerate(labels)]
+    burn_copies(cfg, plan, set_id, s["media"], image, expected, public_pem, ui)
+    result = ArchiveResult(set_id, image, s["record_count"], s["file_count"],
+                           group_id=s.get("group_id") or set_id, volume=s.get("volume") or 1,
+                           volumes=s.get("volumes") or 1)
+    for c in plan:
+        result.copies[c.disc_id] = c.state
+        if c.why:
+            result.failures[c.disc_id] = c.why
+    if settle_set(inv, set_id) != "archived":
+        inv.update_set(set_id, state="failed")
+    return result
 
 
 def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):

@@ -242,7 +242,8 @@ class Daemon:
         pending = intake.scan_sources(cfg, inv, now, self.log)
         for row in intake.interrupted(inv):
             self._check_stop()
-            state = self.finish_set(cfg, row["set_id"])
+            states = [self.finish_set(cfg, set_id) for set_id in row["set_id"].split(",")]
+            state = "archived" if all(s == "archived" for s in states) else "failed"
             intake.mark(inv, row["path"], state=state,
                         detail=None if state == "archived" else
                         f"a copy failed: burn it with `discarchive burn {row['set_id']}`")
@@ -282,10 +283,10 @@ class Daemon:
                                f"a batch could not be archived: {exc}", log=self.log)
             return
         intake.mark(inv, batch.path, state="archived" if result.ok else "failed",
-                    set_id=result.set_id,
+                    set_id=",".join(result.set_ids),
                     detail=None if result.ok else "; ".join(
                         f"{d}: {w}" for d, w in result.failures.items()))
-        self.log("pack.done", batch=batch.path, set_id=result.set_id,
+        self.log("pack.done", batch=batch.path, set_id=",".join(result.set_ids),
                  outcome="archived" if result.ok else "failed",
                  copies=",".join(f"{d}={s}" for d, s in result.copies.items()))
 

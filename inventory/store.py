@@ -4,7 +4,11 @@ A plain SQLite file (WAL journal) written through sqlite-utils, meant to be
 read with any SQLite tool. Tables:
 
 ``disc_sets``
-    One row per disc set (the bag and its image, burned as copies A, B...).
+    One row per disc image (one bag, burned as copies A, B...), despite the
+    table's name: ``set_id`` is the image's ID, e.g. ``160-2024-S01-02``.
+    The disc set it belongs to (what one archive run makes of one fonds,
+    year and side) is ``group_id`` (``160-2024-S01``), the image being
+    ``volume`` of ``volumes`` (Bag-Count "k of n"); ``side`` is 收 or 支.
     ``tag_files`` is JSON: the bag's tag files as [name, first sector, size,
     SHA-256], so a read-back names a damaged tag file too.
     ``state``: ``mastered`` (image made, copies not yet all verified),
@@ -200,6 +204,7 @@ class Inventory:
             inv._add_lifecycle()
         if not {"alerts", "requests"} <= tables:
             inv._add_daemon_tables()
+        inv._add_group_columns()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
             try:
@@ -222,7 +227,7 @@ class Inventory:
                 "record_count": int, "file_count": int, "payload_bytes": int,
                 "payload_oxum": str, "image_sha256": str, "image_bytes": int,
                 "image_sectors": int, "image_path": str, "copies": int, "state": str,
-                "tag_files": str,
+                "tag_files": str, "group_id": str, "volume": int, "volumes": int, "side": str,
             }, pk="set_id")
             db["discs"].create({
                 "disc_id": str, "set_id": str, "copy_label": str, "medium": str,
@@ -264,6 +269,23 @@ class Inventory:
             for statement in LIFECYCLE_TABLES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+
+    def _add_group_columns(self) -> None:
+        """``disc_sets.group_id``, ``volume``, ``volumes``, ``side`` for an inventory made before them.
+
+        An image recorded before is its own set of one disc.
+        """
+        columns = {c.name for c in self.db["disc_sets"].columns}
+        if "group_id" in columns:
+            return
+        with self._write():
+            columns = {r[1] for r in self.db.conn.execute("PRAGMA table_info(disc_sets)")}
+            for name, kind in (("group_id", "TEXT"), ("volume", "INTEGER"),
+                               ("volumes", "INTEGER"), ("side", "TEXT")):
+                if name not in columns:
+                    self.db.conn.execute(f"ALTER TABLE disc_sets ADD COLUMN [{name}] {kind}")
+            self.db.conn.execute("UPDATE disc_sets SET group_id = set_id, volume = 1, volumes = 1 "
+                                 "WHERE group_id IS NULL")
 
     def _add_burns_table(self) -> None:
         """The ``burns`` table: one row per burn attempt, coasters included."""
@@ -404,6 +426,37 @@ class Inventory:
         while taken(f"{prefix}{n:04d}"):
             n += 1
         return f"{prefix}{n:04d}"
+
+    def next_group_number(self, fonds: str, year: str, letter: str,
+                          taken: Callable[[str], bool] = lambda group_id: False) -> int:
+        """The next free number NN of a disc set ``<fonds>-<year>-<letter><NN>``.
+
+        ``taken(group_id)`` may veto a number the inventory does not know
+        but something else uses (images left by an interrupted run).
+        """
+        prefix = f"{fonds}-{year}-{letter}"
+        rows = self.db.execute("SELECT group_id FROM disc_sets WHERE substr(group_id, 1, ?) = ?",
+                               [len(prefix), prefix]).fetchall()
+        used = [int(r[0][len(prefix):]) for r in rows if r[0][len(prefix):].isdigit()]
+        n = max(used, default=0) + 1
+        while taken(f"{prefix}{n:02d}"):
+            n += 1
+        return n
+
+    def group(self, group_id: str) -> list[dict[str, Any]]:
+        """The image rows of one disc set, volume 1 first."""
+        return list(self.db.query("SELECT * FROM disc_sets WHERE group_id = ? ORDER BY volume",
+                                  [group_id]))
+
+    def record_sets(self, sets: list[tuple[dict[str, Any], Iterable[dict[str, Any]],
+                                           Iterable[dict[str, Any]]]]) -> None:
+        """Insert several images (row, items, events), e.g. a whole disc set, in one transaction."""
+        with self._write():
+            for row, items, events in sets:
+                self.db["disc_sets"].insert(row)
+                self.db["items"].insert_all(items)
+                for e in events:
+                    self._event(**e)
 
     def record_set(self, row: dict[str, Any], items: Iterable[dict[str, Any]],
                    events: Iterable[dict[str, Any]]) -> None:

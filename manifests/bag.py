@@ -12,8 +12,10 @@ The bag on a disc::
     bagit.txt                    BagIt-Version 1.0, UTF-8
     bag-info.txt                 Source-Organization, Bagging-Date, Payload-Oxum,
                                  External-Identifier, Bag-Group-Identifier,
-                                 Bag-Count, Fonds-Identifier, Record-Years,
-                                 Retention-Period, Bag-Software-Agent
+                                 Bag-Count ("k of n"), Fonds-Identifier,
+                                 Record-Years, Retention-Period,
+                                 Collection-Or-Payment (收/支),
+                                 Bag-Software-Agent
     manifest-sha256.txt          every payload file's SHA-256
     归档文件目录.csv              the catalog of this disc's records (a tag file)
     说明文件.txt                  the description file: what is here, how to check it
@@ -42,6 +44,7 @@ SIGNATURE_NAME = "tagmanifest-sha256.txt.sig"
 PUBLIC_KEY_NAME = "signing-key.pub"
 DESCRIPTION_NAME = "说明文件.txt"
 RETENTION_ORDER = ["10年", "30年", "50年", "100年", "永久"]
+_NO_HASH = "0" * 64
 
 
 def encode_manifest_path(path: str) -> str:
@@ -91,36 +94,83 @@ class Bag:
     tag_dir: Path
 
 
+CATALOG_HEADER = CATALOG_COLUMNS + ["光盘路径", "字节", "SHA256"]
+"""The columns of a disc's catalog: the source catalog's, then the place on the disc."""
+
+
+def catalog_row(i: Item) -> list:
+    """One record's row of the disc's catalog (归档文件目录.csv), in CATALOG_HEADER order."""
+    return [i.item_number or "", i.archival_code or "", i.responsible or "",
+            i.unit_code or "", i.title or "", i.date or "", i.pages or "",
+            i.classification or "", i.retention or "", i.category or "", i.flow or "",
+            i.remarks or "", i.path, "data/" + i.path, i.size, i.sha256 or _NO_HASH]
+
+
+def manifest_line(i: Item) -> str:
+    """One payload file's line of manifest-sha256.txt (RFC 8493 section 2.1.3)."""
+    return f"{i.sha256 or _NO_HASH}  {encode_manifest_path('data/' + i.path)}\n"
+
+
 def _catalog_csv(items: list[Item]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(CATALOG_COLUMNS + ["光盘路径", "字节", "SHA256"])
+    w.writerow(CATALOG_HEADER)
     for i in items:
-        if not i.is_record:
-            continue
-        w.writerow([i.item_number or "", i.archival_code or "", i.responsible or "",
-                    i.unit_code or "", i.title or "", i.date or "", i.pages or "",
-                    i.classification or "", i.retention or "", i.category or "", i.flow or "",
-                    i.remarks or "", i.path, "data/" + i.path, i.size, i.sha256])
+        if i.is_record:
+            w.writerow(catalog_row(i))
     return out.getvalue().encode("utf-8")
+
+
+def csv_bytes(row: list) -> int:
+    """The UTF-8 length of ``row`` written as one CSV line (as the disc's catalog writes it)."""
+    fields = [str(v) for v in row]
+    text = "\x1f".join(fields)
+    if len(row) > 1 and "," not in text and '"' not in text and "\n" not in text \
+            and "\r" not in text:
+        return len(text.encode("utf-8")) + 1      # QUOTE_MINIMAL quotes nothing here
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(row)
+    return len(out.getvalue().encode("utf-8"))
+
+
+@dataclass
+class DiscInfo:
+    """Where a bag stands in its disc set: the set (group) ID, this disc's ID, k of n."""
+
+    group_id: str
+    disc_id: str
+    volume: int = 1
+    volumes: int = 1
+
+
+def item_range(items: list[Item]) -> tuple[str, str]:
+    """The first and last archival code (档号) of the records in ``items``, in their order."""
+    codes = [i.archival_code for i in items if i.is_record and i.archival_code]
+    return (codes[0], codes[-1]) if codes else ("-", "-")
 
 
 def _description(info: dict[str, str], items: list[Item]) -> bytes:
     records = [i for i in items if i.is_record]
-    numbers = sorted(i.item_number for i in records if i.item_number)
+    first, last = item_range(items)
+    k, _, n = info["Bag-Count"].partition(" of ")
     text = f"""说明文件 (disc description)
 
-光盘组 Disc set:        {info['External-Identifier']}
-盘序 Disc:              {info['Bag-Count']}
+光盘组 Disc set:        {info['Bag-Group-Identifier']}
+本盘 This disc:         {info['External-Identifier']}, 第 {k} 盘 共 {n} 盘 (disc {info['Bag-Count']})
 全宗号 Fonds:           {info.get('Fonds-Identifier', '')}
 年度 Years:             {info.get('Record-Years', '')}
+收支 Side:              {info.get('Collection-Or-Payment', '')}
 保管期限 Retention:     {info.get('Retention-Period', '')}
-件数 Records:           {len(records)} (件号 {numbers[0] if numbers else '-'} to {numbers[-1] if numbers else '-'})
+件数 Records:           {len(records)}
+起止档号 Items:         {first} to {last}
 文件 Files:             {len(items)} ({info['Payload-Oxum'].split('.')[0]} bytes)
 制作单位 Made by:        {info['Source-Organization']}, {info['Bagging-Date']}
 
-This disc is a BagIt 1.0 bag (RFC 8493). The records are under data/ with
-their original paths; 归档文件目录.csv lists them with their archival codes.
+This disc is a BagIt 1.0 bag (RFC 8493) and holds everything needed to read
+and check it: the other discs of the set are not needed. The records are under
+data/ with their original paths; 归档文件目录.csv lists this disc's records with
+their archival codes, sizes and SHA-256. The set's discs are numbered k of n
+in bag-info.txt (Bag-Count) and share its Bag-Group-Identifier.
 
 To check it with standard tools, at the disc's root:
   sha256sum -c manifest-sha256.txt          every record's SHA-256
@@ -132,37 +182,38 @@ To check it with standard tools, at the disc's root:
     return text.encode("utf-8")
 
 
-def write_tag_files(tag_dir: Path, source: Path, items: list[Item], set_id: str,
-                    source_organization: str, fonds: str,
-                    key: Ed25519PrivateKey, bag_count: str = "1 of 1",
-                    bagging_date: dt.date | None = None) -> Bag:
-    """Write the tag files of the bag for ``items`` into ``tag_dir``.
-
-    ``items`` carry the SHA-256 measured when the source was scanned; the
-    manifest records exactly those values, so a file that changes afterwards
-    fails validation instead of being recorded with its new content.
-    Raises OSError if ``tag_dir`` cannot be written.
-    """
-    tag_dir.mkdir(parents=True, exist_ok=True)
+def bag_info(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,
+             bagging_date: dt.date | None = None, side: str = "") -> dict[str, str]:
+    """The bag-info.txt fields of the bag for ``items`` (RFC 8493 section 2.2.2)."""
     records = [i for i in items if i.is_record]
     years = sorted({i.year for i in records if i.year})
     info = {
         "Source-Organization": source_organization,
         "Bagging-Date": (bagging_date or dt.date.today()).isoformat(),
         "Payload-Oxum": payload_oxum(items),
-        "External-Identifier": set_id,
-        "Bag-Group-Identifier": set_id,
-        "Bag-Count": bag_count,
+        "External-Identifier": disc.disc_id,
+        "Bag-Group-Identifier": disc.group_id,
+        "Bag-Count": f"{disc.volume} of {disc.volumes}",
         "Fonds-Identifier": fonds,
         "Record-Years": (years[0] if len(years) == 1 else f"{years[0]}-{years[-1]}") if years else "",
         "Retention-Period": longest_retention(records) or "",
-        "Bag-Software-Agent": "discarchive",
     }
+    if side:
+        info["Collection-Or-Payment"] = side
+    info["Bag-Software-Agent"] = "discarchive"
+    return info
+
+
+def tag_files(items: list[Item], info: dict[str, str], key: Ed25519PrivateKey) -> dict[str, bytes]:
+    """The bag's tag files as {name: bytes}, in the order they go onto the disc.
+
+    ``items`` carry the SHA-256 measured when the source was scanned (an
+    empty one, when planning, counts as 64 characters).
+    """
     files: dict[str, bytes] = {
         "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
         "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8"),
-        "manifest-sha256.txt": "".join(
-            f"{i.sha256}  {encode_manifest_path('data/' + i.path)}\n" for i in items).encode("utf-8"),
+        "manifest-sha256.txt": "".join(manifest_line(i) for i in items).encode("utf-8"),
         CATALOG_NAME: _catalog_csv(items),
         DESCRIPTION_NAME: _description(info, items),
         PUBLIC_KEY_NAME: signing.public_pem(key),
@@ -171,8 +222,51 @@ def write_tag_files(tag_dir: Path, source: Path, items: list[Item], set_id: str,
                           for name, data in files.items()).encode("utf-8")
     files["tagmanifest-sha256.txt"] = tagmanifest
     files[SIGNATURE_NAME] = signing.sign(key, tagmanifest)
+    return files
+
+
+def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
+              catalog_bytes: int) -> dict[str, int]:
+    """The sizes in bytes of :func:`tag_files`, without rendering the manifest and catalog.
+
+    ``manifest_bytes`` and ``catalog_bytes`` are the sums of the items'
+    :func:`manifest_line` and :func:`catalog_row` lengths (``csv_bytes``),
+    kept by the caller. The signature (base64 of 64 bytes and a newline)
+    and the public key (PEM of an Ed25519 key) have fixed sizes.
+    """
+    sizes = {
+        "bagit.txt": 55,
+        "bag-info.txt": len("".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8")),
+        "manifest-sha256.txt": manifest_bytes,
+        CATALOG_NAME: csv_bytes(CATALOG_HEADER) + catalog_bytes,
+        DESCRIPTION_NAME: len(_description(info, items)),
+        PUBLIC_KEY_NAME: 113,
+    }
+    sizes["tagmanifest-sha256.txt"] = sum(64 + 2 + len(encode_manifest_path(n).encode("utf-8")) + 1
+                                          for n in sizes)
+    sizes[SIGNATURE_NAME] = 89
+    return sizes
+
+
+def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscInfo | str,
+                    source_organization: str, fonds: str,
+                    key: Ed25519PrivateKey, bagging_date: dt.date | None = None,
+                    side: str = "") -> Bag:
+    """Write the tag files of the bag for ``items`` into ``tag_dir``.
+
+    ``disc`` places the bag in its set (Bag-Group-Identifier, Bag-Count
+    "k of n"); a plain ID means a set of this one disc. ``items`` carry
+    the SHA-256 measured when the source was
+    scanned; the manifest records exactly those values, so a file that
+    changes afterwards fails validation instead of being recorded with its
+    new content. Raises OSError if ``tag_dir`` cannot be written.
+    """
+    if isinstance(disc, str):
+        disc = DiscInfo(disc, disc)
+    tag_dir.mkdir(parents=True, exist_ok=True)
+    info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
     entries: list[tuple[str, Path]] = []
-    for name, data in files.items():
+    for name, data in tag_files(items, info, key).items():
         (tag_dir / name).write_bytes(data)
         entries.append((name, tag_dir / name))
     entries.extend(("data/" + i.path, source / i.path) for i in items)

@@ -79,6 +79,7 @@ class Item:
     flow: str | None = None               # 收支: 收 (collection) / 支 (payment)
     remarks: str | None = None            # 备注
     extra: dict = field(default_factory=dict)
+    row: int | None = None                # the catalog line describing it, if any
 
     @property
     def fonds(self) -> str | None:
@@ -93,6 +94,29 @@ Progress = Callable[[int, int], None]
 
 # C0 controls but CR and LF (RFC 8493 encodes those), DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One arrangement problem, to warn about (or refuse under ``--strict``).
+
+    ``kind``: ``row-without-file`` (a catalog row whose file is not in the
+    source, or that names none), ``file-without-row`` (a file in a year
+    folder the catalog does not describe), ``malformed-code`` (an archival
+    code that does not follow DA/T 22-2015 or contradicts its row),
+    ``duplicate-number`` and ``number-gap`` (件号 within one class),
+    ``unarranged`` (a record lacking what its place needs: year, category
+    code). ``where`` is ``归档文件目录.csv line N``, a path or a class.
+    """
+
+    kind: str
+    where: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.text}"
+
+
 
 
 def name_problem(name: str) -> str | None:
@@ -331,60 +355,76 @@ def _from_path(item: Item) -> None:
         item.title = stem
 
 
-def read_catalog(path: Path, files: set[str]) -> dict[str, tuple[int, dict[str, str]]]:
+def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = None
+                 ) -> dict[str, tuple[int, dict[str, str]]]:
     """The catalog's rows by the file they describe: {path: (line number, row)}.
 
     ``files`` is the set of paths in the source. Every problem is collected
-    and reported at once in one ScanError: not UTF-8, no 文件 column, a row
-    without a file, rows with too many fields, two rows for one file, a
-    retention period (保管期限) that is not one of 永久/100年/50年/30年/10年,
-    rows naming files that are not in the source.
+    and reported at once in one ScanError: not UTF-8, no 文件 column, rows
+    with too many fields, two rows for one file, a retention period (保管期限)
+    that is not one of 永久/100年/50年/30年/10年. Rows that name no file, or
+    a file that is not in the source, go to ``problems`` (kind
+    ``row-without-file``) when it is given, else into the ScanError too.
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames or []
+            rows = [r for r in csv.reader(f) if r]      # blank lines skipped, as DictReader does
+        header = rows.pop(0) if rows else []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ScanError(f"cannot read the catalog {path.name}: {exc}; "
                         "save it as UTF-8 CSV") from None
     if "文件" not in header:
         raise ScanError(f"the catalog {path.name} has no 文件 column: add one giving "
                         "each item's path relative to the source")
-    problems: list[str] = []
+    errors: list[str] = []
+    soft = problems if problems is not None else None
     by_path: dict[str, tuple[int, dict[str, str]]] = {}
-    for line, row in enumerate(rows, start=2):
-        if None in row:
-            problems.append(f"line {line} has more fields than the header")
-        row = {k: (v or "").strip() for k, v in row.items() if k is not None}
+
+    def missing(line: int, text: str) -> None:
+        if soft is None:
+            errors.append(f"line {line} {text}")
+        else:
+            soft.append(Problem("row-without-file", f"{path.name} line {line}", text))
+
+    width = len(header)
+    for line, fields in enumerate(rows, start=2):
+        if len(fields) > width:
+            errors.append(f"line {line} has more fields than the header")
+        row = dict(zip(header, map(str.strip, fields)))
         rel = row.get("文件", "").replace("\\", "/")
         if not rel:
-            problems.append(f"line {line} names no file (文件 is empty)")
+            missing(line, "names no file (文件 is empty)")
             continue
         if rel in by_path:
-            problems.append(f"lines {by_path[rel][0]} and {line} both describe {rel}")
+            errors.append(f"lines {by_path[rel][0]} and {line} both describe {rel}")
             continue
         if rel not in files:
-            problems.append(f"line {line} names {rel}, which is not in the source")
+            missing(line, f"names {rel}, which is not in the source")
+            continue
         retention = row.get("保管期限", "")
         if retention and retention not in RETENTION_CODES:
-            problems.append(f"line {line}: 保管期限 {retention!r} is not one of "
+            errors.append(f"line {line}: 保管期限 {retention!r} is not one of "
                             f"{'/'.join(RETENTION_CODES)}")
         by_path[rel] = (line, row)
-    if problems:
-        raise ScanError(f"the catalog {path.name} has {len(problems)} problem(s): "
-                        f"{'; '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}: "
+    if errors:
+        raise ScanError(f"the catalog {path.name} has {len(errors)} problem(s): "
+                        f"{'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}: "
                         "correct the catalog")
     return by_path
 
 
 def scan(source: Path, retention_map: dict[str, str] | None = None,
          progress: Progress | None = None, warnings: list[str] | None = None,
+         problems: list[Problem] | None = None, hashing: bool = True,
          max_file_bytes: int | None = None, medium: str = "the medium") -> list[Item]:
     """Describe and hash every file of ``source``, reading it only.
 
     Returns items sorted by path. ``progress(done_bytes, total_bytes)`` is
     called while hashing; ``warnings`` collects lines for the operator.
+    ``problems``, when given, collects the catalog's rows without a file and
+    the files in a year folder without a row (see :class:`Problem`);
+    without it a row without a file is a ScanError. ``hashing=False``
+    only stats the files (for planning): ``sha256`` is then empty.
     ``max_file_bytes`` is the largest file one ``medium`` can hold
     (:func:`mastering.iso.max_file_bytes`): larger files are refused, all
     at once, before a byte is hashed. Raises ScanError for a missing or
@@ -399,20 +439,18 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     paths = _walk(source, warnings)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
-    sizes = {}
-    for rel in paths:
-        st = os.stat(source / rel)
-        sizes[rel] = st.st_size
+    root = os.fspath(source)
+    stats = {rel: os.stat(os.path.join(root, rel)) for rel in paths}
     if max_file_bytes is not None:
-        too_big = [f"{shown(rel)} ({size} bytes)" for rel, size in sizes.items()
-                   if size > max_file_bytes]
+        too_big = [f"{shown(rel)} ({st.st_size} bytes)" for rel, st in stats.items()
+                   if st.st_size > max_file_bytes]
         if too_big:
             more = f" (and {len(too_big) - 1} more)" if len(too_big) > 1 else ""
             raise ScanError(f"{len(too_big)} file(s) are larger than one {medium} medium holds "
                             f"(a file of at most {max_file_bytes} bytes, {max_file_bytes // 2048} "
                             f"sectors): {too_big[0]}{more}: archive them "
                             "on a larger medium (--media)", too_big)
-    total = sum(sizes.values())
+    total = sum(st.st_size for st in stats.values())
     done = 0
 
     def tick(n: int) -> None:
@@ -422,48 +460,59 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
             progress(done, total)
 
     rows_by_path: dict[str, tuple[int, dict[str, str]]] = {}
-    if CATALOG_NAME in sizes:
-        rows_by_path = read_catalog(source / CATALOG_NAME, set(sizes))
+    has_catalog = CATALOG_NAME in stats
+    if has_catalog:
+        rows_by_path = read_catalog(source / CATALOG_NAME, set(stats), problems)
     items = []
     for rel in paths:
-        full = source / rel
-        mtime = os.stat(full).st_mtime_ns
-        digest, size = hash_file(full, tick)
+        if hashing:
+            full = source / rel
+            mtime = os.stat(full).st_mtime_ns
+            digest, size = hash_file(full, tick)
+        else:
+            mtime, digest, size = stats[rel].st_mtime_ns, "", stats[rel].st_size
         item = Item(path=rel, size=size, sha256=digest, mtime_ns=mtime)
         row = rows_by_path.get(rel)
         if rel == CATALOG_NAME:
             item.is_record = False
         elif row is not None:
             _from_row(item, row[1])
+            item.row = row[0]
         else:
             _from_path(item)
+            if has_catalog and problems is not None and _YEAR.match(rel.split("/", 1)[0]):
+                problems.append(Problem("file-without-row", rel,
+                                        f"has no row in {CATALOG_NAME}"))
         if item.is_record and not item.retention and retention_map:
             item.retention = retention_map.get(item.category or "")
         items.append(item)
     return items
 
 
+_KNOWN_COLUMNS = frozenset(CATALOG_COLUMNS)
+
+
 def _from_row(item: Item, row: dict[str, str]) -> None:
-    """Fill metadata from a catalog row, the path filling what the row leaves blank."""
+    """Fill metadata from a catalog row, the path filling what the row leaves blank.
+
+    The row's values are stripped already (:func:`read_catalog`).
+    """
     _from_path(item)
     item.is_record = True
-
-    def get(col: str) -> str | None:
-        v = (row.get(col) or "").strip()
-        return v or None
-
-    item.archival_code = get("档号")
+    get = row.get
+    item.archival_code = get("档号") or None
     item.item_number = get("件号") or item.item_number
     item.title = get("题名") or item.title
     item.unit_code = get("代码") or item.unit_code
     item.category = get("类别") or item.category
-    item.retention = get("保管期限")
-    item.date = get("日期")
-    item.pages = get("页数")
-    item.classification = get("密级")
-    item.responsible = get("责任者")
-    item.flow = get("收支")
-    item.remarks = get("备注")
+    item.retention = get("保管期限") or None
+    item.date = get("日期") or None
+    item.pages = get("页数") or None
+    item.classification = get("密级") or None
+    item.responsible = get("责任者") or None
+    item.flow = get("收支") or None
+    item.remarks = get("备注") or None
     if item.date and len(item.date) >= 4 and item.date[:4].isdigit():
         item.year = item.year or item.date[:4]
-    item.extra = {k: v for k, v in row.items() if k not in CATALOG_COLUMNS and k and v}
+    if len(row) > len(_KNOWN_COLUMNS) or not _KNOWN_COLUMNS.issuperset(row):
+        item.extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v}

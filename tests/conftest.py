@@ -100,3 +100,24 @@ def flip_byte(path, offset: int, mask: int = 0x20) -> None:
         b = f.read(1)
         f.seek(offset)
         f.write(bytes([b[0] ^ mask]))
+
+
+@pytest.fixture(scope="session")
+def one_set_archive(demo_archive, tmp_path_factory) -> Path:
+    """The demo archive's 2024 collection (收) records alone: one disc set of one disc.
+
+    For tests of what happens to one image and its copies; an archive run of
+    the whole demo archive makes four sets (two years, 收 and 支).
+    """
+    import csv
+    out = tmp_path_factory.mktemp("one-set") / "archive"
+    with open(demo_archive / "归档文件目录.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["文件"].startswith("2024/") and r["收支"] != "支"]
+    for r in rows:
+        (out / r["文件"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(demo_archive / r["文件"], out / r["文件"])
+    with open(out / "归档文件目录.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return out

@@ -27,9 +27,15 @@ def _discs(run) -> list[dict]:
     return json.loads(res.stdout)
 
 
-def _image(home: Path) -> Path:
-    (img,) = sorted((home / "images").glob("*.iso"))
-    return img
+def _image(home: Path, set_id: str | None = None) -> Path:
+    """The kept image of ``set_id``, else the first (by ID) of the home's images."""
+    if set_id:
+        return home / "images" / f"{set_id}.iso"
+    return sorted((home / "images").glob("*.iso"))[0]
+
+
+def _images(home: Path) -> list[Path]:
+    return sorted((home / "images").glob("*.iso"))
 
 
 # -- init ---------------------------------------------------------------------
@@ -79,7 +85,10 @@ def test_demo_archive_gives_two_verified_copies(home, run, demo_archive):
     res = run("archive", str(demo_archive), "--media", "dvd-r", "--copies", "2")
     assert res.exit_code == 0, res.stderr
     discs = _discs(run)
-    assert [d["copy_label"] for d in discs] == ["A", "B"]
+    # one set per year and side (收/支): 2024 and 2025, each 收 and 支; one disc each
+    assert sorted({d["set_id"] for d in discs}) == [
+        "160-2024-S01-01", "160-2024-Z01-01", "160-2025-S01-01", "160-2025-Z01-01"]
+    assert [d["copy_label"] for d in discs] == ["A", "B"] * 4
     for d in discs:
         assert d["state"] == "verified" and d["verification"] == "passed"
         burned = dt.date.fromisoformat(d["burned_at"][:10])
@@ -88,12 +97,14 @@ def test_demo_archive_gives_two_verified_copies(home, run, demo_archive):
     assert discs[0]["medium_path"] != discs[1]["medium_path"]
     assert tree_state(demo_archive) == before, "the source was changed"
     inv = Inventory.open(home / "inventory.db")
-    (s,) = list(inv.db.query("SELECT * FROM disc_sets"))
-    assert s["state"] == "archived" and s["record_count"] == 32
-    types = [e["event_type"] for e in inv.events(set_id=s["set_id"])]
-    for t in ("capture", "message digest calculation", "replication", "fixity check"):
-        assert t in types
-    assert types.count("fixity check") == 2
+    sets = list(inv.db.query("SELECT * FROM disc_sets"))
+    assert {s["state"] for s in sets} == {"archived"}
+    assert sum(s["record_count"] for s in sets) == 32
+    for s in sets:
+        types = [e["event_type"] for e in inv.events(set_id=s["set_id"])]
+        for t in ("capture", "message digest calculation", "replication", "fixity check"):
+            assert t in types
+        assert types.count("fixity check") == 2
 
 
 def test_listing_shows_due_dates(home, run, demo_archive):
@@ -101,17 +112,17 @@ def test_listing_shows_due_dates(home, run, demo_archive):
     res = run("discs")
     lines = res.stdout.splitlines()
     assert lines[0].split()[:2] == ["DISC", "STATE"]
-    assert len(lines) == 3 and all("verified" in line and "passed" in line for line in lines[1:])
+    assert len(lines) == 9 and all("verified" in line and "passed" in line for line in lines[1:])
     burned = dt.date.fromisoformat(lines[1].split()[4])
     assert lines[1].split()[5] == burned.replace(year=burned.year + 4).isoformat()
 
 
 def test_show_gives_the_recorded_fields(home, run, demo_archive):
     assert run("archive", str(demo_archive)).exit_code == 0
-    disc_id = _discs(run)[0]["disc_id"]
+    disc_id, set_id = _discs(run)[0]["disc_id"], _discs(run)[0]["set_id"]
     res = run("show", disc_id, "--json")
     data = json.loads(res.stdout)
-    assert data["disc_id"] == disc_id and data["image_sha256"] == jobs_sha(_image(home))
+    assert data["disc_id"] == disc_id and data["image_sha256"] == jobs_sha(_image(home, set_id))
     assert data["image_sectors"] * 2048 >= data["image_bytes"] > (data["image_sectors"] - 1) * 2048
     assert {e["event_type"] for e in data["events"]} == {"replication", "fixity check"}
     assert run("show", "no-such-disc").exit_code == 2
@@ -126,10 +137,10 @@ def test_the_burned_medium_is_padded_and_hashed_over_the_image_length(home, run,
     assert run("archive", str(demo_archive)).exit_code == 0
     d = _discs(run)[0]
     medium = Path(d["medium_path"]).read_bytes()
-    image = _image(home).read_bytes()
+    image = _image(home, d["set_id"]).read_bytes()
     assert len(medium) > len(image), "xorriso pads stdio media; the test expects padding"
     assert medium[:len(image)] == image
-    assert jobs_sha(_image(home)) == d["image_sha256"]
+    assert jobs_sha(_image(home, d["set_id"])) == d["image_sha256"]
 
 
 # -- the sample archive, read by independent tools ----------------------------
@@ -185,52 +196,64 @@ def _names(archive: Path) -> set[str]:
 def test_independent_tools_list_every_original_name(home, archived_sample, tool):
     if not shutil.which(tool):
         pytest.fail(f"{tool} is not installed: run `make test` (it installs it)")
-    img = str(_image(home))
-    cmd = {"xorriso": ["xorriso", "-indev", img, "-find", "/"],
-           "7z": ["7z", "l", img],
-           "bsdtar": ["bsdtar", "-tf", img],
-           "isoinfo": ["isoinfo", "-R", "-l", "-i", img]}[tool]
-    out = subprocess.run(cmd, capture_output=True, check=True,
-                         env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"}
-                         ).stdout.decode("utf-8")
+    out = ""
+    for image in _images(home):
+        img = str(image)
+        cmd = {"xorriso": ["xorriso", "-indev", img, "-find", "/"],
+               "7z": ["7z", "l", img],
+               "bsdtar": ["bsdtar", "-tf", img],
+               "isoinfo": ["isoinfo", "-R", "-l", "-i", img]}[tool]
+        out += subprocess.run(cmd, capture_output=True, check=True,
+                              env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                                   "PATH": "/usr/bin:/bin"}).stdout.decode("utf-8")
     for name in _names(archived_sample):
         assert name in out, f"{tool} does not show {name}"
 
 
 @pytest.mark.parametrize("tool", ["7z", "bsdtar"])
 def test_files_extract_byte_identical_and_the_bag_validates(home, archived_sample, tmp_path, tool):
-    img = str(_image(home))
-    out = tmp_path / "x"
-    out.mkdir()
-    cmd = ["7z", "x", "-y", f"-o{out}", img] if tool == "7z" else ["bsdtar", "-xf", img, "-C", str(out)]
-    subprocess.run(cmd, capture_output=True, check=True, env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
-    for src in archived_sample.rglob("*"):
-        if src.is_file():
-            rel = src.relative_to(archived_sample)
-            assert (out / "data" / rel).read_bytes() == src.read_bytes(), rel
-    for p in out.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    bag = bagit.Bag(str(out))
-    bag.validate()
-    info = bag.info
-    assert info["Payload-Oxum"] == f"{sum(p.stat().st_size for p in archived_sample.rglob('*') if p.is_file())}.58"
-    assert info["External-Identifier"] == "160-2023-0001"
-    assert info["Fonds-Identifier"] == "160" and info["Retention-Period"] == "永久"
-    assert info["Record-Years"] == "2023-2024" and info["Bag-Count"] == "1 of 1"
-    for field in ("Source-Organization", "Bagging-Date", "Bag-Group-Identifier"):
-        assert info[field]
-    with open(out / "归档文件目录.csv", encoding="utf-8") as f:
-        assert len(list(csv.DictReader(f))) == 56
+    found, rows, sets = set(), 0, []
+    for n, image in enumerate(_images(home)):
+        img = str(image)
+        out = tmp_path / f"x{n}"
+        out.mkdir()
+        cmd = ["7z", "x", "-y", f"-o{out}", img] if tool == "7z" else ["bsdtar", "-xf", img, "-C", str(out)]
+        subprocess.run(cmd, capture_output=True, check=True, env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
+        for f in (out / "data").rglob("*"):
+            if f.is_file():
+                rel = f.relative_to(out / "data")
+                assert f.read_bytes() == (archived_sample / rel).read_bytes(), rel
+                found.add(str(rel))
+        for p in out.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        bag = bagit.Bag(str(out))
+        bag.validate()
+        info = bag.info
+        files = [f for f in (out / "data").rglob("*") if f.is_file()]
+        assert info["Payload-Oxum"] == f"{sum(f.stat().st_size for f in files)}.{len(files)}"
+        assert info["External-Identifier"] == image.stem
+        assert info["Fonds-Identifier"] == "160" and info["Bag-Count"] == "1 of 1"
+        assert info["Record-Years"] in ("2023", "2024")
+        for field in ("Source-Organization", "Bagging-Date", "Bag-Group-Identifier"):
+            assert info[field]
+        sets.append((info["Bag-Group-Identifier"], info["Retention-Period"]))
+        with open(out / "归档文件目录.csv", encoding="utf-8") as f:
+            rows += len(list(csv.DictReader(f)))
+    assert found == {str(p.relative_to(archived_sample)) for p in archived_sample.rglob("*")
+                     if p.is_file()}
+    assert rows == 56
+    assert sets == [("160-2023-S01", "永久"), ("160-2023-Z01", "50年"),
+                    ("160-2024-S01", "永久"), ("160-2024-Z01", "50年")]
 
 
 def test_volume_id_is_the_set_id(home, archived_sample):
     out = subprocess.run(["isoinfo", "-d", "-i", str(_image(home))], capture_output=True,
                          check=True, text=True).stdout
-    assert "Volume id: 160-2023-0001" in out
+    assert "Volume id: 160-2023-S01-01" in out
     assert "Joliet" in out and "Rock Ridge" in out
     udf = subprocess.run(["xorriso", "-indev", str(_image(home)), "-pvd_info"],
                          capture_output=True, text=True)
-    assert "160-2023-0001" in udf.stdout
+    assert "160-2023-S01-01" in udf.stdout
 
 
 def test_signature_verifies_with_openssl_free_procedure(home, archived_sample, tmp_path):
@@ -245,7 +268,7 @@ def test_signature_verifies_with_openssl_free_procedure(home, archived_sample, t
     pub.verify(sig, (tmp_path / "tagmanifest-sha256.txt").read_bytes())
     assert (tmp_path / "signing-key.pub").read_bytes() == (home / "keys" / "signing.pub").read_bytes()
     text = (tmp_path / "说明文件.txt").read_text(encoding="utf-8")
-    assert "160-2023-0001" in text and "sha256sum -c manifest-sha256.txt" in text
+    assert "160-2023-S01-01" in text and "sha256sum -c manifest-sha256.txt" in text
     assert not out.exists()
 
 
@@ -264,8 +287,9 @@ def test_verify_passes_and_records_a_fixity_check(home, run, demo_archive):
 
 def test_one_flipped_byte_fails_verify_and_names_the_file(home, run, demo_archive):
     assert run("archive", str(demo_archive)).exit_code == 0
-    disc = _discs(run)[1]
-    victim = next(p for p in demo_archive.rglob("*.pdf"))
+    disc = next(d for d in _discs(run) if d["set_id"].endswith("S01-01") and d["copy_label"] == "B")
+    on_disc = [i["path"] for i in Inventory.open(home / "inventory.db").items(disc["set_id"])]
+    victim = demo_archive / next(p for p in on_disc if p.endswith(".pdf"))
     content = victim.read_bytes()
     medium = Path(disc["medium_path"])
     data = bytearray(medium.read_bytes())
@@ -333,8 +357,7 @@ def test_a_copy_that_reads_back_wrong_twice_is_recorded_failed(home, run, demo_a
     assert _fixity_reads(home, discs["B"]["disc_id"]) == [
         ("file-b", 1, "failure"), ("file-a", 2, "failure")]
     inv = Inventory.open(home / "inventory.db")
-    (s,) = list(inv.db.query("SELECT state FROM disc_sets"))
-    assert s["state"] == "failed"
+    assert {s["state"] for s in inv.db.query("SELECT state FROM disc_sets")} == {"failed"}
 
 
 def test_a_disc_is_called_bad_only_after_a_second_read_in_another_drive(home, run, demo_archive,
@@ -455,15 +478,18 @@ def test_no_home(tmp_path, demo_archive):
 def test_catalog_naming_a_missing_file(home, run, source_copy):
     victim = next(source_copy.rglob("*.png"))
     victim.unlink()
-    _one_line_error(run("archive", str(source_copy)), 2, "not in the source", victim.name)
+    _one_line_error(run("archive", str(source_copy), "--strict"), 2, "not in the source",
+                    victim.name)
     _nothing_recorded(home)
+    res = run("archive", str(source_copy))
+    assert res.exit_code == 0 and "not in the source" in res.stderr and victim.name in res.stderr
 
 
 def test_second_run_gets_the_next_set_id(home, run, demo_archive):
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
-    ids = sorted(d["disc_id"] for d in _discs(run))
-    assert ids == ["160-2024-0001-A", "160-2024-0002-A"]
+    ids = sorted(d["disc_id"] for d in _discs(run) if d["set_id"].startswith("160-2024-S"))
+    assert ids == ["160-2024-S01-01-A", "160-2024-S02-01-A"]
 
 
 def test_init_home_is_all_or_nothing(tmp_path, monkeypatch):
@@ -491,7 +517,7 @@ def test_virtual_drives_burn_and_verify(home, run, demo_archive):
     assert res.exit_code == 0, res.stderr
     discs = _discs(run)
     assert [(d["drive"], d["adapter"], d["state"]) for d in discs] == [
-        ("v1", "virtual", "verified"), ("v2", "virtual", "verified")]
+        ("v1", "virtual", "verified"), ("v2", "virtual", "verified")] * 4
     assert run("verify", discs[0]["disc_id"]).exit_code == 0
 
 

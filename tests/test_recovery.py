@@ -22,23 +22,23 @@ def _set_state(home: Path) -> str:
         db.close()
 
 
-def test_a_relative_home_works_from_any_folder(tmp_path, demo_archive, monkeypatch):
+def test_a_relative_home_works_from_any_folder(tmp_path, one_set_archive, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     assert runner.invoke(cli.main, ["init", "--home", "rel/home", "--file-drives"]).exit_code == 0
-    res = runner.invoke(cli.main, ["archive", "--home", "rel/home", str(demo_archive),
+    res = runner.invoke(cli.main, ["archive", "--home", "rel/home", str(one_set_archive),
                                    "--copies", "1"])
     assert res.exit_code == 0, res.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     res = runner.invoke(cli.main, ["verify", "--home", str(tmp_path / "rel" / "home"),
-                                   "160-2024-0001-A"])
+                                   "160-2024-S01-01-A"])
     assert res.exit_code == 0, res.stderr
 
 
-def test_verify_settles_a_copy_whose_job_was_killed_after_the_burn(home, run, demo_archive):
-    assert run("archive", str(demo_archive)).exit_code == 0
+def test_verify_settles_a_copy_whose_job_was_killed_after_the_burn(home, run, one_set_archive):
+    assert run("archive", str(one_set_archive)).exit_code == 0
     a, b = _discs(run)
     db = sqlite3.connect(home / "inventory.db")     # as a kill -9 right after writing A leaves it
     db.execute("UPDATE discs SET state = 'burning', burned_at = NULL, medium_path = NULL, "
@@ -56,9 +56,9 @@ def test_verify_settles_a_copy_whose_job_was_killed_after_the_burn(home, run, de
     assert _set_state(home) == "archived"
 
 
-def test_burn_redoes_the_failed_copy_under_its_own_id(home, run, demo_archive):
+def test_burn_redoes_the_failed_copy_under_its_own_id(home, run, one_set_archive):
     _virtual_drives(home, "[drives.faults]\nwrite_error_at = 48", "")
-    assert run("archive", str(demo_archive)).exit_code == 1
+    assert run("archive", str(one_set_archive)).exit_code == 1
     a = _discs(run)[0]
     assert a["state"] == "failed" and _set_state(home) == "failed"
     _virtual_drives(home, "", "")
@@ -72,9 +72,9 @@ def test_burn_redoes_the_failed_copy_under_its_own_id(home, run, demo_archive):
     _one_line_error(run("burn", "160-1999-0001"), 2, "no disc set")
 
 
-def test_burn_refuses_a_kept_image_that_changed(home, run, demo_archive):
+def test_burn_refuses_a_kept_image_that_changed(home, run, one_set_archive):
     _virtual_drives(home, "[drives.faults]\nwrite_error_at = 48", "")
-    assert run("archive", str(demo_archive)).exit_code == 1
+    assert run("archive", str(one_set_archive)).exit_code == 1
     image = next((home / "images").glob("*.iso"))
     data = bytearray(image.read_bytes())
     data[len(data) // 2] ^= 1
@@ -83,17 +83,17 @@ def test_burn_refuses_a_kept_image_that_changed(home, run, demo_archive):
     _one_line_error(run("burn", _discs(run)[0]["set_id"]), 2, "no longer matches")
 
 
-def test_a_drive_that_is_not_there_stops_the_job_before_any_work(home, run, demo_archive):
+def test_a_drive_that_is_not_there_stops_the_job_before_any_work(home, run, one_set_archive):
     cfg = home / "discarchive.toml"
     text = cfg.read_text(encoding="utf-8").split("\n[[drives]]")[0]
     cfg.write_text(text + '\n[[drives]]\nname = "sr9"\nadapter = "xorriso"\n'
                    'device = "/dev/no-such-sr9"\n', encoding="utf-8")
-    _one_line_error(run("archive", str(demo_archive)), 3, "/dev/no-such-sr9 does not exist")
+    _one_line_error(run("archive", str(one_set_archive)), 3, "/dev/no-such-sr9 does not exist")
     _nothing_recorded(home)
 
 
-def test_check_fails_a_disc_whose_file_system_is_damaged(home, run, demo_archive):
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+def test_check_fails_a_disc_whose_file_system_is_damaged(home, run, one_set_archive):
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
     disc = _discs(run)[0]
     flip_byte(disc["medium_path"], 16 * 2048 + 40)
     res = run("check", disc["disc_id"])
@@ -111,8 +111,8 @@ def test_drives_with_a_broken_config_is_a_config_error(home, run):
     assert json.loads(res.stdout)[0]["failure_class"] == "config"
 
 
-def test_check_bag_uses_the_bags_manifest_for_fixity(home, run, demo_archive, tmp_path):
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+def test_check_bag_uses_the_bags_manifest_for_fixity(home, run, one_set_archive, tmp_path):
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
     out = extract_bag(home, tmp_path / "bag")
     report = json.loads(run("check-bag", str(out), "--json").stdout)
     fixity = [f for f in report["properties"]["authenticity"]["findings"] if f["check"] == "fixity"]

@@ -36,7 +36,7 @@ def _burns(home: Path, disc_id: str) -> list[dict]:
         inv.close()
 
 
-def test_two_drives_burn_their_copies_at_the_same_time(home, run, demo_archive, monkeypatch):
+def test_two_drives_burn_their_copies_at_the_same_time(home, run, one_set_archive, monkeypatch):
     _virtual_drives(home, "", "")
     both_burning = threading.Barrier(2, timeout=20)
     real_burn = VirtualDrive.burn
@@ -46,15 +46,15 @@ def test_two_drives_burn_their_copies_at_the_same_time(home, run, demo_archive, 
         return real_burn(self, *a, **k)
 
     monkeypatch.setattr(VirtualDrive, "burn", burn)
-    res = run("archive", str(demo_archive))
+    res = run("archive", str(one_set_archive))
     assert res.exit_code == 0, res.stderr
     discs = _discs(run)
     assert [(d["drive"], d["state"]) for d in discs] == [("v1", "verified"), ("v2", "verified")]
 
 
-def test_a_failing_drive_does_not_stop_the_other(home, run, demo_archive):
+def test_a_failing_drive_does_not_stop_the_other(home, run, one_set_archive):
     _virtual_drives(home, "[drives.faults]\nwrite_error_at = 48", "")
-    res = run("archive", str(demo_archive))
+    res = run("archive", str(one_set_archive))
     assert res.exit_code == 1
     assert "not archived" in res.stderr
     a, b = _discs(run)
@@ -69,7 +69,7 @@ def test_a_failing_drive_does_not_stop_the_other(home, run, demo_archive):
     assert s["state"] == "failed"
 
 
-def test_a_coaster_is_followed_by_the_next_blank_medium(home, run, demo_archive, monkeypatch):
+def test_a_coaster_is_followed_by_the_next_blank_medium(home, run, one_set_archive, monkeypatch):
     _virtual_drives(home, "", "")
     real_burn = VirtualDrive.burn
     failed = []
@@ -83,7 +83,7 @@ def test_a_coaster_is_followed_by_the_next_blank_medium(home, run, demo_archive,
         return real_burn(self, image, progress, speed=speed)
 
     monkeypatch.setattr(VirtualDrive, "burn", burn)
-    res = run("archive", str(demo_archive))
+    res = run("archive", str(one_set_archive))
     assert res.exit_code == 0, res.stderr
     a = _discs(run)[0]
     assert a["state"] == "verified" and a["medium_path"].endswith("-A~2.medium")
@@ -91,9 +91,9 @@ def test_a_coaster_is_followed_by_the_next_blank_medium(home, run, demo_archive,
         ("failed", "write-error"), ("success", None)]
 
 
-def test_a_calibration_failure_is_retried_once_at_the_lowest_speed(home, run, demo_archive):
+def test_a_calibration_failure_is_retried_once_at_the_lowest_speed(home, run, one_set_archive):
     _virtual_drives(home, "[drives.faults]\nopc_failure = true")
-    res = run("archive", str(demo_archive), "--copies", "1")
+    res = run("archive", str(one_set_archive), "--copies", "1")
     assert res.exit_code == 0, res.stderr
     (a,) = _discs(run)
     burns = _burns(home, a["disc_id"])
@@ -102,20 +102,20 @@ def test_a_calibration_failure_is_retried_once_at_the_lowest_speed(home, run, de
     assert burns[0]["medium_path"] == burns[1]["medium_path"], "the same medium, still blank"
 
 
-def test_the_wrong_kind_of_medium_is_refused(home, run, demo_archive):
+def test_the_wrong_kind_of_medium_is_refused(home, run, one_set_archive):
     _virtual_drives(home, 'medium_type = "CD-R"')
-    res = run("archive", str(demo_archive), "--copies", "1", "--media", "dvd-r")
+    res = run("archive", str(one_set_archive), "--copies", "1", "--media", "dvd-r")
     assert res.exit_code == 1
     (a,) = _discs(run)
     assert a["failure_class"] == "incompatible-medium"
     assert "insert a blank DVD-R" in a["failure"]
 
 
-def test_a_drive_held_by_another_process_is_named(home, run, demo_archive):
+def test_a_drive_held_by_another_process_is_named(home, run, one_set_archive):
     _virtual_drives(home, "")
     media = home / "media1"
     media.mkdir()
-    medium = media / "160-2024-0001-A.medium"
+    medium = media / "160-2024-S01-01-A.medium"
     medium.touch()
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time; f = open(sys.argv[1], 'rb'); "
@@ -123,7 +123,7 @@ def test_a_drive_held_by_another_process_is_named(home, run, demo_archive):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        res = run("archive", str(demo_archive), "--copies", "1")
+        res = run("archive", str(one_set_archive), "--copies", "1")
     finally:
         holder.kill()
         holder.wait()
@@ -133,9 +133,9 @@ def test_a_drive_held_by_another_process_is_named(home, run, demo_archive):
     assert len(_burns(home, a["disc_id"])) <= 1, "a busy drive is not fed new media"
 
 
-def test_unreadable_sectors_name_exactly_the_damaged_items(home, run, demo_archive):
+def test_unreadable_sectors_name_exactly_the_damaged_items(home, run, one_set_archive):
     _virtual_drives(home, "", "")
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
     (a,) = _discs(run)
     inv = Inventory.open(home / "inventory.db")
     x, y = sorted(inv.items(a["set_id"]), key=lambda i: -i["size"])[:2]
@@ -158,9 +158,9 @@ def test_unreadable_sectors_name_exactly_the_damaged_items(home, run, demo_archi
     assert checks[1]["bad_sectors"] == [[bad[0], 1], [bad[1], 1]]
 
 
-def test_unreadable_sectors_in_one_drive_only_do_not_condemn_the_disc(home, run, demo_archive):
+def test_unreadable_sectors_in_one_drive_only_do_not_condemn_the_disc(home, run, one_set_archive):
     _virtual_drives(home, "[drives.faults]\nunreadable = [40, 41, 42]", "")
-    res = run("archive", str(demo_archive))
+    res = run("archive", str(one_set_archive))
     assert res.exit_code == 0, res.stderr
     a = _discs(run)[0]
     assert a["state"] == "verified"
@@ -171,8 +171,8 @@ def test_unreadable_sectors_in_one_drive_only_do_not_condemn_the_disc(home, run,
         ("v1", 1, [[40, 3]]), ("v2", 2, [])]
 
 
-def test_every_burn_records_drive_medium_speed_and_tool(home, run, demo_archive):
-    res = run("archive", str(demo_archive), "--copies", "1")
+def test_every_burn_records_drive_medium_speed_and_tool(home, run, one_set_archive):
+    res = run("archive", str(one_set_archive), "--copies", "1")
     assert res.exit_code == 0, res.stderr
     (a,) = _discs(run)
     (b,) = _burns(home, a["disc_id"])
@@ -206,10 +206,10 @@ def test_drives_exits_3_when_a_configured_drive_cannot_answer(home, run, tmp_pat
     ('busy = "cdrecord"', "drive-busy", "cdrecord"),
     ("write_error_at = 48", "write-error", "WRITE@LBA=30h failed with SK=3h/ASC=0Ch/ACQ=00h"),
 ])
-def test_each_failure_class_ends_as_a_recorded_failed_burn(home, run, demo_archive, fault,
+def test_each_failure_class_ends_as_a_recorded_failed_burn(home, run, one_set_archive, fault,
                                                           failure_class, words):
     _virtual_drives(home, f"[drives.faults]\n{fault}")
-    res = run("archive", str(demo_archive), "--copies", "1", "--media", "custom:4000")
+    res = run("archive", str(one_set_archive), "--copies", "1", "--media", "custom:4000")
     assert res.exit_code == 1
     assert "not archived" in res.stderr
     (a,) = _discs(run)
@@ -224,7 +224,7 @@ def test_each_failure_class_ends_as_a_recorded_failed_burn(home, run, demo_archi
     assert [s["state"] for s in inv.db.query("SELECT state FROM disc_sets")] == ["failed"]
 
 
-def test_a_hung_burner_is_stopped_and_recorded(home, run, demo_archive, tmp_path):
+def test_a_hung_burner_is_stopped_and_recorded(home, run, one_set_archive, tmp_path):
     fake = tmp_path / "xorriso"
     fake.write_text("#!/bin/sh\n"
                     'case " $* " in *" -as cdrecord "*) exec sleep 60 ;; esac\n'
@@ -233,7 +233,7 @@ def test_a_hung_burner_is_stopped_and_recorded(home, run, demo_archive, tmp_path
     _set_drive = (home / "discarchive.toml").read_text(encoding="utf-8")
     _set_drive = _set_drive.replace('timeout = 3600', f'timeout = 1\nxorriso = "{fake}"', 1)
     (home / "discarchive.toml").write_text(_set_drive, encoding="utf-8")
-    res = run("archive", str(demo_archive), "--copies", "1")
+    res = run("archive", str(one_set_archive), "--copies", "1")
     assert res.exit_code == 1
     (a,) = _discs(run)
     assert a["failure_class"] == "timeout" and a["state"] == "failed"

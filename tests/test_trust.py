@@ -15,8 +15,8 @@ from test_main_job import _discs
 
 
 @pytest.fixture
-def archived(home, run, demo_archive):
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+def archived(home, run, one_set_archive):
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
     (disc,) = _discs(run)
     return disc
 
@@ -63,8 +63,8 @@ def test_check_reports_the_four_properties_and_logs_its_digest(home, run, archiv
     assert json.loads(event[0]["detail"])["sha256"] == hashlib.sha256(stored[0].read_bytes()).hexdigest()
 
 
-def test_check_fails_and_names_a_changed_record(home, run, archived, demo_archive):
-    victim = "data/" + str(next(demo_archive.rglob("*.pdf")).relative_to(demo_archive))
+def test_check_fails_and_names_a_changed_record(home, run, archived, one_set_archive):
+    victim = "data/" + str(next(one_set_archive.rglob("*.pdf")).relative_to(one_set_archive))
     _flip_in_file(home, archived, victim)
     res = run("check", archived["disc_id"])
     assert res.exit_code == 1

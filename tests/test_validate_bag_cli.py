@@ -45,7 +45,7 @@ def test_the_whitespace_case_that_bagit_python_accepts_is_refused():
     assert res.exit_code == 1 and "problem: bagit.txt line 1" in res.stdout
 
 
-def test_a_bag_we_burn_validates(home, run, demo_archive, tmp_path):
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+def test_a_bag_we_burn_validates(home, run, one_set_archive, tmp_path):
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
     out = extract_bag(home, tmp_path / "bag")
     assert _run(out).exit_code == 0

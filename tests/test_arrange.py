@@ -1,0 +1,180 @@
+"""Arrangement (manifests/arrange.py): order, 收支 sides, retention, 档号 and 件号 problems."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from manifests.arrange import ARCHIVAL_CODE, Settings, arrange
+from manifests.catalog import CATALOG_NAME, Item, scan
+
+
+def _item(path, **kw) -> Item:
+    i = Item(path=path, size=kw.pop("size", 10), sha256="", mtime_ns=0)
+    for k, v in kw.items():
+        setattr(i, k, v)
+    return i
+
+
+def _rows(source: Path) -> list[dict]:
+    with open(source / CATALOG_NAME, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(source: Path, rows: list[dict]) -> None:
+    with open(source / CATALOG_NAME, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _arranged(source: Path, settings: Settings | None = None):
+    problems: list = []
+    items = scan(source, None, problems=problems, hashing=False)
+    return arrange(items, settings or Settings(), problems)
+
+
+def test_order_is_year_unit_category_number_and_sides_never_mix(demo_archive):
+    a = _arranged(demo_archive)
+    assert [(g.year, g.side) for g in a.groups] == [("2024", "收"), ("2024", "支"),
+                                                     ("2025", "收"), ("2025", "支")]
+    order = ["社保登记类", "参保人员类", "申报结算类", "保险关系转停类", "待遇类"]
+    for g in a.groups:
+        assert {i.year for i in g.items} == {g.year}
+        assert {"收": {"社保登记类", "参保人员类", "申报结算类", "保险关系转停类"},
+                "支": {"待遇类"}}[g.side] >= {i.category for i in g.items}
+        keys = [(i.unit_code, order.index(i.category), int(i.item_number)) for i in g.items]
+        assert keys == sorted(keys)
+    assert a.problems == [] and a.assigned == 0
+    assert [i.path for i in a.others] == [CATALOG_NAME]
+
+
+def test_category_order_and_sides_are_configurable():
+    def item(cat, n):
+        return _item(f"2024/U_x/{cat}/{n}_a.pdf", year="2024", unit_code="U", category=cat,
+                     item_number=n, retention="永久")
+    items = [item("社保登记类", "0001"), item("待遇类", "0001"), item("申报结算类", "0001")]
+    s = Settings(category_order=("待遇类", "社保登记类"),
+                 sides={"待遇类": "收", "申报结算类": "支"},
+                 category_codes={"社保登记类": "DJ", "待遇类": "DY", "申报结算类": "JS"})
+    a = arrange(items, s)
+    assert [(g.side, [i.category for i in g.items]) for g in a.groups] == [
+        ("收", ["待遇类", "社保登记类"]), ("支", ["申报结算类"])]
+
+
+def test_the_catalog_side_wins_over_the_category_map():
+    items = [_item("2024/U1_a/01_社保登记类/0001_x.pdf", year="2024", unit_code="U1",
+                   category="社保登记类", item_number="0001", retention="永久", flow="支"),
+             _item("2024/U1_a/01_社保登记类/0002_x.pdf", year="2024", unit_code="U1",
+                   category="社保登记类", item_number="0002", retention="永久")]
+    a = arrange(items, Settings())
+    assert [(g.side, [i.item_number for i in g.items]) for g in a.groups] == [
+        ("收", ["0002"]), ("支", ["0001"])]
+
+
+def test_retention_from_the_row_else_the_category_map():
+    items = [_item("2024/U/03_申报结算类/0001_a.pdf", year="2024", unit_code="U",
+                   category="申报结算类", item_number="0001", retention="10年"),
+             _item("2024/U/03_申报结算类/0002_b.pdf", year="2024", unit_code="U",
+                   category="申报结算类", item_number="0002")]
+    a = arrange(items, Settings(retention={"申报结算类": "30年"}))
+    assert [i.retention for i in a.groups[0].items] == ["10年", "30年"]
+    assert [i.archival_code for i in a.groups[0].items] == [
+        "160-SB·2024-D10-JS-0001", "160-SB·2024-D30-JS-0002"]
+    assert a.assigned == 2
+
+
+def test_missing_codes_are_assigned_and_missing_numbers_continue_the_class():
+    items = [_item(f"2023/U{u}_x/01_社保登记类/{n}", year="2023", unit_code=f"U{u}",
+                   category="社保登记类", item_number=num, retention="永久")
+             for u, n, num in [(1, "0001_a.pdf", "0001"), (2, "b.pdf", None), (3, "0002_c.pdf", "0002")]]
+    a = arrange(items, Settings(fonds="161", class_code="SX"))
+    codes = {i.path: i.archival_code for i in a.groups[0].items}
+    assert codes == {"2023/U1_x/01_社保登记类/0001_a.pdf": "161-SX·2023-Y-DJ-0001",
+                     "2023/U2_x/01_社保登记类/b.pdf": "161-SX·2023-Y-DJ-0003",
+                     "2023/U3_x/01_社保登记类/0002_c.pdf": "161-SX·2023-Y-DJ-0002"}
+    assert all(ARCHIVAL_CODE.match(c) for c in codes.values())
+    assert a.problems == []
+
+
+def test_every_problem_is_reported_at_once_with_its_row_or_path(source_copy):
+    rows = _rows(source_copy)
+    rows[0]["档号"] = "160-SB-2024-Y-DJ-0001"                   # line 2: malformed
+    rows[1]["档号"] = rows[1]["档号"].replace("·2024-Y", "·2024-D30")   # line 3: contradicts 保管期限
+    gone = rows[5]["文件"]
+    (source_copy / gone).unlink()                               # line 7: its file is gone
+    dup = rows[3]                                               # line 5 -> a second 0003 in RY
+    dup["件号"], dup["档号"] = "0001", dup["档号"][:-4] + "0001"
+    extra = source_copy / "2024" / "stray.pdf"
+    extra.write_bytes(b"%PDF-1.4\n")                            # a file without a row
+    _write_rows(source_copy, rows)
+    a = _arranged(source_copy)
+    got = {(p.kind, p.where) for p in a.problems}
+    assert ("malformed-code", f"{CATALOG_NAME} line 2") in got
+    assert ("malformed-code", f"{CATALOG_NAME} line 3") in got
+    assert ("row-without-file", f"{CATALOG_NAME} line 7") in got
+    assert ("file-without-row", "2024/stray.pdf") in got
+    (dup,) = [p for p in a.problems if p.kind == "duplicate-number"]
+    assert dup.where == f"{CATALOG_NAME} line 5" and "line 4" in dup.text
+    gaps = [p for p in a.problems if p.kind == "number-gap"]
+    assert gaps and all("missing" in p.text for p in gaps)
+    assert all(str(p).startswith(p.where) for p in a.problems)
+
+
+def test_a_gap_names_its_class_and_the_missing_numbers():
+    items = [_item(f"2024/U_x/02_参保人员类/{n:04d}_a.pdf", year="2024", unit_code="U",
+                   category="参保人员类", item_number=f"{n:04d}", retention="100年")
+             for n in (1, 2, 5)]
+    (gap,) = arrange(items, Settings()).problems
+    assert gap.kind == "number-gap" and gap.where == "160-SB·2024-D100-RY"
+    assert "0003, 0004 missing" in gap.text
+
+
+@pytest.mark.parametrize("code,ok", [
+    ("160-SB·2023-Y-DJ-0001", True), ("J001-SB·2023-D100-RY-0012", True),
+    ("160-SB.2023-Y-DJ-0001", False), ("160-SB·2023-D20-DJ-0001", False),
+    ("160-SB·23-Y-DJ-0001", False), ("160-SB·2023-Y-DJ-1", False)])
+def test_archival_code_form(code, ok):
+    assert bool(ARCHIVAL_CODE.match(code)) is ok
+
+
+def test_strict_plan_and_archive_refuse_while_problems_remain(run, source_copy, home):
+    rows = _rows(source_copy)
+    (source_copy / rows[2]["文件"]).unlink()
+    res = run("plan", str(source_copy), "--strict")
+    assert res.exit_code == 2 and "line 4" in res.stderr and "--strict" in res.stderr
+    res = run("archive", str(source_copy), "--strict")
+    assert res.exit_code == 2 and "line 4" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert list((home / "images").iterdir()) == []
+    res = run("plan", str(source_copy))
+    assert res.exit_code == 0 and "warning" in res.stderr and "line 4" in res.stderr
+
+
+def test_many_problems_are_shown_with_a_count_of_the_rest():
+    from daemon.jobs import problem_lines
+    from manifests.catalog import Problem
+    problems = [Problem("row-without-file", f"{CATALOG_NAME} line {n}", "names x")
+                for n in range(2, 27)]
+    lines = problem_lines(problems, 20)
+    assert lines[:20] == [str(p) for p in problems[:20]]
+    assert lines[20].startswith("and 5 more") and "--json" in lines[20] and len(lines) == 21
+    assert problem_lines(problems[:3], 20) == [str(p) for p in problems[:3]]
+
+
+@pytest.mark.parametrize("old,new,words", [
+    ('"待遇类" = "支"', '"待遇类" = "付"', ["[archive.sides]", "收"]),
+    ('"待遇类" = "DY"', '"待遇类" = "D-Y"', ["[archive.category_codes]"]),
+    ('class_code = "SB"', 'class_code = "S·B"', ["class_code"]),
+])
+def test_wrong_arrangement_settings_are_refused(home, run, demo_archive, old, new, words):
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8")
+    assert old in text
+    cfg.write_text(text.replace(old, new), encoding="utf-8")
+    res = run("plan", str(demo_archive))
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert all(w in res.stderr for w in words)
