@@ -208,6 +208,13 @@ def archive(home, source, media, copies, strict):
                    f"{r.records} records {_safe(r.first)} .. {_safe(r.last)}, {r.files} files, "
                    f"image {r.image.sectors} sectors, sha256 {r.image.sha256}")
         _print_copies(r)
+    if result.unchanged:
+        click.echo(f"{result.unchanged} file(s) unchanged since earlier runs of this source: "
+                   "not archived again"
+                   + (f"; {result.changed} changed file(s) archived as new versions"
+                      if result.changed else ""))
+    if not result.images:
+        click.echo("nothing new to archive")
     _settle(result)
 
 
@@ -229,6 +236,11 @@ def plan(home, source, media, strict, as_json):
         _emit_json(p.to_dict())
     else:
         _print_problems(p.problems)
+        if p.unchanged:
+            click.echo(f"{p.unchanged} file(s) are already on disc sets of this source (same "
+                       "path and size): left out; `archive` hashes them to be sure")
+        if not p.sets:
+            click.echo("nothing new to archive")
         for s in p.sets:
             click.echo(f"set {s.group_id}: fonds {s.group.fonds}, {s.group.year}, "
                        f"{s.group.side or 'no records'}, {len(s.discs)} disc(s)")

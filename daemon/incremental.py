@@ -22,9 +22,11 @@ not archived again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from inventory.store import Inventory
+from manifests.arrange import Arrangement, Group
 from manifests.catalog import Item
 
 
@@ -52,27 +54,39 @@ class Delta:
         return sorted(self.new + self.changed, key=lambda i: self.order[i.path])
 
 
-def recorded_versions(inv: Inventory, source: str) -> dict[str, tuple[int, str, str, str]]:
+class Recorded(NamedTuple):
+    """The latest recorded version of one path: its number, content and where it is."""
+
+    version: int
+    sha256: str
+    size: int
+    set_id: str          # the image (disc_sets.set_id) that holds it
+    set_state: str
+
+
+def recorded_versions(db, source: str) -> dict[str, Recorded]:
     """The latest recorded version of each path archived from ``source``.
 
-    ``source`` is the resolved source folder as stored in
-    ``disc_sets.source``. Returns ``{path: (version, sha256, set_id,
-    set_state)}``; an inventory made before versions were kept counts every
-    row as version 1.
+    ``db`` is the inventory's connection (sqlite3 or sqlite-utils, read-only
+    is enough); ``source`` the resolved source folder as stored in
+    ``disc_sets.source``. Returns ``{path: Recorded}``; an inventory made
+    before versions were kept counts every row as version 1.
     """
-    latest: dict[str, tuple[int, str, str, str]] = {}
-    rows = inv.db.execute(
-        "SELECT i.path, COALESCE(i.version, 1), i.sha256, i.set_id, s.state FROM items i "
-        "JOIN disc_sets s USING (set_id) WHERE s.source = ? ORDER BY i.id", [source])
-    for path, version, sha, set_id, state in rows:
-        if path not in latest or version >= latest[path][0]:
-            latest[path] = (version, sha, set_id, state)
+    latest: dict[str, Recorded] = {}
+    has_version = any(r[1] == "version" for r in db.execute("PRAGMA table_info(items)"))
+    rows = db.execute(
+        f"SELECT i.path, {'COALESCE(i.version, 1)' if has_version else '1'}, i.sha256, i.size, "
+        "i.set_id, s.state FROM items i JOIN disc_sets s USING (set_id) WHERE s.source = ? "
+        "ORDER BY i.id", [source])
+    for path, version, sha, size, set_id, state in rows:
+        if path not in latest or version >= latest[path].version:
+            latest[path] = Recorded(version, sha, size, set_id, state)
     return latest
 
 
 def split(inv: Inventory, source: str, items: list[Item]) -> Delta:
-    """Sort scanned ``items`` of ``source`` into new, changed and unchanged (see the module)."""
-    latest = recorded_versions(inv, source)
+    """Sort scanned (hashed) ``items`` of ``source`` into new, changed and unchanged."""
+    latest = recorded_versions(inv.db, source)
     delta = Delta()
     unfinished: set[str] = set()
     for n, item in enumerate(items):
@@ -81,12 +95,42 @@ def split(inv: Inventory, source: str, items: list[Item]) -> Delta:
         if known is None:
             delta.new.append(item)
             delta.versions[item.path] = 1
-        elif known[1] != item.sha256:
+        elif known.sha256 != item.sha256:
             delta.changed.append(item)
-            delta.versions[item.path] = known[0] + 1
+            delta.versions[item.path] = known.version + 1
         else:
             delta.unchanged += 1
-            if known[3] != "archived":
-                unfinished.add(known[2])
+            if known.set_state != "archived":
+                unfinished.add(known.set_id)
     delta.unfinished = sorted(unfinished)
     return delta
+
+
+def likely(db, source: str, items: list[Item]) -> tuple[set[str], int]:
+    """For planning without hashing: the paths an ``archive`` run would take, and how many not.
+
+    A path never recorded from ``source``, or recorded with another size,
+    is taken; one recorded with the same size is counted as unchanged (the
+    archive run hashes it to be sure, so the plan may show fewer files
+    than the run archives when a file changed but kept its size).
+    """
+    latest = recorded_versions(db, source) if db is not None else {}
+    wanted = {i.path for i in items
+              if i.path not in latest or latest[i.path].size != i.size}
+    return wanted, len(items) - len(wanted)
+
+
+def only(arrangement: Arrangement, wanted: set[str]) -> Arrangement:
+    """``arrangement`` with only the items whose paths are in ``wanted``, empty groups dropped.
+
+    When no record is wanted but some non-record file is (a changed source
+    catalog, say), they go on a set of their own, as a source without
+    records does.
+    """
+    groups = [replace(g, items=[i for i in g.items if i.path in wanted])
+              for g in arrangement.groups]
+    others = [i for i in arrangement.others if i.path in wanted]
+    kept = [g for g in groups if g.items]
+    if not kept and others and groups:
+        kept = [Group(groups[0].fonds, groups[0].year, "")]
+    return replace(arrangement, groups=kept, others=others)

@@ -50,6 +50,8 @@ from mastering.iso import Image, Layout, max_file_bytes, sha256_file
 from verification.onepass import Extent, file_chunks
 from verification.readback import Expected, Report, verify
 
+from . import incremental
+from .incremental import only
 from .replication import Copy, burn_copies, due_date, read_back, record_fixity
 
 COPY_LABELS = "ABCDEFGHI"
@@ -114,6 +116,8 @@ class RunResult:
     images: list[ArchiveResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     problems: list = field(default_factory=list)      # manifests.catalog.Problem
+    unchanged: int = 0     # files already on disc sets from earlier runs (not archived again)
+    changed: int = 0       # files archived as a new version of an earlier one
 
     @property
     def ok(self) -> bool:
@@ -207,10 +211,10 @@ def drive_report(cfg: Config) -> list[dict]:
     return rows
 
 
-def _item_row(set_id: str, item: Item, lba: int) -> dict:
+def _item_row(set_id: str, item: Item, lba: int, version: int = 1) -> dict:
     row = {"set_id": set_id, "path": item.path, "disc_path": "data/" + item.path,
            "size": item.size, "sha256": item.sha256, "is_record": int(item.is_record),
-           "extent_lba": lba}
+           "extent_lba": lba, "version": version}
     row.update({c: getattr(item, c) for c in ITEM_COLUMNS})
     return row
 
@@ -277,7 +281,11 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     try:
         with gc_paused():
             items = scan(source, cfg.retention, None, [], problems, hashing=False)
-            return plan_source(cfg, source, media, capacity, items, problems, ro)
+            wanted, unchanged = incremental.likely(ro.db, str(source.resolve()), items)
+            plan = plan_source(cfg, source, media, capacity, items, problems, ro,
+                               wanted=wanted if unchanged else None)
+            plan.unchanged = unchanged
+            return plan
     finally:
         ro.close()
 
@@ -336,12 +344,17 @@ def strict_refusal(problems: list) -> JobError:
 
 
 def plan_source(cfg: Config, source: Path, media: str, capacity: int, items: list[Item],
-                problems: list, inv) -> Plan:
+                problems: list, inv, wanted: set[str] | None = None) -> Plan:
     """Arrange scanned ``items`` and plan their discs, set numbers from ``inv`` (1 when None).
 
-    Raises JobError when a record cannot fit on the medium.
+    The whole source is arranged (so its 件号 are checked and its missing
+    档号 assigned the same way every run); only the items whose paths are in
+    ``wanted`` (all when None: see :mod:`daemon.incremental`) are planned
+    onto discs. Raises JobError when a record cannot fit on the medium.
     """
     arrangement = arrange(items, Settings.from_config(cfg), problems)
+    if wanted is not None:
+        arrangement = only(arrangement, wanted)
 
     def next_number(fonds: str, year: str, letter: str) -> int:
         if inv is None:
@@ -410,12 +423,23 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         problems: list = []
         items = scan(source, cfg.retention, ui.progress("scan"), warnings, problems,
                      max_file_bytes=max_file_bytes(capacity), medium=media)
-        # The scanned item list is final here: arrangement and planning start from `items`.
+        # The scanned item list is final here: arrangement and planning start from `items`;
+        # only what is new or changed since earlier runs of this source goes onto discs.
+        delta = incremental.split(inv, str(source.resolve()), items)
         with gc_paused():
-            plan = plan_source(cfg, source, media, capacity, items, problems, inv)
+            plan = plan_source(cfg, source, media, capacity, items, problems, inv,
+                               wanted=set(delta.versions))
         if strict and plan.problems:
             raise strict_refusal(plan.problems)
         warnings += problem_lines(plan.problems)
+        if delta.unfinished:
+            warnings.append(f"{len(delta.unfinished)} earlier image(s) of this source are not "
+                            f"archived yet ({', '.join(delta.unfinished[:3])}"
+                            f"{', ...' if len(delta.unfinished) > 3 else ''}): their files are "
+                            "not archived again; finish them with `discarchive burn ID`")
+        if not plan.sets:
+            return RunResult(warnings=warnings, problems=list(plan.problems),
+                             unchanged=delta.unchanged)
         try:
             for sp in plan.sets:
                 for dp in sp.discs:
@@ -426,7 +450,8 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             raise
         finally:
             shutil.rmtree(cfg.work_dir / "run", ignore_errors=True)
-        result = RunResult(warnings=warnings, problems=list(plan.problems))
+        result = RunResult(warnings=warnings, problems=list(plan.problems),
+                           unchanged=delta.unchanged, changed=len(delta.changed))
         others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
         if others:
             result.warnings.append(
@@ -437,7 +462,8 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         for m in made:
             by_set.setdefault(m.plan.group_id, []).append(m)
         for group in by_set.values():     # each set's images recorded before any burn
-            inv.record_sets([_record(source, m, media, capacity, copies) for m in group])
+            inv.record_sets([_record(source, m, media, capacity, copies, delta.versions)
+                             for m in group])
         for m in made:
             result.images.append(_burn(cfg, inv, m, media, copies, drives, public_pem, ui))
         return result
@@ -488,8 +514,12 @@ def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, ca
     return _Made(sp, dp, image, expected, tag_files, bag.info)
 
 
-def _record(source: Path, m: _Made, media: str, capacity: int, copies: int) -> tuple:
-    """The inventory rows of one made image: (disc_sets row, item rows, events)."""
+def _record(source: Path, m: _Made, media: str, capacity: int, copies: int,
+            versions: dict[str, int]) -> tuple:
+    """The inventory rows of one made image: (disc_sets row, item rows, events).
+
+    ``versions`` gives each item's version number (daemon.incremental).
+    """
     set_id, items, image = m.disc.disc_id, m.disc.items, m.image
     records = [i for i in items if i.is_record]
     return (
@@ -503,9 +533,11 @@ def _record(source: Path, m: _Made, media: str, capacity: int, copies: int) -> t
          "state": "mastered", "tag_files": json.dumps(m.tag_files, ensure_ascii=False),
          "group_id": m.plan.group_id, "volume": m.disc.volume, "volumes": len(m.plan.discs),
          "side": m.plan.group.side},
-        [_item_row(set_id, i, image.extents["data/" + i.path]) for i in items],
+        [_item_row(set_id, i, image.extents["data/" + i.path], versions.get(i.path, 1))
+         for i in items],
         [{"event_type": "capture", "outcome": "success", "set_id": set_id,
           "detail": {"source": str(source.resolve()), "files": len(items),
+                     "new_versions": sum(versions.get(i.path, 1) > 1 for i in items),
                      "set": m.plan.group_id, "disc": m.info["Bag-Count"]}},
          {"event_type": "message digest calculation", "outcome": "success", "set_id": set_id,
           "detail": {"algorithm": "SHA-256", "files": len(items),

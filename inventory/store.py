@@ -24,7 +24,8 @@ read with any SQLite tool. Tables:
     bytes, SHA-256 measured when the source was scanned, and ``extent_lba``:
     the 2048-byte sector where its data starts in the image (the data is
     contiguous), so a read-back can hash files in one pass and name the
-    files an unreadable sector hits.
+    files an unreadable sector hits. ``version`` counts the versions of one
+    path archived from one source (1 first; see daemon.incremental).
 ``burns``
     One row per burn attempt: the drive, the medium's type and ID, the
     requested and actual speed, the tool's version, and for a coaster its
@@ -205,6 +206,7 @@ class Inventory:
         if not {"alerts", "requests"} <= tables:
             inv._add_daemon_tables()
         inv._add_group_columns()
+        inv._add_item_versions()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
             try:
@@ -238,7 +240,7 @@ class Inventory:
             }, pk="disc_id", foreign_keys=[("set_id", "disc_sets", "set_id")])
             db["items"].create({
                 "id": int, "set_id": str, "path": str, "disc_path": str, "size": int,
-                "sha256": str, "is_record": int, "extent_lba": int,
+                "sha256": str, "is_record": int, "extent_lba": int, "version": int,
                 **{c: str for c in ITEM_COLUMNS},
             }, pk="id", foreign_keys=[("set_id", "disc_sets", "set_id")])
             db["events"].create({
@@ -286,6 +288,17 @@ class Inventory:
                     self.db.conn.execute(f"ALTER TABLE disc_sets ADD COLUMN [{name}] {kind}")
             self.db.conn.execute("UPDATE disc_sets SET group_id = set_id, volume = 1, volumes = 1 "
                                  "WHERE group_id IS NULL")
+
+    def _add_item_versions(self) -> None:
+        """``items.version`` (1, 2...: see daemon.incremental) for an inventory made before it.
+
+        Rows recorded before it stay NULL, read as version 1.
+        """
+        if "version" in {c.name for c in self.db["items"].columns}:
+            return
+        with self._write():
+            if "version" not in {r[1] for r in self.db.conn.execute("PRAGMA table_info(items)")}:
+                self.db.conn.execute("ALTER TABLE items ADD COLUMN [version] INTEGER")
 
     def _add_burns_table(self) -> None:
         """The ``burns`` table: one row per burn attempt, coasters included."""

@@ -122,6 +122,7 @@ class Plan:
     capacity: int
     sets: list[SetPlan]
     arrangement: Arrangement
+    unchanged: int = 0     # files left out: already archived from this source (incremental run)
 
     @property
     def problems(self):
@@ -131,6 +132,7 @@ class Plan:
         """The plan as JSON-ready data (``discarchive plan --json``)."""
         return {
             "media": self.media, "capacity_sectors": self.capacity,
+            "unchanged_files": self.unchanged,
             "problems": [{"kind": p.kind, "where": p.where, "text": p.text}
                          for p in self.problems],
             "sets": [{
