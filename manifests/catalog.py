@@ -222,7 +222,8 @@ def _refuse(problems: list[tuple[str, str]]) -> ScanError:
     return ScanError(f"{head}: {lines[0]}{more}: {fix}", lines)
 
 
-def _walk(source: Path, warnings: list[str] | None = None) -> list[str]:
+def _walk(source: Path, warnings: list[str] | None = None,
+          stats: dict[str, os.stat_result] | None = None) -> list[str]:
     """Every regular file below ``source`` as sorted POSIX relative paths.
 
     The tree policy of docs/NAMES.md, applied to the whole tree before a
@@ -233,7 +234,9 @@ def _walk(source: Path, warnings: list[str] | None = None) -> list[str]:
     FIFOs, sockets and devices, folders that cannot be read. Not archived,
     with a line in ``warnings``: empty folders, and symbolic links to
     something inside the source (archived at its own path). Archived, with
-    a warning: names of one folder that differ only in case.
+    a warning: names of one folder that differ only in case. ``stats``,
+    when given, gets each regular file's ``lstat`` result (one system call
+    a file: the folder listing tells files, folders and links apart).
     """
     found: list[str] = []
     problems: list[tuple[str, str]] = []      # (kind, line)
@@ -241,62 +244,66 @@ def _walk(source: Path, warnings: list[str] | None = None) -> list[str]:
     inside_links: list[str] = []
     case_pairs: list[str] = []
     real_source = os.path.realpath(source)
-
-    def rel(path: str) -> str:
-        return os.path.relpath(path, source).replace(os.sep, "/")
-
-    def onerror(exc: OSError) -> None:
-        problems.append(("unreadable", f"{shown(rel(exc.filename))} cannot be read "
-                                       f"({exc.strerror})"))
-
-    for root, dirs, files in os.walk(source, onerror=onerror):
-        dirs.sort()
-        if not dirs and not files and root != str(source):
-            empty.append(shown(rel(root)))
+    folders = [("", os.fspath(source))]        # (relative path + "/", or "" at the root; path)
+    while folders:
+        prefix, folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(("unreadable", f"{shown(prefix[:-1] or '.')} cannot be read "
+                                           f"({exc.strerror})"))
+            continue
+        if not entries and prefix:
+            empty.append(shown(prefix[:-1]))
         by_form: dict[str, str] = {}
         by_case: dict[str, str] = {}
-        for name in sorted(dirs + files):
-            path = rel(os.path.join(root, name))
+        subfolders = []
+        for entry in entries:
+            name = entry.name
+            path = prefix + name
             why = name_problem(name)
             if why:
                 problems.append(("long" if why.startswith(("is longer", "is too long")) else "name",
                                  f"{shown(path)} {why}"))
-                continue
-            nfc = unicodedata.normalize("NFC", name)
-            twin = by_form.setdefault(nfc, name)
-            if twin != name:
-                a, b = sorted((twin, name), key=lambda n: (_form(n) != "NFC", n))
-                problems.append(("form", f"{shown(rel(os.path.join(root, a)))} ({_form(a)}) and "
-                                         f"{shown(rel(os.path.join(root, b)))} ({_form(b)}) are "
-                                         "one name in two Unicode forms"))
-                continue
-            twin = by_case.setdefault(nfc.casefold(), name)
-            if twin != name:
-                case_pairs.append(f"{shown(rel(os.path.join(root, twin)))} and {shown(path)}")
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            full = os.path.join(root, name)
-            path = rel(full)
+            else:
+                nfc = name if name.isascii() else unicodedata.normalize("NFC", name)
+                twin = by_form.setdefault(nfc, name)
+                if twin != name:
+                    a, b = sorted((twin, name), key=lambda n: (_form(n) != "NFC", n))
+                    problems.append(("form", f"{shown(prefix + a)} ({_form(a)}) and "
+                                             f"{shown(prefix + b)} ({_form(b)}) are "
+                                             "one name in two Unicode forms"))
+                else:
+                    twin = by_case.setdefault(nfc.casefold(), name)
+                    if twin != name:
+                        case_pairs.append(f"{shown(prefix + twin)} and {shown(path)}")
             try:
-                st = os.lstat(full)
+                if entry.is_symlink():
+                    full = entry.path
+                    target = os.path.realpath(full)
+                    inside = target == real_source or target.startswith(real_source + os.sep)
+                    if not os.path.exists(full):
+                        problems.append(("link", f"{shown(path)} is a symbolic link to nothing "
+                                                 f"({shown(os.readlink(full))})"))
+                    elif not inside:
+                        problems.append(("link", f"{shown(path)} is a symbolic link to "
+                                                 f"{shown(target)}, outside the source"))
+                    else:
+                        inside_links.append(f"{shown(path)} -> "
+                                            f"{shown(os.path.relpath(target, real_source))}")
+                elif entry.is_dir(follow_symlinks=False):
+                    subfolders.append((path + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(path)
+                    if stats is not None:
+                        stats[path] = entry.stat(follow_symlinks=False)
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                    problems.append(("special", f"{shown(path)} is {_special_kind(mode)}"))
             except OSError as exc:
                 problems.append(("unreadable", f"{shown(path)} cannot be read ({exc.strerror})"))
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                target = os.path.realpath(full)
-                inside = target == real_source or target.startswith(real_source + os.sep)
-                if not os.path.exists(full):
-                    problems.append(("link", f"{shown(path)} is a symbolic link to nothing "
-                                             f"({shown(os.readlink(full))})"))
-                elif not inside:
-                    problems.append(("link", f"{shown(path)} is a symbolic link to "
-                                             f"{shown(target)}, outside the source"))
-                else:
-                    inside_links.append(f"{shown(path)} -> "
-                                        f"{shown(os.path.relpath(target, real_source))}")
-            elif not stat.S_ISREG(st.st_mode):
-                problems.append(("special", f"{shown(path)} is {_special_kind(st.st_mode)}"))
-            else:
-                found.append(path)
+        folders.extend(reversed(subfolders))
     if problems:
         raise _refuse(problems)
     if warnings is not None:
@@ -436,11 +443,10 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         raise ScanError(f"source {source} does not exist: give the folder that holds the records")
     if not source.is_dir():
         raise ScanError(f"source {source} is not a folder: give the folder that holds the records")
-    paths = _walk(source, warnings)
+    stats: dict[str, os.stat_result] = {}
+    paths = _walk(source, warnings, stats)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
-    root = os.fspath(source)
-    stats = {rel: os.stat(os.path.join(root, rel)) for rel in paths}
     if max_file_bytes is not None:
         too_big = [f"{shown(rel)} ({st.st_size} bytes)" for rel, st in stats.items()
                    if st.st_size > max_file_bytes]

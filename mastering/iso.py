@@ -136,6 +136,8 @@ def name_too_long(name: str) -> str | None:
     including its compression byte: 254 characters when every one is
     U+00FF or below, else 127 UTF-16 code units.
     """
+    if len(name) <= 63:      # at most 252 UTF-8 bytes and 126 UTF-16 units: fits both
+        return None
     size = len(name.encode("utf-8"))
     if size > NAME_MAX_BYTES:
         return f"is longer than {NAME_MAX_BYTES} UTF-8 bytes ({size} bytes)"

@@ -485,9 +485,10 @@ def test_catalog_naming_a_missing_file(home, run, source_copy):
     assert res.exit_code == 0 and "not in the source" in res.stderr and victim.name in res.stderr
 
 
-def test_second_run_gets_the_next_set_id(home, run, demo_archive):
+def test_second_run_gets_the_next_set_id(home, run, demo_archive, source_copy):
+    # the same records from another folder: not an incremental run of the first source
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
-    assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
+    assert run("archive", str(source_copy), "--copies", "1").exit_code == 0
     ids = sorted(d["disc_id"] for d in _discs(run) if d["set_id"].startswith("160-2024-S"))
     assert ids == ["160-2024-S01-01-A", "160-2024-S02-01-A"]
 

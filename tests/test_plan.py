@@ -223,9 +223,9 @@ def test_burn_by_set_redoes_the_failed_copies_of_each_disc(home, run, demo_archi
     assert {inv.disc_set(i)["state"] for i in images} == {"archived"}
 
 
-def test_a_second_run_takes_the_next_set_numbers(home, run, demo_archive):
+def test_a_second_run_takes_the_next_set_numbers(home, run, demo_archive, source_copy):
     assert run("archive", str(demo_archive), "--copies", "1").exit_code == 0
-    res = run("plan", str(demo_archive), "--json")
+    res = run("plan", str(source_copy), "--json")     # the same records, another source
     assert [s["set_id"] for s in json.loads(res.stdout)["sets"]][:2] == [
         "160-2024-S02", "160-2024-Z02"]
 
