@@ -17,8 +17,6 @@ from inventory.store import Inventory
 from test_main_job import _discs
 
 DVD = 2_298_496
-SET = "160-2024-0001"
-A, B = f"{SET}-A", f"{SET}-B"
 
 
 def _drives(home: Path, v1: str = "", v2: str = "", lifecycle: str = "") -> None:
@@ -66,10 +64,18 @@ def _medium(home: Path, disc_id: str) -> Path:
     return Path(path[0])
 
 
-def _payload(home: Path) -> list[tuple[str, int]]:
-    """The set's payload files (disc path, first LBA), in disc order."""
+def _ids(home: Path) -> tuple[str, str, str]:
+    """The home's only disc (image) ID and its copies A and B, as the inventory names them."""
+    ((image,),) = _query(home, "SELECT set_id FROM disc_sets")
+    copies = dict(_query(home, "SELECT copy_label, disc_id FROM discs WHERE set_id = ?", [image]))
+    assert copies == {"A": f"{image}-A", "B": f"{image}-B"}, copies
+    return image, copies["A"], copies["B"]
+
+
+def _payload(home: Path, image: str) -> list[tuple[str, int]]:
+    """A disc's payload files (disc path, first LBA), in disc order."""
     return _query(home, "SELECT disc_path, extent_lba FROM items WHERE set_id = ? AND size > 0 "
-                        "ORDER BY extent_lba", [SET])
+                        "ORDER BY extent_lba", [image])
 
 
 def _migration(home: Path, disc_id: str) -> dict:
@@ -79,9 +85,9 @@ def _migration(home: Path, disc_id: str) -> dict:
 
 
 def _bag_info(home: Path, disc_id: str) -> bytes:
-    """bag-info.txt as burned on a copy's medium, by its recorded extent."""
-    ((tags, size),) = _query(home, "SELECT tag_files, image_bytes FROM disc_sets WHERE set_id = ?",
-                             [SET])
+    """bag-info.txt as burned on a copy's medium, by its disc's recorded extent."""
+    ((tags,),) = _query(home, "SELECT s.tag_files FROM disc_sets s JOIN discs d USING (set_id) "
+                              "WHERE d.disc_id = ?", [disc_id])
     ((_, lba, length, _),) = [t for t in json.loads(tags) if t[0] == "bag-info.txt"]
     with open(_medium(home, disc_id), "rb") as f:
         f.seek(lba * 2048)
@@ -89,15 +95,16 @@ def _bag_info(home: Path, disc_id: str) -> bytes:
 
 
 @pytest.fixture
-def archived(home, run, demo_archive):
-    """The demo archive burned as one set, copies A (drive v1) and B (drive v2), verified."""
+def archived(home, run, one_set_archive):
+    """One disc set of one disc, copies A (drive v1) and B (drive v2), verified."""
     _drives(home)
-    _ok(run("archive", str(demo_archive)))
+    _ok(run("archive", str(one_set_archive)))
     return home
 
 
 def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     today = dt.datetime.now(dt.timezone.utc).date()
 
     # -- shelving: a slot holds one disc; off-site copies keep their site ----------------
@@ -127,7 +134,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert (first["passed"], first["bad_sectors"], first["slow_sectors"], first["reasons"]) == (
         1, 0, 0, [])
     assert first["read_bytes"] > 0 and first["speed_kbs"] > 0
-    slow = [lba for _, lba in _payload(home)[:10]]
+    slow = [lba for _, lba in _payload(home, SET)[:10]]
     _drives(home, v1=f"[drives.faults]\nslow = {slow}")
     worse = run("inspect", A)
     assert worse.exit_code == 1 and f"reburn {A}" in worse.stderr
@@ -156,7 +163,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
 
     # -- re-burn 2: the kept image is damaged, so from another copy that verifies ---------
     image = home / "images" / f"{SET}.iso"
-    flip_byte(image, _payload(home)[0][1] * 2048 + 10)
+    flip_byte(image, _payload(home, SET)[0][1] * 2048 + 10)
     out = _ok(run("reburn", B)).stdout
     assert f"source copy: copy {SET}-A2, read now" in out
     assert "passed over: the kept image does not match its record" in out
@@ -164,7 +171,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert _query(home, "SELECT state FROM discs WHERE disc_id = ?", [B]) == [("superseded",)]
 
     # -- re-burn 3: image and the other copy damaged: the disc itself, repaired -----------
-    (x_path, x), (y_path, y) = _payload(home)[:2]
+    (x_path, x), (y_path, y) = _payload(home, SET)[:2]
     flip_byte(image, x * 2048 + 10)
     flip_byte(_medium(home, f"{SET}-A2"), x * 2048 + 10)    # A2: file X damaged
     flip_byte(_medium(home, f"{SET}-B2"), y * 2048 + 10)    # B2: file Y damaged
@@ -175,11 +182,14 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert len(source["passed_over"]) == 3
 
     # -- re-burn the whole set: same set ID, same bag (Bag-Count), byte for byte ---------
-    out = _ok(run("reburn", SET)).stdout
+    ((group, volumes),) = _query(home, "SELECT group_id, volumes FROM disc_sets")
+    assert group != SET and SET.startswith(f"{group}-") and volumes == 1
+    out = _ok(run("reburn", group)).stdout
+    assert f"disc {SET} (1 of 1 of set {group}): source image" in out
     assert f"{SET}-A4 replaces {SET}-A3: verified" in out and f"{SET}-B3 replaces {SET}-B2" in out
     info = _bag_info(home, f"{SET}-A4")
-    assert info == _bag_info(home, A) and b"Bag-Count: " in info
-    assert f"Bag-Group-Identifier: {SET}".encode() in info
+    assert info == _bag_info(home, A) and b"Bag-Count: 1 of 1\n" in info
+    assert f"Bag-Group-Identifier: {group}\n".encode() in info
     size = _query(home, "SELECT image_bytes FROM disc_sets")[0][0]
     assert (_medium(home, f"{SET}-B3").read_bytes()[:size]
             == _medium(home, A).read_bytes()[:size])
@@ -246,7 +256,8 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
 
 def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archived, run):
     home = archived
-    lba = _payload(home)[3][1]
+    SET, A, B = _ids(home)
+    lba = _payload(home, SET)[3][1]
     faults = f"[drives.faults]\nunreadable = [{lba}]"
     _drives(home, v1=faults, v2=faults)          # the second read, in v2, fails too
     res = run("inspect", B)
@@ -273,6 +284,7 @@ def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archiv
 
 def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     _drives(home, v1="[drives.faults]\nwrite_error_at = 48")
     res = run("reburn", A)
     assert res.exit_code == 1 and f"{SET}-A2 replaces {A}: failed" in res.stdout
@@ -288,6 +300,7 @@ def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
 def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived, run,
                                                                          monkeypatch):
     home = archived
+    SET, A, B = _ids(home)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -307,8 +320,9 @@ def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived
 
 def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     (home / "images" / f"{SET}.iso").unlink()
-    x_path, x = _payload(home)[0]
+    x_path, x = _payload(home, SET)[0]
     flip_byte(_medium(home, B), x * 2048 + 3)              # B: a payload file damaged
     _drives(home, v1="[drives.faults]\nunreadable = [16]")   # A, in v1: its volume descriptor
     out = _ok(run("reburn", A)).stdout
@@ -321,7 +335,8 @@ def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived
 
 def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     home = archived
-    lba = _payload(home)[0][1]
+    SET, A, B = _ids(home)
+    lba = _payload(home, SET)[0][1]
     (home / "images" / f"{SET}.iso").unlink()
     for disc in (A, B):
         flip_byte(_medium(home, disc), lba * 2048 + 3)      # the same file, on both copies
@@ -333,20 +348,21 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["shelve", "160-1999-0001-A", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
-     "no disc 160-1999-0001-A"),
-    (["shelve", A, "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
-    (["shelve", A, "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
-    (["checkin", A], "is not checked out"),
-    (["checkout", A, "--by", "", "--reason", "x"], "give who takes the disc"),
-    (["reburn", "160-1999-0001"], "no disc or disc set 160-1999-0001"),
+    (["shelve", "160-1999-S01-01-A", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
+     "no disc 160-1999-S01-01-A"),
+    (["shelve", "{A}", "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
+    (["shelve", "{A}", "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
+    (["checkin", "{A}"], "is not checked out"),
+    (["checkout", "{A}", "--by", "", "--reason", "x"], "give who takes the disc"),
+    (["reburn", "160-1999-S01"], "no disc set, disc or copy 160-1999-S01"),
     (["due", "--at", "2027-13-01"], "--at"),
-    (["appraisal", "--approve", A], "--approve needs who approved it"),
+    (["appraisal", "--approve", "{A}"], "--approve needs who approved it"),
     (["handover", "24"], "is not a year"),
     (["handover", "1990"], "no records of 1990"),
 ])
 def test_bad_requests_get_one_line_and_exit_2(archived, run, args, message):
-    res = run(*args)
+    A = _ids(archived)[1]       # the copy A the archive run made, as the inventory names it
+    res = run(*[a.format(A=A) for a in args])
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert res.stderr.startswith("discarchive: error: ") and res.stderr.count("\n") == 1
 
