@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
 import openpyxl
+import pycdlib
 import pytest
 
 from conftest import flip_byte
@@ -252,6 +254,169 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert {r["光盘"] for r in rows} == {f"{SET}-A4 {SET}-B3"}
     assert _ok(run("audit")).stdout.startswith("event log intact")
     assert "0 entries after the last checkpoint" in run("audit").stdout
+
+
+def _bag_info_read(medium: Path) -> dict[str, str]:
+    """bag-info.txt of a copy as an independent reader finds it: pycdlib, through Rock Ridge."""
+    iso = pycdlib.PyCdlib()
+    iso.open(str(medium))
+    try:
+        buf = io.BytesIO()
+        iso.get_file_from_iso_fp(buf, rr_path="/bag-info.txt")
+    finally:
+        iso.close()
+    return dict(line.split(": ", 1) for line in buf.getvalue().decode("utf-8").splitlines())
+
+
+@pytest.fixture
+def two_discs(home, run, one_set_archive):
+    """One disc set of two discs (a small custom medium), copies A (v1) and B (v2), verified."""
+    _drives(home)
+    _ok(run("archive", str(one_set_archive), "--media", "custom:400", "--copies", "2"))
+    return home
+
+
+def test_a_two_disc_set_is_shelved_reburned_whole_and_registered(two_discs, run):
+    home = two_discs
+    rows = _query(home, "SELECT set_id, group_id, volume, volumes FROM disc_sets ORDER BY volume")
+    assert [(r[2], r[3]) for r in rows] == [(1, 2), (2, 2)] and rows[0][1] == rows[1][1]
+    (d1, group, _, _), (d2, _, _, _) = rows
+    first = {(s, label): c for s, label, c in _query(home, "SELECT set_id, copy_label, disc_id "
+                                                           "FROM discs")}
+    assert set(first) == {(d, c) for d in (d1, d2) for c in "AB"}
+    originals = sorted(first.values())
+    before = {c: _bag_info_read(_medium(home, c)) for c in originals}
+    for (disc, label), copy in first.items():
+        assert before[copy]["Bag-Count"] == f"{1 if disc == d1 else 2} of 2"
+        assert before[copy]["Bag-Group-Identifier"] == group
+
+    # -- shelving: copies A on site, B off-site; the map names each disc of the set ---------
+    for n, disc in enumerate((d1, d2), 1):
+        _ok(run("shelve", first[disc, "A"], "--cabinet", "1", "--shelf", "1", "--slot", str(n)))
+        _ok(run("shelve", first[disc, "B"], "--cabinet", "2", "--shelf", "1", "--slot", str(n),
+                "--site", "异地库"))
+    world = _json(run, "cabinet")
+    slots = {d["disc_id"]: d for c in world["cabinets"] for sh in c["shelves"]
+             for d in sh["slots"]}
+    assert {c: (d["group_id"], d["volume"], d["volumes"]) for c, d in slots.items()} == {
+        first[disc, label]: (group, k, 2) for k, disc in enumerate((d1, d2), 1) for label in "AB"}
+    text = _ok(run("cabinet")).stdout
+    assert f"slot 2    {first[d2, 'A']:<21} disc 2 of 2  verified" in text
+
+    # -- due: the whole set at once, as one command; a part of it, by disc and copy --------
+    due_at = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    inv = _db(home)
+    try:        # as if burned four years ago: the new copies are due four years from now
+        inv.db.execute("UPDATE discs SET due_at = ?", [due_at])
+        inv.db.conn.commit()
+    finally:
+        inv.close()
+    due = _json(run, "due", "--at", due_at)
+    assert sorted(d["disc_id"] for d in due["reburn"]) == originals
+    assert all(d["group_id"] == group and d["volumes"] == 2 for d in due["reburn"])
+    assert due["commands"] == [{"target": group, "copies": originals,
+                                "what": "the whole set: 2 disc(s), 4 copies"}]
+    text = _ok(run("due", "--at", due_at)).stdout
+    assert f"to re-burn the whole set: 2 disc(s), 4 copies: discarchive reburn {group}" in text
+    assert f"{first[d2, 'B']:<21} disc 2 of 2 of set {group}; off-site at 异地库" in text
+
+    # -- a copy ID re-burns that copy; a disc ID every copy of that disc, and no other ------
+    out = _ok(run("reburn", first[d1, "A"])).stdout
+    assert f"disc {d1} (1 of 2 of set {group}): source image" in out
+    assert f"{d1}-A2 replaces {first[d1, 'A']}: verified" in out and d2 not in out
+    due = _json(run, "due", "--at", due_at)
+    assert due["commands"] == [
+        {"target": first[d1, "B"], "copies": [first[d1, "B"]], "what": "this copy"},
+        {"target": d2, "copies": [first[d2, "A"], first[d2, "B"]],
+         "what": "every copy of the disc (2)"}]
+    out = _ok(run("reburn", d2)).stdout
+    assert f"{d2}-A2 replaces {first[d2, 'A']}: verified" in out
+    assert f"{d2}-B2 replaces {first[d2, 'B']}: verified" in out and f"{d1}-" not in out
+
+    # -- the whole set: every disc, each from its own image, each keeping its bag --------
+    out = _ok(run("reburn", group)).stdout
+    for k, disc in enumerate((d1, d2), 1):
+        assert f"disc {disc} ({k} of 2 of set {group}): source image: the kept image" in out
+    news = {f"{d1}-A3": f"{d1}-A2", f"{d1}-B2": first[d1, "B"], f"{d2}-A3": f"{d2}-A2",
+            f"{d2}-B3": f"{d2}-B2"}
+    for new, old in news.items():
+        assert f"{new} replaces {old}: verified" in out
+    discs = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert {c for c, s in discs.items() if s == "verified"} == set(news)
+    assert _query(home, "SELECT set_id, group_id, volume, volumes, state FROM disc_sets "
+                        "ORDER BY volume") == [(d1, group, 1, 2, "archived"),
+                                               (d2, group, 2, 2, "archived")]
+    for new, old in news.items():
+        disc = d1 if new.startswith(d1) else d2
+        assert _bag_info_read(_medium(home, new)) == before[first[disc, "A"]], \
+            "the same bag: Bag-Count, Bag-Group-Identifier, Payload-Oxum, External-Identifier"
+        assert _query(home, "SELECT generation, replaces FROM discs WHERE disc_id = ?",
+                      [new]) == [(int(new[len(disc) + 2:] or 1), old)]
+    assert _bag_info_read(_medium(home, f"{d2}-B3"))["Bag-Count"] == "2 of 2"
+    assert _bag_info_read(_medium(home, f"{d1}-A3"))["External-Identifier"] == d1
+    assert _json(run, "due", "--at", due_at)["reburn"] == []
+
+    # -- the registers: superseded copies after their keeping time, the handover list ------
+    keep = lc.add_years(dt.datetime.now(dt.timezone.utc).date(), 3).isoformat()
+    listing = _json(run, "appraisal", "--at", keep)
+    assert {d["disc_id"] for d in listing["discs"]} == set(discs) - set(news)
+    assert {(d["disc_id"], d["volume"], d["volumes"], d["group_id"]) for d in listing["discs"]
+            if d["disc_id"] == first[d2, "B"]} == {(first[d2, "B"], 2, 2, group)}
+    _ok(run("appraisal", "--at", keep, "--approve", first[d1, "A"], "--approve",
+            first[d2, "B"], "--by", "鉴定小组"))
+    (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        table = list(csv.reader(f))
+    assert [(r[2], r[3], r[8]) for r in table[1:]] == [
+        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "cabinet 1, shelf 1, slot 1"),
+        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B",
+         "off-site at 异地库: cabinet 2, shelf 1, slot 2")]
+    hand = _json(run, "handover", "2024")
+    with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
+        listed = {r["档号"]: (r["光盘套"], r["套内盘次"], r["光盘"]) for r in csv.DictReader(f)}
+    on = dict(_query(home, "SELECT archival_code, set_id FROM items WHERE is_record = 1"))
+    assert set(on.values()) == {d1, d2} and set(listed) == set(on)
+    now = {d1: f"{d1}-A3 {d1}-B2", d2: f"{d2}-A3 {d2}-B3"}
+    assert listed == {code: (group, "1/2" if disc == d1 else "2/2", now[disc])
+                      for code, disc in on.items()}
+    assert _ok(run("audit")).stdout.startswith("event log intact")
+
+
+def test_a_set_reburn_goes_on_past_a_disc_without_a_good_source(two_discs, run):
+    home = two_discs
+    ((d1, group), (d2, _)) = _query(home, "SELECT set_id, group_id FROM disc_sets ORDER BY volume")
+    (home / "images" / f"{d1}.iso").unlink()
+    lba = _payload(home, d1)[0][1]
+    for label in "AB":                      # the same file damaged on both copies of disc 1
+        flip_byte(_medium(home, f"{d1}-{label}"), lba * 2048 + 3)
+    res = run("reburn", group)
+    assert res.exit_code == 1, res.stderr
+    assert f"disc {d1}: not re-burned: no good source to re-burn {d1}" in res.stdout
+    assert f"{d2}-A2 replaces {d2}-A: verified" in res.stdout
+    assert res.stderr == (f"discarchive: error: 1 re-burn(s) not done (the copies they were to "
+                          f"replace stay current): put a good source or a new blank medium in a "
+                          f"drive and run `discarchive reburn {d1}`\n")
+    states = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert states == {f"{d1}-A": "verified", f"{d1}-B": "verified", f"{d2}-A": "superseded",
+                      f"{d2}-B": "superseded", f"{d2}-A2": "verified", f"{d2}-B2": "verified"}
+
+
+def test_a_disc_is_past_retention_when_every_record_on_it_is(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    _fill(inv, [{"disc_id": f"g-0{k}-A", "set_id": f"g-0{k}"} for k in (1, 2)], [
+        {"set_id": "g-01", "archival_code": "c1", "retention": "10年", "year": "2020"},
+        {"set_id": "g-02", "archival_code": "c2", "retention": "10年", "year": "2020"},
+        {"set_id": "g-02", "archival_code": "c3", "retention": "30年", "year": "2020"}])
+    inv.db.execute("UPDATE disc_sets SET group_id = 'g', volumes = 2, volume = "
+                   "CAST(substr(set_id, 4) AS INTEGER)")
+    inv.db.conn.commit()
+    got = lc.appraisal_list(inv, dt.date(2031, 1, 1), lc.LifecycleSettings())
+    assert [i["archival_code"] for i in got["items"]] == ["c1", "c2"]
+    (disc,) = got["discs"]
+    assert (disc["disc_id"], disc["group_id"], disc["volume"], disc["volumes"]) == (
+        "g-01-A", "g", 1, 2), "disc 2 holds c3 (30 years): it waits, though c2 on it ended"
+    assert disc["why"] == "every record on disc 1 of 2 of set g ended its retention by 2031-01-01"
+    inv.close()
 
 
 def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archived, run):
