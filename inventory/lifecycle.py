@@ -435,8 +435,8 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
     inspected this year (inspections done this year count). Both lists are
     in cabinet, shelf, slot order (off-site, then unshelved, last), each row
     with ``place`` and its set (``group_id``, ``volume`` of ``volumes``).
-    ``commands``: the fewest ``discarchive reburn`` targets covering the
-    re-burn list (see :func:`reburn_commands`). The counting, choosing and
+    ``commands``: ``discarchive reburn`` targets covering the re-burn list,
+    whole sets and discs where they can (see :func:`reburn_commands`). The counting, choosing and
     ordering run in SQLite over ``discs`` (no items are read); Python sees
     only the rows listed.
     """
