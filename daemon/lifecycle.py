@@ -199,16 +199,6 @@ class ReburnRun:
     def ok(self) -> bool:
         return bool(self.images) and not self.skipped and all(r.ok for r in self.images)
 
-    @property
-    def copies(self) -> dict[str, str]:
-        """Every new copy's state, ``{new copy ID: verified | failed}``, over all discs."""
-        return {c: s for r in self.images for c, s in r.copies.items()}
-
-    @property
-    def replaces(self) -> dict[str, str]:
-        """``{new copy ID: the copy it replaces}``, over all discs."""
-        return {c: o for r in self.images for c, o in r.replaces.items()}
-
 
 class _CopyingDrive:
     """A drive whose read-back also writes every byte it yields into ``out`` (a file)."""

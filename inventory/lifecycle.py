@@ -164,17 +164,21 @@ def location_key(row: dict) -> tuple:
 def with_sets(inv: Inventory, rows: list[dict]) -> list[dict]:
     """Give each row (with a ``set_id``: an image ID) its set: ``group_id``, ``volume``, ``volumes``.
 
-    One query for all the rows (their image IDs passed as one JSON array);
-    an image without a set (recorded before sets existed) is its own set of
-    one disc. Returns ``rows``, changed in place.
+    One query for all the rows: by their image IDs (passed as one JSON
+    array) when they are few, else over every image (a plain scan of
+    ``disc_sets`` is then the cheaper). An image without a set (recorded
+    before sets existed) is its own set of one disc. Returns ``rows``,
+    changed in place.
     """
     ids = sorted({r["set_id"] for r in rows if r.get("set_id")})
     info = {}
-    if ids:
+    columns = "set_id, coalesce(group_id, set_id), coalesce(volume, 1), coalesce(volumes, 1)"
+    if len(ids) > 200:
+        info = {r[0]: r[1:] for r in inv.db.execute(f"SELECT {columns} FROM disc_sets")}
+    elif ids:
         info = {r[0]: r[1:] for r in inv.db.execute(
-            "SELECT set_id, coalesce(group_id, set_id), coalesce(volume, 1), "
-            "coalesce(volumes, 1) FROM disc_sets WHERE set_id IN "
-            "(SELECT value FROM json_each(?))", [json.dumps(ids)])}
+            f"SELECT {columns} FROM disc_sets WHERE set_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids)])}
     for r in rows:
         group, volume, volumes = info.get(r.get("set_id"), (r.get("set_id"), 1, 1))
         r.update(group_id=group, volume=volume, volumes=volumes)
