@@ -610,7 +610,8 @@ def _echo_lines(lines: list[str]) -> None:
 
 
 def _disc_note(d: dict) -> str:
-    note = d["state"]
+    """A copy's state in words, after which disc of its set it holds (``disc 2 of 3``)."""
+    note = f"disc {d['volume']} of {d['volumes']}  {d['state']}"
     if d.get("superseded_by"):
         note = f"superseded by {d['superseded_by']}"
     if d.get("destruction_approved"):
@@ -650,12 +651,12 @@ def cabinet(home, as_json):
                 n = d["slot"]
                 shelved += 1
                 out += bool(d["out_by"])
-                lines.append(f"    slot {d['slot']:<4} {d['disc_id']:<20} {_disc_note(d)}")
+                lines.append(f"    slot {d['slot']:<4} {d['disc_id']:<21} {_disc_note(d)}")
     if world["not_shelved"]:
         lines.append("not shelved")
         out += sum(bool(d["out_by"]) for d in world["not_shelved"])
     for d in world["not_shelved"]:
-        lines.append(f"    {d['disc_id']:<25} {_disc_note(d)}")
+        lines.append(f"    {d['disc_id']:<26} {_disc_note(d)}")
     click.echo(f"存放示意图 storage map: {shelved} discs in {len(world['cabinets'])} cabinets, "
                f"{out} out, {len(world['not_shelved'])} not shelved")
     _echo_lines(lines)
@@ -711,7 +712,11 @@ def due(home, at, as_json):
     lines = []
     for title, rows in (("re-burn", answer["reburn"]), ("inspect (pull list)", answer["inspect"])):
         lines += [title] if rows else []
-        lines += [f"  {r['disc_id']:<20} {r['place']}  -- {r['why']}" for r in rows]
+        lines += [f"  {r['disc_id']:<21} {lifecycle.volume_text(r)}; {r['place']}  -- {r['why']}"
+                  for r in rows]
+        if rows and title == "re-burn":
+            lines += [f"  to re-burn {c['what']}: discarchive reburn {c['target']}"
+                      for c in answer["commands"]]
     _echo_lines(lines)
 
 
@@ -719,21 +724,32 @@ def due(home, at, as_json):
 @_home_option
 @click.argument("target")
 def reburn(home, target):
-    """Re-burn disc TARGET (or every current copy of set TARGET) from the best source."""
+    """Re-burn TARGET from the best source: a copy (160-2025-S01-02-A), every current copy of
+    a disc (160-2025-S01-02), or of every disc of a set (160-2025-S01)."""
     with _errors():
         cfg = _config(home)
-        result = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
-    click.echo(_safe(f"disc set {result.set_id}: source {result.source.kind}: {result.source.detail}"))
-    for why in result.source.passed_over:
-        click.echo(_safe(f"  passed over: {why}"))
-    for new, state in result.copies.items():
-        why = result.failures.get(new)
-        click.echo(_safe(f"  {new} replaces {result.replaces[new]}: {state}"
-                         f"{f' ({why})' if why else ''}"))
-    if not result.ok:
-        _fail(f"a new copy of {result.set_id} failed; the copies it was to replace stay "
-              f"current: put a new blank medium in the drive and run `discarchive reburn "
-              f"{target}` again", EXIT_FAILED)
+        run = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+    for r in run.images:
+        click.echo(_safe(f"disc {r.set_id} ({r.volume} of {r.volumes} of set {r.group_id}): "
+                         f"source {r.source.kind}: {r.source.detail}"))
+        for why in r.source.passed_over:
+            click.echo(_safe(f"  passed over: {why}"))
+        for new, state in r.copies.items():
+            why = r.failures.get(new)
+            click.echo(_safe(f"  {new} replaces {r.replaces[new]}: {state}"
+                             f"{f' ({why})' if why else ''}"))
+    for disc, why in run.skipped.items():
+        click.echo(_safe(f"disc {disc}: not re-burned: {why}"))
+    if run.ok:
+        return
+    again = [d for d in run.skipped]
+    for r in run.images:
+        failed = [r.replaces[c] for c, state in r.copies.items() if state != "verified"]
+        again += [r.set_id] if failed and len(failed) == len(r.copies) > 1 else failed
+    _fail(f"{len(again)} re-burn(s) not done (the copies they were to replace stay current): "
+          f"put a good source or a new blank medium in a drive and run `discarchive reburn "
+          f"{again[0]}`{' (then ' + ', '.join(again[1:]) + ')' if len(again) > 1 else ''}",
+          EXIT_FAILED)
 
 
 def _register_dir(cfg, out):
@@ -796,9 +812,11 @@ def appraisal(home, at, refs, by, out, as_json):
     click.echo(f"due for appraisal on {listing['at']}: {len(listing['items'])} records, "
                f"{len(listing['discs'])} discs")
     for i in listing["items"]:
-        click.echo(_safe(f"  {i['archival_code']}  {i['title']}  ({i['reason']})"))
+        click.echo(_safe(f"  {i['archival_code']}  {i['title']}  ({i['reason']}; on "
+                         f"{i['set_id']}, {lifecycle.volume_text(i)})"))
     for d in listing["discs"]:
-        click.echo(_safe(f"  {d['disc_id']:<20} {d['place']}  -- {d['why']}"))
+        click.echo(_safe(f"  {d['disc_id']:<21} {lifecycle.volume_text(d)}; {d['place']}  "
+                         f"-- {d['why']}"))
 
 
 @main.command()

@@ -266,9 +266,11 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     Reads the file sizes (no hashing) and the inventory (read-only, for the
     next set numbers); the home is not written. A source that is a BagIt
     bag is planned as its payload (``data/``) without validating it
-    (validation hashes every file; ``archive`` does it first). Raises what
-    :func:`archive` raises before its first write (ScanError, JobError,
-    ConfigError).
+    (validation hashes every file; ``archive`` does it first). A file larger
+    than one medium can hold (:func:`mastering.iso.max_file_bytes`) is
+    refused as ``archive`` refuses it: one ScanError naming every such file.
+    Raises what :func:`archive` raises before its first write (ScanError,
+    JobError, ConfigError).
     """
     media = (media or cfg.media).strip().lower()
     capacity = media_sectors(media)
@@ -280,7 +282,8 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     ro = _ReadOnlyNumbers(cfg)
     try:
         with gc_paused():
-            items = scan(source, cfg.retention, None, [], problems, hashing=False)
+            items = scan(source, cfg.retention, None, [], problems, hashing=False,
+                         max_file_bytes=max_file_bytes(capacity), medium=media)
             wanted, unchanged = incremental.likely(ro.db, str(source.resolve()), items)
             plan = plan_source(cfg, source, media, capacity, items, problems, ro,
                                wanted=wanted if unchanged else None)

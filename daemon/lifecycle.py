@@ -8,8 +8,11 @@ whose signals pass the ``[lifecycle]`` thresholds, or worsen since its last
 inspection, is flagged for an early re-burn (see
 :func:`inventory.lifecycle.judge`).
 
-A *re-burn* makes a new copy for each copy it replaces (one disc, or every
-current copy of a set) from the best source there is, in this order:
+A *re-burn* makes a new copy for each copy it replaces: one copy
+(``160-2025-S01-02-A``), every current copy of one disc (image,
+``160-2025-S01-02``), or every current copy of every disc of a disc set
+(``160-2025-S01``), disc by disc. Each disc's new copies come from the best
+source there is for that disc, in this order:
 
 1. the retained image, when its SHA-256 and files still match the record;
 2. another copy of the set that verifies when read now, read once into
@@ -20,12 +23,19 @@ current copy of a set) from the best source there is, in this order:
    against the record (image SHA-256, every file, the bag, the signature).
 
 The new copies are burned and read back by :func:`daemon.replication.burn_copies`
-(the same image, so the set ID, Bag-Group-Identifier and Bag-Count stay as
-they were), then each new copy's lineage is recorded and the copy it
+(the same image, so the disc ID, the set ID and the bag's Bag-Group-Identifier
+and Bag-Count "k of n" stay as they were; a copy's ID gains its generation,
+``160-2025-S01-02-A2``), then each new copy's lineage is recorded and the copy it
 replaces becomes ``superseded``, one transaction per copy
 (:func:`inventory.lifecycle.record_replacement`). A kill before that leaves
 the old copy current and the new one ``burning``/``burned``/``verified``
-without lineage: running the re-burn again burns it afresh under its ID.
+without lineage: running the re-burn again burns it afresh under its ID
+(or, verified, records its lineage without burning). A whole set's discs
+are done one after the other, each settled before the next starts: after
+a kill, re-burn the discs not yet done by their own IDs (``discarchive
+discs`` shows which), since the set's ID would re-burn the done ones too.
+A disc of a set for which no source verifies is reported and the others
+go on (:class:`ReburnRun`).
 Reading a source copy that does not verify is recorded as one fixity check
 read and does not by itself call the copy damaged.
 """
@@ -155,7 +165,8 @@ class Source:
 
 @dataclass
 class ReburnResult:
-    """A re-burn's outcome: the set, the source, and each new copy: its state, the copy it
+    """One disc's (image's) re-burn: its ID (``set_id``), its set (``group_id``, disc
+    ``volume`` of ``volumes``), the source, and each new copy: its state, the copy it
     replaces and (for a failed one) why."""
 
     set_id: str
@@ -163,10 +174,30 @@ class ReburnResult:
     copies: dict[str, str] = field(default_factory=dict)      # new disc ID -> verified | failed
     replaces: dict[str, str] = field(default_factory=dict)    # new disc ID -> old disc ID
     failures: dict[str, str] = field(default_factory=dict)
+    group_id: str = ""
+    volume: int = 1
+    volumes: int = 1
 
     @property
     def ok(self) -> bool:
         return bool(self.copies) and all(v == "verified" for v in self.copies.values())
+
+
+@dataclass
+class ReburnRun:
+    """What one ``reburn TARGET`` did: ``kind`` ``set``, ``disc`` or ``copy`` (see
+    :func:`inventory.lifecycle.reburn_targets`), each disc's :class:`ReburnResult` in set
+    order, and the discs of a set left as they were because no source verified
+    (``skipped``: disc ID -> why)."""
+
+    target: str
+    kind: str
+    images: list[ReburnResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.images) and not self.skipped and all(r.ok for r in self.images)
 
 
 class _CopyingDrive:
@@ -338,30 +369,56 @@ def _finish_interrupted(inv: Inventory, s: dict, olds: list[dict],
     return done
 
 
-def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = None) -> ReburnResult:
-    """Re-burn one copy (a disc ID) or every current copy of a set (a set ID).
+def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = None) -> ReburnRun:
+    """Re-burn a copy, every current copy of a disc, or every current copy of a disc set.
 
-    Each new copy gets the next generation's disc ID (``<set>-A2`` replaces
-    ``<set>-A``), is burned and verified, and its lineage recorded; the copy
-    it replaces is ``superseded`` once the new one verified. A source image
-    rebuilt from the discs becomes the kept image when ``keep_images`` is
-    set. Raises JobError (or LifecycleError) for an unknown or finished
-    target or when no source verifies, DriveError when no drive can work;
-    a new copy that fails is recorded and reported in the result.
+    ``target`` is a copy ID (``160-2025-S01-02-A``), a disc (image) ID
+    (``160-2025-S01-02``) or a set ID (``160-2025-S01``): see
+    :func:`inventory.lifecycle.reburn_targets`. Each new copy gets the next
+    generation's ID (``160-2025-S01-02-A2`` replaces ``160-2025-S01-02-A``),
+    is burned from its disc's best source and verified, and its lineage
+    recorded; the copy it replaces is ``superseded`` once the new one
+    verified. The image is the disc's own, so its set and Bag-Count stay. A
+    source image rebuilt from the discs becomes the kept image when
+    ``keep_images`` is set. Raises JobError (or LifecycleError) for an
+    unknown or finished target or when no source verifies (for a set: for
+    any of its discs, when none was re-burned), DriveError when no drive can
+    work; a new copy that fails, or a disc of a set with no good source, is
+    recorded and reported in the result.
     """
     ui = reporter or jobs.QuietReporter()
     with signed_session(cfg) as (inv, public_pem):
-        set_id, olds = lc.reburn_targets(inv, target)
-        s = inv.disc_set(set_id)
+        kind, todo = lc.reburn_targets(inv, target)
         drives = jobs.open_drives(cfg)
-        expected = jobs.expected_of(inv, set_id)
-        work = cfg.work_dir / f"reburn-{set_id}"
+        run = ReburnRun(target, kind)
+        for s, olds in todo:
+            try:
+                run.images.append(_reburn_disc(cfg, inv, s, olds, drives, public_pem, ui, now))
+            except jobs.JobError as exc:
+                if kind != "set":
+                    raise
+                run.skipped[s["set_id"]] = str(exc)
+                ui.note(f"{s['set_id']}: not re-burned: {exc}")
+        if not run.images:
+            raise jobs.JobError(next(iter(run.skipped.values())))
+        return run
+
+
+def _reburn_disc(cfg: Config, inv: Inventory, s: dict, olds: list[dict], drives: list,
+                 public_pem: bytes, ui, now: dt.datetime | None) -> ReburnResult:
+    """Re-burn copies ``olds`` of one disc (image row ``s``), in a scratch folder of its own."""
+    set_id = s["set_id"]
+    expected = jobs.expected_of(inv, set_id)
+    work = cfg.work_dir / f"reburn-{set_id}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        result = _reburn(cfg, inv, s, olds, drives, expected, public_pem, work, ui, now)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        try:
-            return _reburn(cfg, inv, s, olds, drives, expected, public_pem, work, ui, now)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    result.group_id = s.get("group_id") or set_id
+    result.volume, result.volumes = s.get("volume") or 1, s.get("volumes") or 1
+    return result
 
 
 def _reburn(cfg: Config, inv: Inventory, s: dict, olds: list[dict], drives: list,

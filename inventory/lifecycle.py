@@ -17,6 +17,14 @@ Where a disc is: ``site`` (NULL on site, else the off-site store's name),
 from 1). A slot holds one disc (a unique index); a disc checked out keeps
 its slot for its return.
 
+IDs follow the README's scheme: a disc set ``160-2025-S01`` (``disc_sets.group_id``)
+holds discs (images) ``160-2025-S01-02`` (``disc_sets.set_id``, disc ``volume``
+of ``volumes``: Bag-Count "k of n"), each burned as copies ``160-2025-S01-02-A``
+(``discs.disc_id``); a re-burned copy is ``160-2025-S01-02-A2`` (generation 2).
+The listings here give every copy its set and ``volume``/``volumes`` (see
+:func:`with_sets`), so a clerk sees which disc of which set a copy holds. An
+image recorded before sets existed (``group_id`` NULL) is its own set of one.
+
 Times are UTC: stored as ISO 8601 text (``2026-11-29T08:46:10Z``); the
 ``now`` and ``at`` parameters are :class:`datetime.datetime` (UTC) and
 :class:`datetime.date`, so tests and rehearsals run on a fixed clock.
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass, fields
@@ -152,6 +161,36 @@ def location_key(row: dict) -> tuple:
             row["disc_id"])
 
 
+def with_sets(inv: Inventory, rows: list[dict]) -> list[dict]:
+    """Give each row (with a ``set_id``: an image ID) its set: ``group_id``, ``volume``, ``volumes``.
+
+    One query for all the rows: by their image IDs (passed as one JSON
+    array) when they are few, else over every image (a plain scan of
+    ``disc_sets`` is then the cheaper). An image without a set (recorded
+    before sets existed) is its own set of one disc. Returns ``rows``,
+    changed in place.
+    """
+    ids = sorted({r["set_id"] for r in rows if r.get("set_id")})
+    info = {}
+    columns = "set_id, coalesce(group_id, set_id), coalesce(volume, 1), coalesce(volumes, 1)"
+    if len(ids) > 200:
+        info = {r[0]: r[1:] for r in inv.db.execute(f"SELECT {columns} FROM disc_sets")}
+    elif ids:
+        info = {r[0]: r[1:] for r in inv.db.execute(
+            f"SELECT {columns} FROM disc_sets WHERE set_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(ids)])}
+    for r in rows:
+        group, volume, volumes = info.get(r.get("set_id"), (r.get("set_id"), 1, 1))
+        r.update(group_id=group, volume=volume, volumes=volumes)
+    return rows
+
+
+def volume_text(row: dict) -> str:
+    """Which disc of which set a row's image is: ``disc 2 of 3 of set 160-2025-S01``."""
+    return f"disc {row.get('volume') or 1} of {row.get('volumes') or 1} of set " \
+           f"{row.get('group_id') or row.get('set_id')}"
+
+
 def _disc(inv: Inventory, disc_id: str) -> dict:
     row = inv.db.execute("SELECT * FROM discs WHERE disc_id = ?", [disc_id])
     names = [d[0] for d in row.description]
@@ -252,7 +291,8 @@ def storage_map(inv: Inventory) -> dict[str, Any]:
     [{"slot", "disc_id", "state", "out_by", ...}]}]}], "not_shelved": [disc
     rows]}``; on-site cabinets first, cabinets in natural order. Unshelved
     discs listed are those with a medium worth keeping (not burning/failed).
-    ``destruction_approved`` is True for a disc an appraisal approved.
+    ``destruction_approved`` is True for a disc an appraisal approved; each
+    disc has its set (``group_id``, ``volume`` of ``volumes``: :func:`with_sets`).
     """
     approved = {r[0] for r in inv.db.execute(
         "SELECT disc_id FROM appraisal_entries WHERE kind = 'disc'")}
@@ -276,6 +316,7 @@ def storage_map(inv: Inventory) -> dict[str, Any]:
     loose = [dict(zip(_MAP_COLUMNS, r), destruction_approved=r[0] in approved)
              for r in inv.db.execute(f"SELECT {cols} FROM discs WHERE cabinet IS NULL AND "
                                      "state NOT IN ('burning', 'failed') ORDER BY disc_id")]
+    with_sets(inv, [d for c in cabinets for sh in c["shelves"] for d in sh["slots"]] + loose)
     # SQLite orders cabinet names as text; put "柜2" before "柜10" (few cabinets: cheap)
     cabinets.sort(key=lambda c: (c["site"] is not None, c["site"] or "", _natural(c["cabinet"])))
     return {"cabinets": cabinets, "not_shelved": loose}
@@ -397,8 +438,11 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
     checked ones until ``inspect_percent`` % of the current copies are
     inspected this year (inspections done this year count). Both lists are
     in cabinet, shelf, slot order (off-site, then unshelved, last), each row
-    with ``place``. The counting, choosing and ordering run in SQLite over
-    ``discs`` (no items are read); Python sees only the rows listed.
+    with ``place`` and its set (``group_id``, ``volume`` of ``volumes``).
+    ``commands``: ``discarchive reburn`` targets covering the re-burn list,
+    whole sets and discs where they can (see :func:`reburn_commands`). The counting, choosing and
+    ordering run in SQLite over ``discs`` (no items are read); Python sees
+    only the rows listed.
     """
     iso, nxt = at.isoformat(), (at + dt.timedelta(days=1)).isoformat()
     year_start = dt.date(at.year, 1, 1).isoformat()
@@ -430,53 +474,106 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
                     else "damaged: it failed verification (see `discarchive show`)"
                     if r["state"] == "damaged"
                     else f"re-burn due {r['due_at']} (every {reburn_years} years)")
+    reburn = _by_place(inv, reburn)
     return {"at": iso, "current": n, "inspected_this_year": done, "quota": quota,
-            "reburn": _by_place(reburn), "inspect": _by_place(pull)}
+            "reburn": reburn, "commands": reburn_commands(inv, reburn),
+            "inspect": _by_place(inv, pull)}
 
 
 def _rows(inv: Inventory, sql: str, args: dict, names: tuple) -> list[dict]:
     return [dict(zip(names, r)) for r in inv.db.execute(sql, args)]
 
 
-def _by_place(rows: list[dict]) -> list[dict]:
-    """Rows in pull-list order (:func:`location_key`), each given its ``place``."""
+def _by_place(inv: Inventory, rows: list[dict]) -> list[dict]:
+    """Rows in pull-list order (:func:`location_key`), each given its ``place`` and set."""
     for r in rows:
         r["place"] = place(r)
-    return sorted(rows, key=location_key)
+    return sorted(with_sets(inv, rows), key=location_key)
+
+
+def reburn_commands(inv: Inventory, rows: list[dict]) -> list[dict]:
+    """The ``discarchive reburn`` targets that re-burn exactly the copies ``rows`` (with sets).
+
+    A set's ID when every current copy of every disc of the set is listed
+    (each disc having one), else a disc's (image's) ID when all its current
+    copies are, else each copy's ID. Returns ``[{"target", "what",
+    "copies"}]`` (``copies``: the listed copy IDs it covers), sets in the
+    order of their first row.
+    """
+    groups: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        groups.setdefault(r["group_id"], {}).setdefault(r["set_id"], []).append(r["disc_id"])
+    if not groups:
+        return []
+    current: dict[str, dict[str, int]] = {}
+    for group, image, n in inv.db.execute(
+            "SELECT coalesce(s.group_id, s.set_id), s.set_id, count(d.disc_id) FROM disc_sets s "
+            "LEFT JOIN discs d ON d.set_id = s.set_id AND d.state IN ('verified', 'damaged') "
+            "WHERE coalesce(s.group_id, s.set_id) IN (SELECT value FROM json_each(?)) "
+            "GROUP BY s.set_id", [json.dumps(sorted(groups))]):
+        current.setdefault(group, {})[image] = n
+    out = []
+    for group, images in groups.items():
+        have = current.get(group, {})
+        listed = sorted(c for ids in images.values() for c in ids)
+        if have and all(n and len(images.get(image, [])) == n for image, n in have.items()):
+            out.append({"target": group, "copies": listed,
+                        "what": f"the whole set: {len(have)} disc(s), {len(listed)} copies"})
+            continue
+        for image, ids in sorted(images.items()):
+            if len(ids) == have.get(image):
+                out.append({"target": image, "copies": sorted(ids),
+                            "what": f"every copy of the disc ({len(ids)})"})
+            else:
+                out += [{"target": c, "copies": [c], "what": "this copy"} for c in sorted(ids)]
+    return out
 
 
 # -- re-burn lineage -----------------------------------------------------------------
 
-def reburn_targets(inv: Inventory, target: str) -> tuple[str, list[dict]]:
-    """The copies a re-burn of ``target`` replaces: (set ID, disc rows).
+def reburn_targets(inv: Inventory, target: str) -> tuple[str, list[tuple[dict, list[dict]]]]:
+    """What a re-burn of ``target`` replaces: (kind, [(image row, copy rows)]).
 
-    ``target`` is a disc ID (that copy) or a set ID (every current copy of
-    the set). Raises LifecycleError for an unknown ID or one with nothing
-    current to replace (superseded, failed, never burned).
+    ``target`` is a disc set ID (``160-2025-S01``, kind ``set``: every current
+    copy of every disc of the set, volume 1 first), a disc (image) ID
+    (``160-2025-S01-02``, kind ``disc``: its current copies) or a copy ID
+    (``160-2025-S01-02-A``, kind ``copy``: that copy). Current copies are
+    ``verified`` or ``damaged``. Raises LifecycleError for an unknown ID, a
+    copy that is not current (superseded, failed, never burned), or a disc
+    (of the set) without a current copy.
     """
+    def current(image: dict, whose: str) -> list[dict]:
+        olds = [c for c in inv.copies(image["set_id"]) if c["state"] in CURRENT_STATES]
+        if not olds:
+            raise LifecycleError(f"{whose} has no verified or damaged copy to re-burn: burn it "
+                                 f"with `discarchive burn {image['set_id']}`, see "
+                                 "`discarchive discs`")
+        return olds
+
     s = inv.disc_set(target)
     if s is not None:
-        olds = [c for c in inv.copies(target) if c["state"] in CURRENT_STATES]
-        if not olds:
-            raise LifecycleError(f"disc set {target} has no verified or damaged copy to "
-                                 f"re-burn: see `discarchive discs`")
-        return target, olds
+        return "disc", [(s, current(s, f"disc {target}"))]
+    images = inv.group(target)
+    if images:
+        return "set", [(i, current(i, f"disc {i['set_id']} ({i['volume']} of {i['volumes']}) "
+                                      f"of set {target}")) for i in images]
     disc = inv.disc(target)
     if disc is None:
-        raise LifecycleError(f"no disc or disc set {target} in the inventory: see "
+        raise LifecycleError(f"no disc set, disc or copy {target} in the inventory: see "
                              "`discarchive discs`")
     if disc["state"] not in CURRENT_STATES:
         hint = (f"it was superseded by {disc['superseded_by']}" if disc["state"] == "superseded"
                 else f"burn it with `discarchive burn {disc['set_id']}`")
         raise LifecycleError(f"disc {target} is {disc['state']}, not a copy to re-burn: {hint}")
-    return disc["set_id"], [_disc(inv, target)]
+    return "copy", [(inv.disc_set(disc["set_id"]), [_disc(inv, target)])]
 
 
 def next_disc_id(old: dict) -> tuple[str, int]:
-    """The disc ID and generation of the copy that replaces ``old``: ``<set>-<label><gen>``.
+    """The copy ID and generation of the copy that replaces copy ``old``: ``<disc>-<label><gen>``.
 
-    Generation 1 is the first burn (``160-2024-0001-A``); its replacement is
-    generation 2 (``160-2024-0001-A2``), and so on.
+    Generation 1 is the first burn (``160-2025-S01-02-A``); its replacement
+    is generation 2 (``160-2025-S01-02-A2``), and so on. ``old['set_id']``
+    is the disc (image) ID, which a re-burn keeps.
     """
     generation = (old.get("generation") or 1) + 1
     return f"{old['set_id']}-{old['copy_label']}{generation}", generation
@@ -538,11 +635,13 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
 
     ``items``: records whose retention period has ended: a period of N years
     ends on 1 January of (year formed + 1 + N); 永久 never ends. ``discs``:
-    the copies of sets whose every record's period has ended (a disc holds
-    the longest retention of anything on it) with ``reason`` ``retention``,
-    and superseded copies kept ``keep_superseded_years`` since they were
-    superseded, with ``reason`` ``superseded``. Items and discs an earlier
-    appraisal decided on are left out. Nothing is deleted, ever.
+    the copies of every disc (image) whose every record's period has ended
+    (a disc holds the longest retention of anything on it; the other discs
+    of its set need not have ended) with ``reason`` ``retention``, and
+    superseded copies kept ``keep_superseded_years`` since they were
+    superseded, with ``reason`` ``superseded``. Items and copies carry their
+    disc's set (``group_id``, ``volume`` of ``volumes``). Items and discs an
+    earlier appraisal decided on are left out. Nothing is deleted, ever.
     """
     year = at.year
     items = list(inv.db.query(
@@ -562,8 +661,7 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
     for set_id in ended_sets:
         for d in inv.db.query(f"SELECT * FROM discs d WHERE set_id = ? AND state NOT IN "
                               f"('burning', 'failed') AND {undecided} ORDER BY disc_id", [set_id]):
-            discs.append(dict(d, reason="retention",
-                              why=f"every record's retention ended by {year}-01-01"))
+            discs.append(dict(d, reason="retention"))
     keep = settings.keep_superseded_years
     listed = {d["disc_id"] for d in discs}
     for d in inv.db.query(f"SELECT * FROM discs d WHERE state = 'superseded' AND {undecided} "
@@ -572,8 +670,12 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
         if until <= at and d["disc_id"] not in listed:
             discs.append(dict(d, reason="superseded", why=f"superseded by {d['superseded_by']} "
                               f"on {d['superseded_at'][:10]}, kept {keep} years to {until}"))
-    for d in discs:
+    with_sets(inv, items)
+    for d in with_sets(inv, discs):
         d["place"] = place(d)
+        if d["reason"] == "retention":
+            d["why"] = (f"every record on {volume_text(d)} ended its retention by "
+                        f"{year}-01-01")
     return {"at": at.isoformat(), "items": items, "discs": discs}
 
 
@@ -643,8 +745,9 @@ def select(listing: dict, refs: Iterable[str]) -> dict:
 def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
     """The records formed in ``year`` (交接清单 rows): (how many, the rows in 档号 order).
 
-    Each row has the catalog's fields and ``discs``: the current (verified
-    or damaged) copies' IDs, joined by spaces. The rows are read as they are
+    Each row has the catalog's fields, its disc (``set_id``: the image ID)
+    with its set (``group_id``, ``volume`` of ``volumes``) and ``discs``: the
+    current (verified or damaged) copies' IDs, joined by spaces. The rows are read as they are
     consumed (a year of 365,000 records is never held at once). Raises
     LifecycleError when the inventory holds no record of that year.
     """
@@ -657,8 +760,11 @@ def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
     rows = inv.db.query(
         "SELECT i.id, i.set_id, i.item_number, i.archival_code, i.responsible, i.unit_code, "
         "i.title, i.date, i.pages, i.classification, i.retention, i.remarks, i.year, "
+        "coalesce(s.group_id, i.set_id) AS group_id, coalesce(s.volume, 1) AS volume, "
+        "coalesce(s.volumes, 1) AS volumes, "
         "(SELECT group_concat(disc_id, ' ') FROM (SELECT disc_id FROM discs d WHERE "
         "d.set_id = i.set_id AND d.state IN ('verified', 'damaged') ORDER BY disc_id)) AS discs "
-        "FROM items i WHERE i.is_record = 1 AND i.year = ? ORDER BY i.archival_code, i.id",
+        "FROM items i LEFT JOIN disc_sets s ON s.set_id = i.set_id "
+        "WHERE i.is_record = 1 AND i.year = ? ORDER BY i.archival_code, i.id",
         [year])
     return count, rows

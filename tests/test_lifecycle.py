@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
 import openpyxl
+import pycdlib
 import pytest
 
 from conftest import flip_byte
@@ -17,8 +19,6 @@ from inventory.store import Inventory
 from test_main_job import _discs
 
 DVD = 2_298_496
-SET = "160-2024-0001"
-A, B = f"{SET}-A", f"{SET}-B"
 
 
 def _drives(home: Path, v1: str = "", v2: str = "", lifecycle: str = "") -> None:
@@ -66,10 +66,18 @@ def _medium(home: Path, disc_id: str) -> Path:
     return Path(path[0])
 
 
-def _payload(home: Path) -> list[tuple[str, int]]:
-    """The set's payload files (disc path, first LBA), in disc order."""
+def _ids(home: Path) -> tuple[str, str, str]:
+    """The home's only disc (image) ID and its copies A and B, as the inventory names them."""
+    ((image,),) = _query(home, "SELECT set_id FROM disc_sets")
+    copies = dict(_query(home, "SELECT copy_label, disc_id FROM discs WHERE set_id = ?", [image]))
+    assert copies == {"A": f"{image}-A", "B": f"{image}-B"}, copies
+    return image, copies["A"], copies["B"]
+
+
+def _payload(home: Path, image: str) -> list[tuple[str, int]]:
+    """A disc's payload files (disc path, first LBA), in disc order."""
     return _query(home, "SELECT disc_path, extent_lba FROM items WHERE set_id = ? AND size > 0 "
-                        "ORDER BY extent_lba", [SET])
+                        "ORDER BY extent_lba", [image])
 
 
 def _migration(home: Path, disc_id: str) -> dict:
@@ -79,9 +87,9 @@ def _migration(home: Path, disc_id: str) -> dict:
 
 
 def _bag_info(home: Path, disc_id: str) -> bytes:
-    """bag-info.txt as burned on a copy's medium, by its recorded extent."""
-    ((tags, size),) = _query(home, "SELECT tag_files, image_bytes FROM disc_sets WHERE set_id = ?",
-                             [SET])
+    """bag-info.txt as burned on a copy's medium, by its disc's recorded extent."""
+    ((tags,),) = _query(home, "SELECT s.tag_files FROM disc_sets s JOIN discs d USING (set_id) "
+                              "WHERE d.disc_id = ?", [disc_id])
     ((_, lba, length, _),) = [t for t in json.loads(tags) if t[0] == "bag-info.txt"]
     with open(_medium(home, disc_id), "rb") as f:
         f.seek(lba * 2048)
@@ -89,15 +97,16 @@ def _bag_info(home: Path, disc_id: str) -> bytes:
 
 
 @pytest.fixture
-def archived(home, run, demo_archive):
-    """The demo archive burned as one set, copies A (drive v1) and B (drive v2), verified."""
+def archived(home, run, one_set_archive):
+    """One disc set of one disc, copies A (drive v1) and B (drive v2), verified."""
     _drives(home)
-    _ok(run("archive", str(demo_archive)))
+    _ok(run("archive", str(one_set_archive)))
     return home
 
 
 def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     today = dt.datetime.now(dt.timezone.utc).date()
 
     # -- shelving: a slot holds one disc; off-site copies keep their site ----------------
@@ -127,7 +136,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert (first["passed"], first["bad_sectors"], first["slow_sectors"], first["reasons"]) == (
         1, 0, 0, [])
     assert first["read_bytes"] > 0 and first["speed_kbs"] > 0
-    slow = [lba for _, lba in _payload(home)[:10]]
+    slow = [lba for _, lba in _payload(home, SET)[:10]]
     _drives(home, v1=f"[drives.faults]\nslow = {slow}")
     worse = run("inspect", A)
     assert worse.exit_code == 1 and f"reburn {A}" in worse.stderr
@@ -156,7 +165,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
 
     # -- re-burn 2: the kept image is damaged, so from another copy that verifies ---------
     image = home / "images" / f"{SET}.iso"
-    flip_byte(image, _payload(home)[0][1] * 2048 + 10)
+    flip_byte(image, _payload(home, SET)[0][1] * 2048 + 10)
     out = _ok(run("reburn", B)).stdout
     assert f"source copy: copy {SET}-A2, read now" in out
     assert "passed over: the kept image does not match its record" in out
@@ -164,7 +173,7 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert _query(home, "SELECT state FROM discs WHERE disc_id = ?", [B]) == [("superseded",)]
 
     # -- re-burn 3: image and the other copy damaged: the disc itself, repaired -----------
-    (x_path, x), (y_path, y) = _payload(home)[:2]
+    (x_path, x), (y_path, y) = _payload(home, SET)[:2]
     flip_byte(image, x * 2048 + 10)
     flip_byte(_medium(home, f"{SET}-A2"), x * 2048 + 10)    # A2: file X damaged
     flip_byte(_medium(home, f"{SET}-B2"), y * 2048 + 10)    # B2: file Y damaged
@@ -175,11 +184,14 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert len(source["passed_over"]) == 3
 
     # -- re-burn the whole set: same set ID, same bag (Bag-Count), byte for byte ---------
-    out = _ok(run("reburn", SET)).stdout
+    ((group, volumes),) = _query(home, "SELECT group_id, volumes FROM disc_sets")
+    assert group != SET and SET.startswith(f"{group}-") and volumes == 1
+    out = _ok(run("reburn", group)).stdout
+    assert f"disc {SET} (1 of 1 of set {group}): source image" in out
     assert f"{SET}-A4 replaces {SET}-A3: verified" in out and f"{SET}-B3 replaces {SET}-B2" in out
     info = _bag_info(home, f"{SET}-A4")
-    assert info == _bag_info(home, A) and b"Bag-Count: " in info
-    assert f"Bag-Group-Identifier: {SET}".encode() in info
+    assert info == _bag_info(home, A) and b"Bag-Count: 1 of 1\n" in info
+    assert f"Bag-Group-Identifier: {group}\n".encode() in info
     size = _query(home, "SELECT image_bytes FROM disc_sets")[0][0]
     assert (_medium(home, f"{SET}-B3").read_bytes()[:size]
             == _medium(home, A).read_bytes()[:size])
@@ -244,9 +256,173 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert "0 entries after the last checkpoint" in run("audit").stdout
 
 
+def _bag_info_read(medium: Path) -> dict[str, str]:
+    """bag-info.txt of a copy as an independent reader finds it: pycdlib, through Rock Ridge."""
+    iso = pycdlib.PyCdlib()
+    iso.open(str(medium))
+    try:
+        buf = io.BytesIO()
+        iso.get_file_from_iso_fp(buf, rr_path="/bag-info.txt")
+    finally:
+        iso.close()
+    return dict(line.split(": ", 1) for line in buf.getvalue().decode("utf-8").splitlines())
+
+
+@pytest.fixture
+def two_discs(home, run, one_set_archive):
+    """One disc set of two discs (a small custom medium), copies A (v1) and B (v2), verified."""
+    _drives(home)
+    _ok(run("archive", str(one_set_archive), "--media", "custom:400", "--copies", "2"))
+    return home
+
+
+def test_a_two_disc_set_is_shelved_reburned_whole_and_registered(two_discs, run):
+    home = two_discs
+    rows = _query(home, "SELECT set_id, group_id, volume, volumes FROM disc_sets ORDER BY volume")
+    assert [(r[2], r[3]) for r in rows] == [(1, 2), (2, 2)] and rows[0][1] == rows[1][1]
+    (d1, group, _, _), (d2, _, _, _) = rows
+    first = {(s, label): c for s, label, c in _query(home, "SELECT set_id, copy_label, disc_id "
+                                                           "FROM discs")}
+    assert set(first) == {(d, c) for d in (d1, d2) for c in "AB"}
+    originals = sorted(first.values())
+    before = {c: _bag_info_read(_medium(home, c)) for c in originals}
+    for (disc, label), copy in first.items():
+        assert before[copy]["Bag-Count"] == f"{1 if disc == d1 else 2} of 2"
+        assert before[copy]["Bag-Group-Identifier"] == group
+
+    # -- shelving: copies A on site, B off-site; the map names each disc of the set ---------
+    for n, disc in enumerate((d1, d2), 1):
+        _ok(run("shelve", first[disc, "A"], "--cabinet", "1", "--shelf", "1", "--slot", str(n)))
+        _ok(run("shelve", first[disc, "B"], "--cabinet", "2", "--shelf", "1", "--slot", str(n),
+                "--site", "异地库"))
+    world = _json(run, "cabinet")
+    slots = {d["disc_id"]: d for c in world["cabinets"] for sh in c["shelves"]
+             for d in sh["slots"]}
+    assert {c: (d["group_id"], d["volume"], d["volumes"]) for c, d in slots.items()} == {
+        first[disc, label]: (group, k, 2) for k, disc in enumerate((d1, d2), 1) for label in "AB"}
+    text = _ok(run("cabinet")).stdout
+    assert f"slot 2    {first[d2, 'A']:<21} disc 2 of 2  verified" in text
+
+    # -- due: the whole set at once, as one command; a part of it, by disc and copy --------
+    due_at = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    inv = _db(home)
+    try:        # as if burned four years ago: the new copies are due four years from now
+        inv.db.execute("UPDATE discs SET due_at = ?", [due_at])
+        inv.db.conn.commit()
+    finally:
+        inv.close()
+    due = _json(run, "due", "--at", due_at)
+    assert sorted(d["disc_id"] for d in due["reburn"]) == originals
+    assert all(d["group_id"] == group and d["volumes"] == 2 for d in due["reburn"])
+    assert due["commands"] == [{"target": group, "copies": originals,
+                                "what": "the whole set: 2 disc(s), 4 copies"}]
+    text = _ok(run("due", "--at", due_at)).stdout
+    assert f"to re-burn the whole set: 2 disc(s), 4 copies: discarchive reburn {group}" in text
+    assert f"{first[d2, 'B']:<21} disc 2 of 2 of set {group}; off-site at 异地库" in text
+
+    # -- a copy ID re-burns that copy; a disc ID every copy of that disc, and no other ------
+    out = _ok(run("reburn", first[d1, "A"])).stdout
+    assert f"disc {d1} (1 of 2 of set {group}): source image" in out
+    assert f"{d1}-A2 replaces {first[d1, 'A']}: verified" in out and d2 not in out
+    due = _json(run, "due", "--at", due_at)
+    assert due["commands"] == [
+        {"target": first[d1, "B"], "copies": [first[d1, "B"]], "what": "this copy"},
+        {"target": d2, "copies": [first[d2, "A"], first[d2, "B"]],
+         "what": "every copy of the disc (2)"}]
+    out = _ok(run("reburn", d2)).stdout
+    assert f"{d2}-A2 replaces {first[d2, 'A']}: verified" in out
+    assert f"{d2}-B2 replaces {first[d2, 'B']}: verified" in out and f"{d1}-" not in out
+
+    # -- the whole set: every disc, each from its own image, each keeping its bag --------
+    out = _ok(run("reburn", group)).stdout
+    for k, disc in enumerate((d1, d2), 1):
+        assert f"disc {disc} ({k} of 2 of set {group}): source image: the kept image" in out
+    news = {f"{d1}-A3": f"{d1}-A2", f"{d1}-B2": first[d1, "B"], f"{d2}-A3": f"{d2}-A2",
+            f"{d2}-B3": f"{d2}-B2"}
+    for new, old in news.items():
+        assert f"{new} replaces {old}: verified" in out
+    discs = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert {c for c, s in discs.items() if s == "verified"} == set(news)
+    assert _query(home, "SELECT set_id, group_id, volume, volumes, state FROM disc_sets "
+                        "ORDER BY volume") == [(d1, group, 1, 2, "archived"),
+                                               (d2, group, 2, 2, "archived")]
+    for new, old in news.items():
+        disc = d1 if new.startswith(d1) else d2
+        assert _bag_info_read(_medium(home, new)) == before[first[disc, "A"]], \
+            "the same bag: Bag-Count, Bag-Group-Identifier, Payload-Oxum, External-Identifier"
+        assert _query(home, "SELECT generation, replaces FROM discs WHERE disc_id = ?",
+                      [new]) == [(int(new[len(disc) + 2:] or 1), old)]
+    assert _bag_info_read(_medium(home, f"{d2}-B3"))["Bag-Count"] == "2 of 2"
+    assert _bag_info_read(_medium(home, f"{d1}-A3"))["External-Identifier"] == d1
+    assert _json(run, "due", "--at", due_at)["reburn"] == []
+
+    # -- the registers: superseded copies after their keeping time, the handover list ------
+    keep = lc.add_years(dt.datetime.now(dt.timezone.utc).date(), 3).isoformat()
+    listing = _json(run, "appraisal", "--at", keep)
+    assert {d["disc_id"] for d in listing["discs"]} == set(discs) - set(news)
+    assert {(d["disc_id"], d["volume"], d["volumes"], d["group_id"]) for d in listing["discs"]
+            if d["disc_id"] == first[d2, "B"]} == {(first[d2, "B"], 2, 2, group)}
+    _ok(run("appraisal", "--at", keep, "--approve", first[d1, "A"], "--approve",
+            first[d2, "B"], "--by", "鉴定小组"))
+    (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        table = list(csv.reader(f))
+    assert [(r[2], r[3], r[8]) for r in table[1:]] == [
+        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "cabinet 1, shelf 1, slot 1"),
+        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B",
+         "off-site at 异地库: cabinet 2, shelf 1, slot 2")]
+    hand = _json(run, "handover", "2024")
+    with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
+        listed = {r["档号"]: (r["光盘套"], r["套内盘次"], r["光盘"]) for r in csv.DictReader(f)}
+    on = dict(_query(home, "SELECT archival_code, set_id FROM items WHERE is_record = 1"))
+    assert set(on.values()) == {d1, d2} and set(listed) == set(on)
+    now = {d1: f"{d1}-A3 {d1}-B2", d2: f"{d2}-A3 {d2}-B3"}
+    assert listed == {code: (group, "1/2" if disc == d1 else "2/2", now[disc])
+                      for code, disc in on.items()}
+    assert _ok(run("audit")).stdout.startswith("event log intact")
+
+
+def test_a_set_reburn_goes_on_past_a_disc_without_a_good_source(two_discs, run):
+    home = two_discs
+    ((d1, group), (d2, _)) = _query(home, "SELECT set_id, group_id FROM disc_sets ORDER BY volume")
+    (home / "images" / f"{d1}.iso").unlink()
+    lba = _payload(home, d1)[0][1]
+    for label in "AB":                      # the same file damaged on both copies of disc 1
+        flip_byte(_medium(home, f"{d1}-{label}"), lba * 2048 + 3)
+    res = run("reburn", group)
+    assert res.exit_code == 1, res.stderr
+    assert f"disc {d1}: not re-burned: no good source to re-burn {d1}" in res.stdout
+    assert f"{d2}-A2 replaces {d2}-A: verified" in res.stdout
+    assert res.stderr == (f"discarchive: error: 1 re-burn(s) not done (the copies they were to "
+                          f"replace stay current): put a good source or a new blank medium in a "
+                          f"drive and run `discarchive reburn {d1}`\n")
+    states = {d["disc_id"]: d["state"] for d in _discs(run)}
+    assert states == {f"{d1}-A": "verified", f"{d1}-B": "verified", f"{d2}-A": "superseded",
+                      f"{d2}-B": "superseded", f"{d2}-A2": "verified", f"{d2}-B2": "verified"}
+
+
+def test_a_disc_is_past_retention_when_every_record_on_it_is(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    _fill(inv, [{"disc_id": f"g-0{k}-A", "set_id": f"g-0{k}"} for k in (1, 2)], [
+        {"set_id": "g-01", "archival_code": "c1", "retention": "10年", "year": "2020"},
+        {"set_id": "g-02", "archival_code": "c2", "retention": "10年", "year": "2020"},
+        {"set_id": "g-02", "archival_code": "c3", "retention": "30年", "year": "2020"}])
+    inv.db.execute("UPDATE disc_sets SET group_id = 'g', volumes = 2, volume = "
+                   "CAST(substr(set_id, 4) AS INTEGER)")
+    inv.db.conn.commit()
+    got = lc.appraisal_list(inv, dt.date(2031, 1, 1), lc.LifecycleSettings())
+    assert [i["archival_code"] for i in got["items"]] == ["c1", "c2"]
+    (disc,) = got["discs"]
+    assert (disc["disc_id"], disc["group_id"], disc["volume"], disc["volumes"]) == (
+        "g-01-A", "g", 1, 2), "disc 2 holds c3 (30 years): it waits, though c2 on it ended"
+    assert disc["why"] == "every record on disc 1 of 2 of set g ended its retention by 2031-01-01"
+    inv.close()
+
+
 def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archived, run):
     home = archived
-    lba = _payload(home)[3][1]
+    SET, A, B = _ids(home)
+    lba = _payload(home, SET)[3][1]
     faults = f"[drives.faults]\nunreadable = [{lba}]"
     _drives(home, v1=faults, v2=faults)          # the second read, in v2, fails too
     res = run("inspect", B)
@@ -273,6 +449,7 @@ def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archiv
 
 def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     _drives(home, v1="[drives.faults]\nwrite_error_at = 48")
     res = run("reburn", A)
     assert res.exit_code == 1 and f"{SET}-A2 replaces {A}: failed" in res.stdout
@@ -288,6 +465,7 @@ def test_a_failed_new_copy_leaves_the_old_one_current(archived, run):
 def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived, run,
                                                                          monkeypatch):
     home = archived
+    SET, A, B = _ids(home)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -307,8 +485,9 @@ def test_a_reburn_killed_before_its_lineage_is_finished_by_the_next_run(archived
 
 def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived, run):
     home = archived
+    SET, A, B = _ids(home)
     (home / "images" / f"{SET}.iso").unlink()
-    x_path, x = _payload(home)[0]
+    x_path, x = _payload(home, SET)[0]
     flip_byte(_medium(home, B), x * 2048 + 3)              # B: a payload file damaged
     _drives(home, v1="[drives.faults]\nunreadable = [16]")   # A, in v1: its volume descriptor
     out = _ok(run("reburn", A)).stdout
@@ -321,7 +500,8 @@ def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived
 
 def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     home = archived
-    lba = _payload(home)[0][1]
+    SET, A, B = _ids(home)
+    lba = _payload(home, SET)[0][1]
     (home / "images" / f"{SET}.iso").unlink()
     for disc in (A, B):
         flip_byte(_medium(home, disc), lba * 2048 + 3)      # the same file, on both copies
@@ -333,20 +513,21 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["shelve", "160-1999-0001-A", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
-     "no disc 160-1999-0001-A"),
-    (["shelve", A, "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
-    (["shelve", A, "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
-    (["checkin", A], "is not checked out"),
-    (["checkout", A, "--by", "", "--reason", "x"], "give who takes the disc"),
-    (["reburn", "160-1999-0001"], "no disc or disc set 160-1999-0001"),
+    (["shelve", "160-1999-S01-01-A", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
+     "no disc 160-1999-S01-01-A"),
+    (["shelve", "{A}", "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
+    (["shelve", "{A}", "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
+    (["checkin", "{A}"], "is not checked out"),
+    (["checkout", "{A}", "--by", "", "--reason", "x"], "give who takes the disc"),
+    (["reburn", "160-1999-S01"], "no disc set, disc or copy 160-1999-S01"),
     (["due", "--at", "2027-13-01"], "--at"),
-    (["appraisal", "--approve", A], "--approve needs who approved it"),
+    (["appraisal", "--approve", "{A}"], "--approve needs who approved it"),
     (["handover", "24"], "is not a year"),
     (["handover", "1990"], "no records of 1990"),
 ])
 def test_bad_requests_get_one_line_and_exit_2(archived, run, args, message):
-    res = run(*args)
+    A = _ids(archived)[1]       # the copy A the archive run made, as the inventory names it
+    res = run(*[a.format(A=A) for a in args])
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert res.stderr.startswith("discarchive: error: ") and res.stderr.count("\n") == 1
 

@@ -138,6 +138,25 @@ def test_an_item_larger_than_the_medium_is_refused(run, source_copy):
     assert res.exit_code == 2 and big.name in res.stderr and "larger medium" in res.stderr
 
 
+def test_plan_refuses_files_larger_than_the_medium_as_archive_does(home, run, source_copy):
+    big = next(source_copy.rglob("*.pdf"))
+    with open(big, "ab") as f:
+        f.truncate(5 * MB)
+    with open(source_copy / "说明.bin", "wb") as f:       # not a record: no catalog row
+        f.truncate(3 * MB)
+    before = tree_state(home)
+    planned = run("plan", str(source_copy), "--media", "custom:1000", "--json")
+    assert planned.exit_code == 2 and planned.stdout == ""
+    assert planned.stderr.startswith("discarchive: error: 2 file(s) are larger than one "
+                                     "custom:1000 medium holds") and planned.stderr.count("\n") == 1
+    assert tree_state(home) == before, "plan writes nothing, not even the list of files"
+    archived = run("archive", str(source_copy), "--media", "custom:1000")
+    assert archived.exit_code == 2
+    assert archived.stderr.startswith(planned.stderr.rstrip("\n") + "; all 2 are listed in ")
+    report = next((home / "reports").iterdir()).read_text(encoding="utf-8")
+    assert big.name in report and "说明.bin" in report
+
+
 def test_plan_writes_nothing_and_hashes_nothing(home, run, demo_archive, monkeypatch):
     before, source_before = tree_state(home), tree_state(demo_archive)
 
