@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from config.home import locked
 from daemon import service
 from daemon.log import EventLog
 from daemon.service import Daemon
+from inventory import lifecycle as lc
 from inventory.store import Inventory
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -334,31 +336,49 @@ def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, demo_a
 
 # -- inspections -------------------------------------------------------------
 
-def test_inspection_reads_the_least_recently_verified_discs_first(home, run, demo_archive):
+def test_inspection_spreads_the_lifecycle_pull_list_over_the_runs_left_in_the_year(
+        home, run, demo_archive):
     cfg = configure(home, QUIET.replace('inspection = "0 0 1 1 *"', 'inspection = "0 9 1 * *"')
-                    + 'due_check = "0 0 1 1 *"\ninspection_share = 1.0\n')
+                    + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\ninspect_percent = 100\n')
     for _ in range(3):
         assert run("archive", str(demo_archive)).exit_code == 0
+    year = dt.date.today().year + 1
     inv = Inventory.open(cfg.inventory_path)
-    ids = [r["disc_id"] for r in inv.discs()]
+    ids = sorted(r["disc_id"] for r in inv.discs())
     assert len(ids) == 6
-    oldest = sorted(ids)[3]
-    inv.update_disc(oldest, verified_at="2020-01-01T00:00:00Z")
-    assert service.select_for_inspection(inv, 1) == [oldest]
-    before = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
+    oldest = ids[3]
+    inv.update_disc(oldest, inspected_at="2020-01-01T00:00:00Z")
     inv.close()
-    start = dt.datetime(2026, 5, 31, 12, 0, tzinfo=BERLIN)
+    start = dt.datetime(year, 5, 31, 12, 0, tzinfo=BERLIN)
     d, _, log = make_daemon(cfg, start)
     d.tick(start)
-    # share 1.0 a year, 12 runs a year, 6 discs: one disc a run, the oldest check first
-    assert d.tick(dt.datetime(2026, 6, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
-    inv = Inventory.open(cfg.inventory_path)
-    after = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
-    changed = [k for k in after if after[k] != before[k]]
-    assert changed == [oldest]
-    assert [e["event_type"] for e in inv.events(disc_id=oldest)][-1] == "fixity check"
-    inv.close()
+
+    def inspected() -> dict[str, list[str]]:
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            return {i: [r["at"][:10] for r in lc.inspections(inv, i)] for i in ids}
+        finally:
+            inv.close()
+
+    # 100 % a year, 6 discs, 7 runs left (June to December): one now, the least recently
+    # checked; each inspection is recorded with its signals and the disc's inspected_at
+    assert d.tick(dt.datetime(year, 6, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert {i: v for i, v in inspected().items() if v} == {oldest: [f"{year}-06-01"]}
     assert f"event=inspection.done disc_id={oldest} outcome=passed" in log.getvalue()
+    assert runs_of(cfg.inventory_path, "inspection")["detail"] == json.dumps(
+        {"listed": 6, "runs_left": 7, "selected": 1, "checked": 1, "failed": 0, "flagged": 0})
+    # skip to November: 5 left for 2 runs: 3 now, 2 in December; all six once this year
+    assert d.tick(dt.datetime(year, 11, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert sum(len(v) for v in inspected().values()) == 4
+    assert d.tick(dt.datetime(year, 12, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert all(len(v) == 1 for v in inspected().values())
+    # the year's list is done: the next year starts a new one
+    assert d.tick(dt.datetime(year + 1, 1, 1, 9, 0, tzinfo=BERLIN))["inspection"] == "ok"
+    assert sum(len(v) for v in inspected().values()) == 7
+    inv = Inventory.open(cfg.inventory_path)
+    n = inv.db.execute("SELECT count(*) FROM events WHERE event_type = 'validation'").fetchone()
+    inv.close()
+    assert n[0] == 7
 
 
 def test_the_daemon_holds_no_job_lock_while_idle(home):
