@@ -92,8 +92,9 @@ def volume_id(drive) -> str | None:
     return pvd[40:72].decode("ascii", "replace").rstrip(" \0") or None
 
 
-_NAMES = re.compile(r"^.*\bDisc set:[ \t]*(?P<set>\S+)[ \t]*$|^.*\bDisc:[ \t]*(?P<disc>\S.*?)[ \t]*$",
-                    re.MULTILINE)
+_NAMES = re.compile(r"^.*\bDisc set:[ \t]*(?P<set>\S+)[ \t]*$"
+                    r"|^.*\bDisc:[ \t]*(?P<disc>\S.*?)[ \t]*$", re.MULTILINE)
+"""The description file's ``Disc set:`` (External-Identifier) and ``Disc:`` (Bag-Count) lines."""
 
 
 def read_extent(drive, lba: int, size: int) -> tuple[bytes, bool]:

@@ -420,6 +420,9 @@ class Daemon:
                 alerts.disc_unreadable(cfg, inv, disc_id, exc, now, self.log)
                 self._request_disc(inv, cfg, disc_id, exc, now)
                 continue
+            except jobs.JobError as exc:    # no longer a current copy (re-burned meanwhile)
+                self.log("inspection.skipped", "warning", disc_id=disc_id, error=str(exc))
+                continue
             checked += 1
             failed += not done.report.passed
             flagged += done.flagged

@@ -205,7 +205,8 @@ def test_an_early_reburn_flag_is_alerted_with_its_reason_and_is_on_the_due_list(
     inv.close()
     assert len(alert_rows(burned, "reburn-early")) == 1
     listed = {r["disc_id"]: r for r in json.loads(run("due", "--json").stdout)["reburn"]}
-    assert set(listed) == {disc["disc_id"]} == {r["subject"] for r in alert_rows(burned, "damaged")}
+    damaged = {r["subject"] for r in alert_rows(burned, "damaged")}
+    assert set(listed) == {disc["disc_id"]} == damaged
     assert listed[disc["disc_id"]]["why"] == f"early re-burn: {reason}"
 
 

@@ -153,6 +153,14 @@ def test_a_time_zone_without_dst_counts_days_in_that_zone(home):
     assert [t.strftime("%d %H:%M") for t, _ in ran] == ["01 17:00", "02 17:00"]
 
 
+def test_a_retired_inspection_setting_says_what_replaced_it(home, run):
+    append_config(home, '[daemon]\ninspection_share = 0.34\n')
+    r = run("daemon", "--once")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "inspection_share is no longer a [daemon] setting" in r.stderr
+    assert "[lifecycle] inspect_percent" in r.stderr and "inspect_percent = 34" in r.stderr
+
+
 def test_a_bad_schedule_or_zone_is_one_config_error(home, run):
     append_config(home, '[daemon]\ndue_check = "every day"\n')
     r = run("daemon", "--once")
@@ -396,3 +404,32 @@ def test_a_second_daemon_lock_names_the_first_pid(home):
         with pytest.raises(service.DaemonRunning, match=f"PID {os.getpid()}"):
             with service.pid_lock(home):
                 pass
+
+
+def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, demo_archive,
+                                                                monkeypatch):
+    from daemon import lifecycle as lifecycle_jobs
+
+    cfg = configure(home, QUIET + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\n'
+                    'inspect_percent = 100\n')
+    assert run("archive", str(demo_archive)).exit_code == 0
+    real = lifecycle_jobs.inspect
+    seen = []
+
+    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None):
+        if not seen:                 # meanwhile a clerk's re-burn supersedes the other copy
+            inv = Inventory.open(cfg.inventory_path)
+            other = next(r["disc_id"] for r in inv.discs() if r["disc_id"] != disc_id)
+            inv.update_disc(other, state="superseded")
+            inv.close()
+        seen.append(disc_id)
+        return real(cfg, disc_id, reporter, now)
+
+    monkeypatch.setattr(lifecycle_jobs, "inspect", clerk_reburns_the_other)
+    d, _, log = make_daemon(cfg, dt.datetime.now(UTC))
+    inv = Inventory.open(cfg.inventory_path)
+    result = d.job_inspection(inv, cfg, dt.datetime.now(UTC))
+    inv.close()
+    assert len(seen) == 2 and result["checked"] == 1
+    assert f"event=inspection.skipped disc_id={seen[1]}" in log.getvalue()
+    assert "is superseded: only verified or damaged copies are inspected" in log.getvalue()

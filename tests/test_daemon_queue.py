@@ -17,7 +17,7 @@ import pytest
 
 import config
 from burner_helpers import fakes_fixture
-from conftest import flip_byte
+from conftest import Cli, flip_byte
 from daemon import queue
 from daemon.log import EventLog
 from daemon.service import Daemon
@@ -205,6 +205,21 @@ def _description_extent(home, set_id: str) -> tuple[int, int]:
     return lba, size
 
 
+def _asked_for(home, d, discs, wanted: str, medium: Path) -> tuple[Path, int, int]:
+    """Let the daemon ask for ``wanted`` (the least recently checked disc); return a copy of
+    its medium at ``medium`` (to alter) and its description file's first sector and size."""
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(wanted, inspected_at="2020-01-01T00:00:00Z")
+    inv.close()
+    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
+    d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))            # sr0 is empty: a request
+    (req,) = json.loads(Cli(home)("queue", "--json").stdout)
+    assert req["disc_id"] == wanted
+    shutil.copyfile(discs[wanted]["medium_path"], medium)
+    lba, size = _description_extent(home, wanted.rsplit("-", 1)[0])
+    return medium, lba, size
+
+
 @pytest.mark.parametrize("names, says", [
     ((b"160-2024-0001", b"160-2024-0009"), "names disc set 160-2024-0009, disc 1 of 1"),
     ((b"1 of 1", b"2 of 3"), "names disc set 160-2024-0001, disc 2 of 3"),
@@ -215,14 +230,7 @@ def test_a_disc_whose_description_file_names_another_set_or_disc_is_refused(
     """Its volume ID is the wanted set's, but its 说明文件.txt says it is another disc."""
     d, tray, discs, log = setup
     wanted = "160-2024-0001-A"
-    inv = Inventory.open(home / "inventory.db")
-    inv.update_disc(wanted, inspected_at="2020-01-01T00:00:00Z")
-    inv.close()
-    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
-    d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))            # asks for the wanted disc
-    lba, size = _description_extent(home, "160-2024-0001")
-    other = tmp_path / "other.medium"
-    shutil.copyfile(discs[wanted]["medium_path"], other)
+    other, lba, size = _asked_for(home, d, discs, wanted, tmp_path / "other.medium")
     with open(other, "r+b") as f:
         f.seek(lba * 2048)
         text = f.read(size)
@@ -238,7 +246,8 @@ def test_a_disc_whose_description_file_names_another_set_or_disc_is_refused(
     d.tick(dt.datetime(2026, 6, 1, 9, 10, tzinfo=UTC))
     (req,) = json.loads(run("queue", "--json").stdout)
     assert req["state"] == "waiting"
-    assert req["note"].startswith(f"wrong disc in drive sr0: {'its description file (' if names else 'it holds no'}")
+    start = "its description file (" if names else "it holds no"
+    assert req["note"].startswith(f"wrong disc in drive sr0: {start}")
     assert says in req["note"] and req["note"].endswith(f"take it out and insert {wanted}")
     assert len(fixity_events(home, wanted)) == before          # nothing read back or recorded
     inv = Inventory.open(home / "inventory.db")
@@ -252,14 +261,7 @@ def test_a_disc_whose_description_was_altered_is_refused_with_a_hint(
     """The volume ID matches, the description reads but is not the one recorded."""
     d, tray, discs, log = setup
     wanted = "160-2024-0001-A"
-    inv = Inventory.open(home / "inventory.db")
-    inv.update_disc(wanted, inspected_at="2020-01-01T00:00:00Z")
-    inv.close()
-    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
-    d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))
-    lba, size = _description_extent(home, "160-2024-0001")
-    damaged = tmp_path / "damaged.medium"
-    shutil.copyfile(discs[wanted]["medium_path"], damaged)
+    damaged, lba, _ = _asked_for(home, d, discs, wanted, tmp_path / "damaged.medium")
     flip_byte(damaged, lba * 2048 + 10)        # the description altered on the disc
     tray.insert(str(damaged))
     d.tick(dt.datetime(2026, 6, 1, 9, 10, tzinfo=UTC))
