@@ -217,13 +217,15 @@ def check(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> int:
 def _clear_settled(inv: Inventory, now: dt.datetime, log) -> int:
     """Clear the disc alerts whose cause has gone: a disc read back after a ``missing``
     or ``insert-disc`` alert, a superseded disc's re-burn, damage and inspection alerts,
-    and an early re-burn flag no longer set. One transaction; returns how many."""
+    a damaged disc that reads well again, and an early re-burn flag no longer set. One
+    transaction; returns how many."""
     kinds = ", ".join(f"'{k}'" for k in SUPERSEDED_CLEARS)
     sql = (f"FROM alerts a WHERE a.state != 'cleared' AND EXISTS (SELECT 1 FROM discs d "
            f"WHERE d.disc_id = a.subject AND ("
            f"(a.kind IN ('missing', 'insert-disc') AND (ifnull(d.inspected_at, '') > a.raised_at "
            f"OR ifnull(d.verified_at, '') > a.raised_at)) "
            f"OR (a.kind IN ({kinds}) AND d.state = 'superseded') "
+           f"OR (a.kind = 'damaged' AND d.state = 'verified') "
            f"OR (a.kind = 'reburn-early' AND d.reburn_reason IS NULL)))")
     gone = inv.db.execute(f"SELECT a.kind, a.subject {sql}").fetchall()
     if not gone:

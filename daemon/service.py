@@ -537,17 +537,17 @@ class Daemon:
         """
         found = requests.volume_id(drive)
         if found != req["set_id"]:
-            why = f"it holds {found or 'no ISO 9660 volume (a blank or foreign disc)'}"
+            why = (f"it holds {found or 'no ISO 9660 volume (a blank or foreign disc)'}, "
+                   f"not a copy of {req['set_id']}")
         else:
             ok, why = requests.check_description(drive, inv, req["set_id"])
-            if ok:
-                why = None
-            else:
-                why += (f" (if it is {req['disc_id']} itself, its description file was "
-                        f"altered: inspect it with `discarchive inspect {req['disc_id']}`)")
+            why = None if ok else (
+                f"{why}, not {req['disc_id']}'s (if it is {req['disc_id']} itself, its "
+                f"description file was altered: inspect it with `discarchive inspect "
+                f"{req['disc_id']}`)")
         if why:
-            note = (f"wrong disc in drive {req['drive']}: {why}, not a copy of "
-                    f"{req['set_id']}: take it out and insert {req['disc_id']}")
+            note = (f"wrong disc in drive {req['drive']}: {why}: take it out and insert "
+                    f"{req['disc_id']}")
             if note != req["note"]:
                 requests.update(inv, req["id"], now, note=note)
                 self.log("queue.wrong_disc", "warning", id=req["id"], drive=req["drive"],

@@ -140,13 +140,23 @@ def test_an_inspection_that_finds_no_medium_raises_missing(burned):
     inv = Inventory.open(burned / "inventory.db")
     disc = inv.discs()[0]
     inv.close()
+    kept = Path(disc["medium_path"]).read_bytes()
     Path(disc["medium_path"]).unlink()
+    now = dt.datetime.now(SHANGHAI)
     inv = Inventory.open(burned / "inventory.db")
-    d.job_inspection(inv, d.cfg, dt.datetime.now(SHANGHAI))
-    inv.close()
+    d.job_inspection(inv, d.cfg, now)
     (row,) = alert_rows(burned, "missing")
     assert row["subject"] == disc["disc_id"] and "is missing" in row["message"]
     assert "event=inspection.no_read" in log.getvalue()
+    alerts.check(d.cfg, inv, now, d.log)
+    assert alert_rows(burned, "missing")[0]["state"] == "open"       # still missing
+    # found again: the next inspection reads it, and the due check clears the alert
+    Path(disc["medium_path"]).write_bytes(kept)
+    later = now + dt.timedelta(hours=1)
+    assert d.job_inspection(inv, d.cfg, later)["checked"] == 1
+    alerts.check(d.cfg, inv, later, d.log)
+    inv.close()
+    assert alert_rows(burned, "missing")[0]["state"] == "cleared"
 
 
 def test_an_overdue_inspection_follows_the_lifecycle_rule_and_clears_at_the_inspection(burned):
@@ -208,6 +218,13 @@ def test_an_early_reburn_flag_is_alerted_with_its_reason_and_is_on_the_due_list(
     damaged = {r["subject"] for r in alert_rows(burned, "damaged")}
     assert set(listed) == {disc["disc_id"]} == damaged
     assert listed[disc["disc_id"]]["why"] == f"early re-burn: {reason}"
+    # its re-burn supersedes it (and clears the flag): its alerts end
+    inv = Inventory.open(burned / "inventory.db")
+    inv.update_disc(disc["disc_id"], state="superseded", reburn_reason=None)
+    alerts.check(d.cfg, inv, now, d.log)
+    inv.close()
+    assert {(r["kind"], r["state"]) for r in alert_rows(burned)} == {
+        ("reburn-early", "cleared"), ("damaged", "cleared")}
 
 
 # -- channels ----------------------------------------------------------------
