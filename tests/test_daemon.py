@@ -161,6 +161,12 @@ def test_a_retired_inspection_setting_says_what_replaced_it(home, run):
     assert "[lifecycle] inspect_percent" in r.stderr and "inspect_percent = 34" in r.stderr
 
 
+def test_a_stall_limit_below_a_minute_is_refused(home, run):
+    append_config(home, '[daemon]\nstall_seconds = 5\n')
+    r = run("daemon", "--once")
+    assert r.exit_code == 2 and "stall_seconds 60 or more" in r.stderr
+
+
 def test_a_bad_schedule_or_zone_is_one_config_error(home, run):
     append_config(home, '[daemon]\ndue_check = "every day"\n')
     r = run("daemon", "--once")
