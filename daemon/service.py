@@ -57,7 +57,9 @@ import datetime as dt
 import fcntl
 import math
 import os
+import select
 import signal
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -154,8 +156,9 @@ class Daemon:
         self._progress_at = self.monotonic()
         self._withheld = False
         self._tick_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake_w: socket.socket | None = None     # run_forever's wakeup socket
         self._reload_asked = False
+        self._stop_asked = False
         self.scheduler = None
         self.configure(cfg)
 
@@ -606,14 +609,53 @@ class Daemon:
             self.log("tick.failed", "error", error=f"{type(exc).__name__}: {exc}")
 
     def request_stop(self, *_args) -> None:
-        """Ask the daemon to stop after the current step (the SIGTERM handler)."""
+        """Ask the daemon to stop after the current step (what SIGTERM does); any thread."""
         self.stopping.set()
-        self._wake.set()
+        self._poke()
 
     def request_reload(self, *_args) -> None:
-        """Ask the daemon to read its configuration again (the SIGHUP handler)."""
+        """Ask the daemon to read its configuration again (what SIGHUP does); any thread."""
         self._reload_asked = True
-        self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake :meth:`run_forever`'s loop (a byte on its wakeup socket), if it runs."""
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass                 # the socket is full: the loop is awake already
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        """The SIGTERM, SIGINT and SIGHUP handler: it only sets a flag.
+
+        A handler runs in the main thread between any two of its steps,
+        perhaps while it holds a lock (a threading.Event's, say): taking one
+        here could deadlock the daemon. The signal's own byte on the wakeup
+        socket (:func:`signal.set_wakeup_fd`) wakes the loop, which acts on
+        the flag.
+        """
+        if signum == signal.SIGHUP:
+            self._reload_asked = True
+        else:
+            self._stop_asked = True
+
+    @contextmanager
+    def _wakeup_socket(self):
+        """A socket pair whose reading end wakes the main loop: signals write their number
+        to the other end (signal.set_wakeup_fd), :meth:`_poke` a zero byte."""
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        old = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        self._wake_w = writer
+        try:
+            yield reader
+        finally:
+            signal.set_wakeup_fd(old)
+            self._wake_w = None
+            reader.close()
+            writer.close()
 
     def run_forever(self) -> int:
         """Hold the daemon lock, run the schedule until SIGTERM/SIGINT; returns 0.
@@ -626,10 +668,9 @@ class Daemon:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        with pid_lock(self.cfg.home):
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
-            signal.signal(signal.SIGHUP, self.request_reload)
+        with pid_lock(self.cfg.home), self._wakeup_socket() as wake:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, self._on_signal)
             self.scheduler = BackgroundScheduler(
                 timezone=self.schedule.zone,
                 executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -642,8 +683,15 @@ class Daemon:
             self.notifier.ready("idle")
             ping = watchdog_seconds()
             while not self.stopping.is_set():
-                self._wake.wait(timeout=ping or 60)
-                self._wake.clear()
+                select.select([wake], [], [], ping or 60)
+                try:
+                    while wake.recv(4096):
+                        pass
+                except OSError:      # drained (BlockingIOError)
+                    pass
+                if self._stop_asked:
+                    self.request_stop()
+                    break
                 if ping:
                     self.watchdog_ping()
                 if self._reload_asked and not self.stopping.is_set():

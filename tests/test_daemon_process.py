@@ -292,3 +292,43 @@ def test_the_watchdog_is_told_only_while_the_job_makes_progress(home, notify_soc
     clock[0] += 100_000                          # idle: alive however long nothing runs
     messages()
     assert d.watchdog_ping() and messages() == ["WATCHDOG=1"]
+
+
+def test_signals_at_any_moment_of_the_main_loop_never_hang_it(home, notify_socket):
+    """Many SIGHUPs while the loop turns every millisecond (a watchdog ping each time): each is
+    acted on, and SIGTERM still stops the daemon. A handler that took a lock the main
+    thread may hold (an Event's) would hang it now and then."""
+    import threading
+
+    sock, path = notify_socket
+    seen: list[str] = []
+    proc = start_daemon(home, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000"})
+    done = threading.Event()
+
+    def systemd_reads():                 # as systemd does: the daemon's sends never block
+        sock.settimeout(0.1)
+        while not done.is_set():
+            try:
+                seen.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=systemd_reads)
+    try:
+        receive_until(sock, "READY=1", seen)
+        reader.start()
+        for _ in range(300):
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        done.set()
+        if reader.is_alive():
+            reader.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert err.count("event=config.reloaded") >= 1 and "event=daemon.stopped" in err
+    assert sum(m.startswith("RELOADING=1") for m in seen) == err.count("event=config.reloaded")
