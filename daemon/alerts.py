@@ -3,20 +3,31 @@
 Kinds (``kind`` / ``threshold``; the subject is a disc ID unless said):
 
 ``reburn-due`` / ``90d``, ``30d``, ``7d`` (the ``[alerts] lead_days``), ``due``
-    the disc's re-burn due date (``discs.due_at``) is that near, or here
-    (on and after the day). Only the nearest threshold crossed is raised:
-    a daemon that was down from 95 to 5 days before raises ``7d`` alone.
+    the disc's re-burn due date (``discs.due_at``) is that near, or here:
+    ``due`` is raised for the discs ``discarchive due`` lists for re-burning
+    because their date has come (:func:`inventory.lifecycle.due`, on and
+    after the day). Only the nearest threshold crossed is raised: a daemon
+    that was down from 95 to 5 days before raises ``7d`` alone.
+``reburn-early`` / ``flagged``
+    an inspection flagged the disc for an early re-burn; the message gives
+    the reason (:func:`inventory.lifecycle.judge`). Raised by the daemon's
+    inspection at once, and by the due check for a disc flagged otherwise
+    (``discarchive inspect``); cleared when the disc is re-burned.
 ``copy-failed`` / ``burn`` or ``verification``
     a copy failed to burn, or its first read-back failed.
 ``damaged`` / ``damaged``
-    a verified copy failed a later read-back (twice, see daemon.jobs).
+    a verified copy failed a later read-back (twice, see daemon.jobs); it is
+    on ``discarchive due``'s re-burn list.
 ``missing`` / ``missing``
     an inspection found no medium where the inventory says the disc is
     (a file-backed medium whose file is gone).
 ``insert-disc`` / ``inspection``
     an inspection needs the disc in a drive (a real drive held no medium).
+    Both clear once the disc is read back after the alert.
 ``inspection-overdue`` / ``overdue``
-    a verified copy has not been read back for ``inspection_overdue_days``.
+    a verified copy missed the inspection the lifecycle asked for in an
+    earlier year (every disc once per re-burn cycle; its last inspection,
+    else its burn, counts: :func:`inventory.lifecycle.inspection_overdue`).
 ``space-low`` / ``low`` (subject ``images``)
     the images folder's file system has room for fewer than
     ``images_free_media`` images of the configured medium (psutil).
@@ -28,9 +39,11 @@ Kinds (``kind`` / ``threshold``; the subject is a disc ID unless said):
 
 The ``alerts`` table holds one row per (kind, subject, threshold). A row is
 raised once; ``discarchive alerts --ack ID`` acknowledges it. A condition
-that goes away (space freed, drive back, disc read back) clears its row,
-and the row is raised again if the condition returns; a disc whose due date
-changed (burned again) starts its lead times afresh.
+that goes away (space freed, drive back, disc read back, disc superseded by
+its re-burn) clears its row, and the row is raised again if the condition
+returns; a disc whose due date changed (burned again) starts its lead times
+afresh. A disc's place is said in :func:`inventory.lifecycle.place`'s
+words, and the digest gives the place the disc has when it is sent.
 
 Channels: every raised alert is a log line at once; :func:`send_digest`
 sends the alerts not yet sent, in one e-mail (SMTP, STARTTLS) and one
@@ -56,37 +69,21 @@ from typing import Any
 import psutil
 
 from config import Config, media_sectors
+from inventory import lifecycle as lc
 from inventory.store import Inventory
 
 from .log import mask_path, mask_text
 from .schedule import iso, parse_iso
 
-DISC_KINDS = ("reburn-due", "copy-failed", "damaged", "missing", "insert-disc",
+DISC_KINDS = ("reburn-due", "reburn-early", "copy-failed", "damaged", "missing", "insert-disc",
               "inspection-overdue")
+SUPERSEDED_CLEARS = ("reburn-due", "reburn-early", "damaged", "missing", "insert-disc",
+                     "inspection-overdue")
+"""Alerts about a disc that end when a re-burn supersedes it (its new copy has its own)."""
 
 
 class AlertError(Exception):
     """An alert cannot be acknowledged (unknown ID); the message says what to do."""
-
-
-def location(disc: dict[str, Any]) -> str:
-    """Where a disc copy is, from what the inventory holds.
-
-    The cabinet, shelf and slot (``cabinet``, ``shelf``, ``slot`` or
-    ``location`` columns) when the inventory records them; else the drive
-    and, for a file-backed medium, its file; else ``not recorded``.
-    """
-    place = [f"{k} {disc[k]}" for k in ("cabinet", "shelf", "slot") if disc.get(k)]
-    if place:
-        return ", ".join(place)
-    if disc.get("location"):
-        return str(disc["location"])
-    path = disc.get("medium_path")
-    if path and not str(path).startswith("/dev/"):
-        return f"medium file {path} (drive {disc.get('drive') or '-'})"
-    if disc.get("drive"):
-        return f"not recorded (burned in drive {disc['drive']})"
-    return "not recorded"
 
 
 def raise_alert(inv: Inventory, kind: str, subject: str, threshold: str, now: dt.datetime,
@@ -114,7 +111,8 @@ def raise_alert(inv: Inventory, kind: str, subject: str, threshold: str, now: dt
             return False
     if log:
         log("alert.raised", "warning", kind=kind, subject=mask_path(subject),
-            threshold=threshold, due_at=due_at, message=message)
+            threshold=threshold, due_at=due_at, location=where,
+            message=message)
     return True
 
 
@@ -132,64 +130,113 @@ def clear_alerts(inv: Inventory, kind: str, subject: str, now: dt.datetime, log=
     return n
 
 
-def _threshold(days: int, leads: list[int]) -> str | None:
-    if days <= 0:
-        return "due"
+def _lead(days: int, leads: list[int]) -> str | None:
+    """The nearest lead time (``30d``...) that ``days`` before a due date has crossed."""
     crossed = [d for d in leads if days <= d]
     return f"{min(crossed)}d" if crossed else None
+
+
+def flag_alert(inv: Inventory, disc: dict[str, Any], now: dt.datetime, log=None) -> bool:
+    """Raise ``reburn-early`` for a disc row an inspection flagged (``reburn_reason``).
+
+    The message gives the reason and the inspection's date; True if raised
+    now. A flag cleared and set again (a later flag) is raised again.
+    """
+    disc_id, reason = disc["disc_id"], disc["reburn_reason"]
+    when = (disc.get("flagged_at") or "")[:10] or "-"
+    return raise_alert(inv, "reburn-early", disc_id, "flagged", now,
+                       f"disc {disc_id} was flagged for an early re-burn at its inspection of "
+                       f"{when}: {reason}; re-burn it (`discarchive reburn {disc_id}`)",
+                       disc.get("due_at"), lc.place(disc), log)
 
 
 def check(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> int:
     """Raise (and clear) every alert the inventory, the disk and the drives call for.
 
-    Days count in the daemon's time zone. Also rewrites the Prometheus
-    textfile when one is configured. Returns how many alerts were raised.
+    Days count in the daemon's time zone. The re-burn alerts on and after
+    the day, early re-burn flags and damaged discs are those of
+    ``discarchive due`` for that day (:func:`inventory.lifecycle.due`);
+    overdue inspections follow the lifecycle's rule
+    (:func:`inventory.lifecycle.inspection_overdue`). Also rewrites the
+    Prometheus textfile when one is configured. Returns how many alerts
+    were raised.
     """
     zone = cfg.daemon.zone()
     today = now.astimezone(zone).date()
     leads = cfg.alerts.lead_days
-    overdue = dt.timedelta(days=cfg.daemon.inspection_overdue_days)
+    reburn = {r["disc_id"]: r for r in
+              lc.due(inv, today, cfg.lifecycle, cfg.reburn_years)["reburn"]}
     raised = 0
     for d in inv.discs():
-        disc_id, state, where = d["disc_id"], d["state"], location(d)
-        if d["due_at"] and state in ("verified", "damaged"):
+        disc_id, state, where = d["disc_id"], d["state"], lc.place(d)
+        if d["due_at"] and state in lc.CURRENT_STATES:
             due = dt.date.fromisoformat(d["due_at"][:10])
-            t = _threshold((due - today).days, leads)
+            t = _lead((due - today).days, leads) if due > today else None
             if t:
-                what = (f"is due for re-burning on {due}" if t == "due" and due == today else
-                        f"was due for re-burning on {due}" if t == "due" else
-                        f"is due for re-burning on {due}, in {(due - today).days} days")
                 raised += raise_alert(inv, "reburn-due", disc_id, t, now,
-                                      f"disc {disc_id} {what}; location: {where}",
-                                      d["due_at"], where, log)
+                                      f"disc {disc_id} is due for re-burning on {due}, in "
+                                      f"{(due - today).days} days", d["due_at"], where, log)
+        listed = reburn.get(disc_id)
+        if listed and listed["due_at"] and listed["due_at"][:10] <= today.isoformat():
+            due = listed["due_at"][:10]
+            what = (f"is due for re-burning today ({due})" if due == today.isoformat()
+                    else f"was due for re-burning on {due}")
+            raised += raise_alert(inv, "reburn-due", disc_id, "due", now,
+                                  f"disc {disc_id} {what}: re-burn it (`discarchive reburn "
+                                  f"{disc_id}`)", d["due_at"], where, log)
+        if listed and listed["reburn_reason"]:
+            raised += flag_alert(inv, d, now, log)
         if state == "failed":
             t = "verification" if d["failure_class"] == "verification" else "burn"
             raised += raise_alert(inv, "copy-failed", disc_id, t, now,
                                   f"disc {disc_id}: {t} failed ({d['failure'] or '-'}); burn it "
                                   f"again with `discarchive burn {d['set_id']}`",
                                   d["due_at"], where, log)
-        if state == "damaged":
+        if listed and state == "damaged":
             raised += raise_alert(inv, "damaged", disc_id, "damaged", now,
                                   f"disc {disc_id} failed its read-back ({d['failure'] or '-'}):"
-                                  f" re-burn it from a good copy; location: {where}",
-                                  d["due_at"], where, log)
-        last = d["verified_at"] or d["burned_at"]
-        if state == "verified" and last:
-            since = parse_iso(last) if last.endswith("Z") else dt.datetime.fromisoformat(last)
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=dt.timezone.utc)
-            if now - since >= overdue:
-                raised += raise_alert(inv, "inspection-overdue", disc_id, "overdue", now,
-                                      f"disc {disc_id} has not been read back since "
-                                      f"{last[:10]}: inspect it (`discarchive verify "
-                                      f"{disc_id}`); location: {where}", d["due_at"], where, log)
+                                  f" re-burn it from a good copy (`discarchive reburn "
+                                  f"{disc_id}`)", d["due_at"], where, log)
+        if state == "verified":
+            if lc.inspection_overdue(d, today, cfg.reburn_years):
+                raised += raise_alert(
+                    inv, "inspection-overdue", disc_id, "overdue", now,
+                    f"disc {disc_id} has not been inspected since "
+                    f"{lc.last_checked(d)[:10]}, though every disc is inspected once per "
+                    f"{cfg.reburn_years}-year re-burn cycle: inspect it (`discarchive inspect "
+                    f"{disc_id}`)", d["due_at"], where, log)
             else:
-                for kind in ("inspection-overdue", "missing", "insert-disc"):
-                    clear_alerts(inv, kind, disc_id, now, log)
+                clear_alerts(inv, "inspection-overdue", disc_id, now, log)
+    _clear_settled(inv, now, log)
     raised += _check_space(cfg, inv, now, log)
     raised += _check_drives(cfg, inv, now, log)
     write_textfile(cfg, inv, now)
     return raised
+
+
+def _clear_settled(inv: Inventory, now: dt.datetime, log) -> int:
+    """Clear the disc alerts whose cause has gone: a disc read back after a ``missing``
+    or ``insert-disc`` alert, a superseded disc's re-burn, damage and inspection alerts,
+    a damaged disc that reads well again, and an early re-burn flag no longer set. One
+    transaction; returns how many."""
+    kinds = ", ".join(f"'{k}'" for k in SUPERSEDED_CLEARS)
+    sql = (f"FROM alerts a WHERE a.state != 'cleared' AND EXISTS (SELECT 1 FROM discs d "
+           f"WHERE d.disc_id = a.subject AND ("
+           f"(a.kind IN ('missing', 'insert-disc') AND (ifnull(d.inspected_at, '') > a.raised_at "
+           f"OR ifnull(d.verified_at, '') > a.raised_at)) "
+           f"OR (a.kind IN ({kinds}) AND d.state = 'superseded') "
+           f"OR (a.kind = 'damaged' AND d.state = 'verified') "
+           f"OR (a.kind = 'reburn-early' AND d.reburn_reason IS NULL)))")
+    gone = inv.db.execute(f"SELECT a.kind, a.subject {sql}").fetchall()
+    if not gone:
+        return 0                 # nothing to clear: no write transaction
+    with inv.transaction():
+        inv.db.execute(f"UPDATE alerts SET state = 'cleared', cleared_at = ? WHERE id IN "
+                       f"(SELECT a.id {sql})", [iso(now)])
+    if log:
+        for kind, subject in gone:
+            log("alert.cleared", kind=kind, subject=mask_path(subject))
+    return len(gone)
 
 
 def _check_space(cfg: Config, inv: Inventory, now: dt.datetime, log) -> int:
@@ -227,7 +274,7 @@ def disc_unreadable(cfg: Config, inv: Inventory, disc_id: str, exc: Exception,
     """Alert for a disc an inspection could not read: ``missing`` when its medium file is
     gone, else ``insert-disc`` (the disc must be put into a drive)."""
     disc = inv.disc(disc_id) or {"disc_id": disc_id}
-    where = location(disc)
+    where = lc.place(disc)
     path = disc.get("medium_path")
     if path and not str(path).startswith("/dev/") and not os.path.exists(path):
         return raise_alert(inv, "missing", disc_id, "missing", now,
@@ -235,7 +282,7 @@ def disc_unreadable(cfg: Config, inv: Inventory, disc_id: str, exc: Exception,
                            "or re-burn it from a good copy", disc.get("due_at"), where, log)
     return raise_alert(inv, "insert-disc", disc_id, "inspection", now,
                        f"disc {disc_id} is due for inspection: insert it into drive "
-                       f"{disc.get('drive') or 'any'} ({exc}); location: {where}",
+                       f"{disc.get('drive') or 'any'} ({exc})",
                        disc.get("due_at"), where, log)
 
 
@@ -259,12 +306,20 @@ def ack(inv: Inventory, alert_id: int, who: str, now: dt.datetime) -> dict[str, 
 
 # -- channels ---------------------------------------------------------------
 
-def _digest_rows(rows: list[dict]) -> list[dict[str, Any]]:
-    return [{"id": r["id"], "kind": r["kind"], "threshold": r["threshold"],
-             "disc_id": r["subject"] if r["kind"] in DISC_KINDS else None,
-             "subject": r["subject"] if r["kind"] in DISC_KINDS else mask_path(r["subject"]),
-             "location": r["location"], "due_at": r["due_at"], "raised_at": r["raised_at"],
-             "message": r["message"]} for r in rows]
+def _digest_rows(inv: Inventory, rows: list[dict]) -> list[dict[str, Any]]:
+    """The digest's alerts; a disc alert's ``location`` is where the disc is now (it may
+    have been shelved or moved since the alert was raised)."""
+    out = []
+    for r in rows:
+        disc = inv.disc(r["subject"]) if r["kind"] in DISC_KINDS else None
+        out.append({"id": r["id"], "kind": r["kind"], "threshold": r["threshold"],
+                    "disc_id": r["subject"] if r["kind"] in DISC_KINDS else None,
+                    "subject": r["subject"] if r["kind"] in DISC_KINDS
+                    else mask_path(r["subject"]),
+                    "location": lc.place(disc) if disc else r["location"],
+                    "due_at": r["due_at"], "raised_at": r["raised_at"],
+                    "message": r["message"]})
+    return out
 
 
 def email_digest(cfg: Config, alerts: list[dict[str, Any]], now: dt.datetime) -> None:
@@ -326,7 +381,7 @@ def send_digest(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> dict
                              "ORDER BY id"))
     out: dict[str, Any] = {"alerts": len(rows), "email": "off", "webhook": "off"}
     if rows:
-        digest = _digest_rows(rows)
+        digest = _digest_rows(inv, rows)
         ok = True
         for channel, send, on in (("email", email_digest, bool(cfg.alerts.email_to)),
                                   ("webhook", webhook_digest, bool(cfg.alerts.webhook_url))):

@@ -7,10 +7,13 @@ alert, in the digest. At every tick the daemon looks at the drives named
 by the waiting requests:
 
 * ``disc`` (an inspection needs disc ``disc_id``): once a disc is in the
-  drive, its ISO 9660 volume ID (the set ID, ECMA-119 primary volume
-  descriptor) is read; the right set's disc is read back and checked
-  (:func:`daemon.jobs.verify_disc`), a wrong one gets a note on the request
-  (nothing is read back or recorded for it);
+  drive, it is recognised by its ISO 9660 volume ID (the set ID, ECMA-119
+  primary volume descriptor) and its disc description file (说明文件.txt,
+  the tag file that names the disc set and the disc, ``Bag-Count``; see
+  :func:`check_description`). The right disc is inspected
+  (:func:`daemon.lifecycle.inspect`: read back in full, its health signals
+  recorded and judged); a wrong one gets a note on the request (nothing is
+  read back or recorded for it);
 * ``blank`` (a copy needs a new blank medium): once a blank medium is in the
   drive, the set's unverified copies are burned from the kept image
   (:func:`daemon.jobs.burn_set`); a written medium gets a note, never a write.
@@ -26,9 +29,14 @@ written on the disc).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import re
 from typing import Any
 
+from burners import SECTOR
 from inventory.store import Inventory
+from manifests.bag import DESCRIPTION_NAME
 
 from .schedule import iso
 
@@ -82,3 +90,60 @@ def volume_id(drive) -> str | None:
     if len(pvd) < 72 or pvd[0:6] != b"\x01CD001":
         return None
     return pvd[40:72].decode("ascii", "replace").rstrip(" \0") or None
+
+
+_NAMES = re.compile(r"^.*\bDisc set:[ \t]*(?P<set>\S+)[ \t]*$"
+                    r"|^.*\bDisc:[ \t]*(?P<disc>\S.*?)[ \t]*$", re.MULTILINE)
+"""The description file's ``Disc set:`` (External-Identifier) and ``Disc:`` (Bag-Count) lines."""
+
+
+def read_extent(drive, lba: int, size: int) -> tuple[bytes, bool]:
+    """The ``size`` bytes at sector ``lba`` of the disc in ``drive``, and whether a sector
+    of them could not be read (given as zeros then).
+
+    Only those sectors are read, through the drive's medium reader (its
+    device node or medium file, with its retries: see
+    :class:`burners._media.MediumFileReader`), so looking at a file near
+    the end of a full BD-R costs a few sectors, not the disc. Raises
+    DriveError when the disc cannot be read at all.
+    """
+    count = -(-size // SECTOR)
+    reader = drive.read((lba + count) * SECTOR)
+    with reader._open() as f:
+        data = reader._read_sectors(f, lba, count)
+    return data[:size], bool(reader.bad) or len(data) < size
+
+
+def check_description(drive, inv: Inventory, set_id: str) -> tuple[bool, str]:
+    """Whether the disc in ``drive`` is set ``set_id``'s by its description file: (ok, why).
+
+    The description file (:data:`manifests.bag.DESCRIPTION_NAME`) is read
+    where the inventory recorded it (``disc_sets.tag_files``: first sector,
+    size, SHA-256). Its SHA-256 as recorded: the disc is the one asked for.
+    It names another disc set or disc (``Disc set:``, ``Disc:`` lines, the
+    bag's External-Identifier and Bag-Count) or is not a description at
+    all: not ok, and ``why`` says what the disc holds. Its sectors cannot
+    be read: ok, as the volume ID already matched (a damaged disc is what an
+    inspection is for; it records the damage). A set with no description
+    recorded: ok on the volume ID alone. Raises DriveError when the disc
+    cannot be read at all.
+    """
+    s = inv.disc_set(set_id)
+    recorded = {name: (lba, size, sha) for name, lba, size, sha in
+                json.loads((s or {}).get("tag_files") or "[]")}
+    if DESCRIPTION_NAME not in recorded:
+        return True, "no description file recorded for this set: known by its volume ID"
+    lba, size, sha = recorded[DESCRIPTION_NAME]
+    data, unreadable = read_extent(drive, lba, size)
+    if hashlib.sha256(data).hexdigest() == sha:
+        return True, f"its {DESCRIPTION_NAME} is the one recorded"
+    if unreadable:
+        return True, f"its {DESCRIPTION_NAME} cannot be read in full (the inspection will " \
+                     "tell the damage)"
+    found = {k: v for m in _NAMES.finditer(data.decode("utf-8", "replace"))
+             for k, v in m.groupdict().items() if v}
+    if "set" not in found:
+        return False, f"it holds no discarchive description file ({DESCRIPTION_NAME}) where " \
+                      f"disc set {set_id} has one"
+    return False, (f"its description file ({DESCRIPTION_NAME}) names disc set {found['set']}, "
+                   f"disc {found.get('disc', '?')}")

@@ -82,15 +82,23 @@ class Schedule:
                 return t
         return None
 
-    def fires_per_year(self, name: str, start: dt.datetime) -> int:
-        """How many times the job fires in the 365 days after ``start`` (at most 10,000)."""
-        end, n, t = start + dt.timedelta(days=365), 0, start
+    def fires_between(self, name: str, start: dt.datetime, end: dt.datetime) -> int:
+        """How many times the job fires after ``start`` and up to ``end`` (aware; at most
+        10,000), by the DST rule above."""
+        n, t = 0, start
         while n < 10_000:
             t = self.next_fire(name, t)
             if t is None or t > end:
                 break
             n += 1
-        return max(n, 1)
+        return n
+
+    def runs_left_in_year(self, name: str, now: dt.datetime) -> int:
+        """The runs of job ``name`` left in the calendar year of ``now`` (in the schedule's
+        zone), counting one for a run at ``now``: at least 1."""
+        local = now.astimezone(self.zone)
+        year_end = dt.datetime(local.year + 1, 1, 1, tzinfo=self.zone) - _SECOND
+        return 1 + self.fires_between(name, now, year_end)
 
     def state(self, inv: Inventory) -> dict[str, dict[str, Any]]:
         """The ``daemon_runs`` rows, by job name."""

@@ -13,8 +13,14 @@ daylight-saving time):
     raise the alerts (:func:`daemon.alerts.check`): re-burn lead times,
     failed and damaged discs, inspections overdue, space, drives.
 ``inspection``
-    read back the discs chosen by :func:`select_for_inspection`
-    (``inspection_share`` of all discs a year, least recently verified first).
+    work through the year's inspection pull list of the disc lifecycle
+    (:func:`inventory.lifecycle.due`: ``[lifecycle] inspect_percent`` of the
+    discs a year and every disc once per re-burn cycle, least recently
+    checked first), spread over the runs left in the year: each run takes
+    its share of the discs not yet inspected this year, least recently
+    checked first, and inspects them in cabinet, shelf, slot order
+    (:func:`daemon.lifecycle.inspect`: read back, signals recorded, an
+    early re-burn flagged and alerted at once).
 ``digest``
     send the alerts not yet sent, in one message per channel.
 
@@ -33,6 +39,10 @@ A batch whose packing was killed is finished at the next intake
 (:meth:`Daemon.finish_set`): copies cut short are read back first and kept
 when good, and only copies without a good medium are burned again.
 
+The watchdog: under systemd the daemon tells ``WATCHDOG=1`` only while it
+is idle or its job makes progress (the reporter's progress callbacks; see
+:meth:`Daemon.alive`), so a job hung in a drive gets the service restarted.
+
 Stopping (SIGTERM, SIGINT): the step that runs (one batch's archive, one
 disc's read-back) is finished, the next is not started, and the job is not
 marked done, so it runs again after the next start; a kill -9 instead
@@ -47,8 +57,11 @@ import datetime as dt
 import fcntl
 import math
 import os
+import select
 import signal
+import socket
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -57,9 +70,11 @@ import config
 from burners import DriveError
 from config import Config, ConfigError
 from config.home import HomeBusy
+from inventory import lifecycle as lc
 from inventory.store import Inventory
 
 from . import alerts, intake, jobs
+from . import lifecycle as lifecycle_jobs
 from . import queue as requests
 from .log import EventLog
 from .notify import Notifier, watchdog_seconds
@@ -97,17 +112,6 @@ def pid_lock(home: Path):
         os.close(fd)
 
 
-def select_for_inspection(inv: Inventory, count: int) -> list[str]:
-    """The ``count`` discs to read back next: verified copies, least recently verified first.
-
-    The one place the daemon chooses what to inspect (a later lifecycle
-    module may answer instead). Ties go by disc ID.
-    """
-    return [r["disc_id"] for r in inv.db.query(
-        "SELECT disc_id FROM discs WHERE state = 'verified' "
-        "ORDER BY COALESCE(verified_at, burned_at, '') , disc_id LIMIT ?", [count])]
-
-
 class _Stopped(Exception):
     """A stop was asked for between two steps of a job."""
 
@@ -119,8 +123,9 @@ class DaemonReporter(jobs.QuietReporter):
         self.daemon, self.what = daemon, what
 
     def progress(self, stage: str):
+        """Tell systemd the stage; its callback marks the job as making progress."""
         self.daemon.status(f"{self.what}: {stage}")
-        return lambda done, total: None
+        return lambda done, total: self.daemon.progressed()
 
     def note(self, text: str) -> None:
         self.daemon.log("job.note", text=text)
@@ -146,9 +151,14 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.stopping = threading.Event()
+        self.monotonic: Callable[[], float] = time.monotonic
+        self._working: str | None = None       # what a tick runs now; None: idle
+        self._progress_at = self.monotonic()
+        self._withheld = False
         self._tick_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake_w: socket.socket | None = None     # run_forever's wakeup socket
         self._reload_asked = False
+        self._stop_asked = False
         self.scheduler = None
         self.configure(cfg)
 
@@ -176,8 +186,55 @@ class Daemon:
         return True
 
     def status(self, text: str) -> None:
-        """Tell systemd the current step (STATUS=)."""
+        """Tell systemd the current step (STATUS=); a new step is progress."""
+        self.progressed()
         self.notifier.status(text)
+
+    # -- the watchdog ----------------------------------------------------
+
+    def progressed(self) -> None:
+        """Mark that the running job made progress now (any thread: reporters' callbacks)."""
+        self._progress_at = self.monotonic()
+
+    def stall_seconds(self) -> float:
+        """Seconds without progress after which a job is taken as hung.
+
+        ``[daemon] stall_seconds``, or longer when a configured drive has a
+        ``timeout`` of its own (seconds after which its adapter stops a hung
+        burning program): that timeout plus a minute, so the drive's own
+        timeout fires, and the job goes on, before the watchdog gives up.
+        """
+        timeouts = [t for t in (d.get("timeout") for d in self.cfg.drives)
+                    if isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0]
+        return max([float(self.cfg.daemon.stall_seconds)] + [t + 60.0 for t in timeouts])
+
+    def alive(self) -> bool:
+        """True when the daemon is idle, or its job made progress within :meth:`stall_seconds`."""
+        return (self._working is None
+                or self.monotonic() - self._progress_at <= self.stall_seconds())
+
+    def watchdog_ping(self) -> bool:
+        """Send ``WATCHDOG=1`` if :meth:`alive`; True if sent.
+
+        A job that makes no progress gets no ping: systemd's ``WatchdogSec``
+        then runs out and the service is restarted (``Restart=on-failure``);
+        the job, not marked done, runs again after the start. Withholding
+        and resuming are logged once each (``watchdog.withheld``,
+        ``watchdog.resumed``).
+        """
+        if self.alive():
+            if self._withheld:
+                self._withheld = False
+                self.log("watchdog.resumed", job=self._working)
+            return self.notifier.watchdog()
+        if not self._withheld:
+            self._withheld = True
+            quiet = int(self.monotonic() - self._progress_at)
+            self.log("watchdog.withheld", "error", job=self._working, seconds=quiet,
+                     limit=int(self.stall_seconds()))
+            self.notifier.status(f"{self._working}: no progress for {quiet} s; waiting for "
+                                 "the watchdog to restart the service")
+        return False
 
     # -- running what is due ---------------------------------------------
 
@@ -192,15 +249,19 @@ class Daemon:
             now = now or self.clock()
             cfg = self.cfg
             done: dict[str, str] = {}
+            self._working = "requests"
+            self.progressed()
             inv = Inventory.open(cfg.inventory_path)
             try:
                 self.answer_requests(inv, cfg, now)
                 for name in self.schedule.due(inv, now):
                     if self.stopping.is_set():
                         break
+                    self._working = name
                     done[name] = self._run(inv, cfg, name, now)
             finally:
                 inv.close()
+                self._working = None
             self.status("idle")
             return done
 
@@ -334,17 +395,27 @@ class Daemon:
         return {"raised": alerts.check(cfg, inv, now, self.log)}
 
     def job_inspection(self, inv: Inventory, cfg: Config, now: dt.datetime):
-        """Read back this run's share of the discs, least recently verified first."""
-        total = inv.db.execute("SELECT count(*) FROM discs WHERE state = 'verified'").fetchone()[0]
-        per_run = math.ceil(cfg.daemon.inspection_share * total
-                            / self.schedule.fires_per_year("inspection", now)) if total else 0
-        checked = failed = 0
-        for disc_id in select_for_inspection(inv, per_run):
+        """Inspect this run's share of the year's pull list (see the module's description).
+
+        The share is the discs of :func:`inventory.lifecycle.due`'s
+        ``inspect`` list (not yet inspected this year) divided by the runs
+        of the ``inspection`` schedule left in the year, this one included,
+        rounded up: the year's list is done by the earliest runs that can,
+        leaving the last ones for discs that could not be read on time.
+        """
+        today = now.astimezone(self.schedule.zone).date()
+        pull = lc.due(inv, today, cfg.lifecycle, cfg.reburn_years)["inspect"]
+        runs = self.schedule.runs_left_in_year("inspection", now)
+        share = math.ceil(len(pull) / runs)
+        chosen = sorted(pull, key=lambda r: (lc.last_checked(r) or "", r["disc_id"]))[:share]
+        chosen.sort(key=lc.location_key)           # the operator pulls them shelf by shelf
+        checked = failed = flagged = 0
+        for row in chosen:
             self._check_stop()
+            disc_id = row["disc_id"]
             self.status(f"inspecting {disc_id}")
             try:
-                report = jobs.verify_disc(cfg, disc_id,
-                                          reporter=DaemonReporter(self, f"inspecting {disc_id}"))
+                done = self._inspect(inv, disc_id, now, f"inspecting {disc_id}")
             except HomeBusy:
                 raise
             except DriveError as exc:
@@ -353,11 +424,29 @@ class Daemon:
                 alerts.disc_unreadable(cfg, inv, disc_id, exc, now, self.log)
                 self._request_disc(inv, cfg, disc_id, exc, now)
                 continue
+            except jobs.JobError as exc:    # no longer a current copy (re-burned meanwhile)
+                self.log("inspection.skipped", "warning", disc_id=disc_id, error=str(exc))
+                continue
             checked += 1
-            failed += not report.passed
-            self.log("inspection.done", disc_id=disc_id,
-                     outcome="passed" if report.passed else "failed")
-        return {"selected": per_run, "checked": checked, "failed": failed}
+            failed += not done.report.passed
+            flagged += done.flagged
+        return {"listed": len(pull), "runs_left": runs, "selected": len(chosen),
+                "checked": checked, "failed": failed, "flagged": flagged}
+
+    def _inspect(self, inv: Inventory, disc_id: str, now: dt.datetime,
+                 what: str) -> lifecycle_jobs.Inspection:
+        """Inspect one disc (:func:`daemon.lifecycle.inspect`), log it, alert a flag at once.
+
+        Raises what the inspection raises (HomeBusy, DriveError, JobError).
+        """
+        done = lifecycle_jobs.inspect(self.cfg, disc_id, DaemonReporter(self, what), now)
+        self.log("inspection.done", disc_id=disc_id,
+                 outcome="passed" if done.report.passed else "failed",
+                 bad_sectors=done.row["bad_sectors"], retried_sectors=done.row["retried_sectors"],
+                 slow_sectors=done.row["slow_sectors"], flag="; ".join(done.reasons) or None)
+        if done.flagged:
+            alerts.flag_alert(inv, inv.disc(disc_id), now, self.log)
+        return done
 
     # -- the operator in the loop ------------------------------------------
 
@@ -372,8 +461,10 @@ class Daemon:
         spec = self._drive_spec(cfg, disc["drive"] if disc else None)
         if exc.failure_class != "no-medium" or not disc or not spec or spec.get("media_dir"):
             return                   # file-backed media load themselves: nothing to insert
-        message = (f"insert disc {disc_id} ({alerts.location(disc)}) into drive "
-                   f"{spec['name']} for its inspection")
+        where = lc.place(disc)
+        message = (f"insert disc {disc_id} "
+                   f"{f'from {where}' if disc['cabinet'] is not None else f'({where})'} "
+                   f"into drive {spec['name']} for its inspection")
         rid, new = requests.add(inv, "disc", spec["name"], message, now, disc_id=disc_id,
                                 set_id=disc["set_id"], media=disc["medium"])
         if new:
@@ -407,7 +498,7 @@ class Daemon:
             if self.stopping.is_set():
                 return
             disc = inv.disc(req["disc_id"]) if req["disc_id"] else None
-            if req["kind"] == "disc" and disc and disc["state"] != "verified":
+            if req["kind"] == "disc" and disc and disc["state"] not in lc.CURRENT_STATES:
                 requests.update(inv, req["id"], now, state="cancelled",
                                 outcome=f"the disc is {disc['state']} now")
                 continue
@@ -442,23 +533,38 @@ class Daemon:
 
     def _answer_disc(self, inv: Inventory, cfg: Config, req: dict, drive,
                      now: dt.datetime) -> None:
+        """Inspect the disc inserted for a request if it is the one asked for.
+
+        Recognised by its volume ID (the set ID) and its description file
+        (:func:`daemon.queue.check_description`); anything else gets a note
+        on the request and is neither read back nor recorded.
+        """
         found = requests.volume_id(drive)
         if found != req["set_id"]:
-            note = (f"wrong disc in drive {req['drive']}: it holds "
-                    f"{found or 'no ISO 9660 volume (a blank or foreign disc)'}, not a copy of "
-                    f"{req['set_id']}: take it out and insert {req['disc_id']}")
+            why = (f"it holds {found or 'no ISO 9660 volume (a blank or foreign disc)'}, "
+                   f"not a copy of {req['set_id']}")
+        else:
+            ok, why = requests.check_description(drive, inv, req["set_id"])
+            why = None if ok else (
+                f"{why}, not {req['disc_id']}'s (if it is {req['disc_id']} itself, its "
+                f"description file was altered: inspect it with `discarchive inspect "
+                f"{req['disc_id']}`)")
+        if why:
+            note = (f"wrong disc in drive {req['drive']}: {why}: take it out and insert "
+                    f"{req['disc_id']}")
             if note != req["note"]:
                 requests.update(inv, req["id"], now, note=note)
                 self.log("queue.wrong_disc", "warning", id=req["id"], drive=req["drive"],
                          found=found, wanted=req["disc_id"])
             return
         self.status(f"inspecting {req['disc_id']} (inserted)")
-        report = jobs.verify_disc(cfg, req["disc_id"],
-                                  reporter=DaemonReporter(self, f"inspecting {req['disc_id']}"))
-        outcome = "passed" if report.passed else "failed"
+        done = self._inspect(inv, req["disc_id"], now, f"inspecting {req['disc_id']}")
+        outcome = "passed" if done.report.passed else "failed"
+        if done.flagged:
+            outcome += f"; flagged for an early re-burn: {'; '.join(done.reasons)}"
         requests.update(inv, req["id"], now, state="done", outcome=outcome, note=None)
         self.log("queue.done", id=req["id"], kind="disc", disc_id=req["disc_id"],
-                 outcome=outcome)
+                 outcome="passed" if done.report.passed else "failed")
 
     def _answer_blank(self, inv: Inventory, cfg: Config, req: dict, st, now) -> None:
         if st.state != "blank":
@@ -504,14 +610,53 @@ class Daemon:
             self.log("tick.failed", "error", error=f"{type(exc).__name__}: {exc}")
 
     def request_stop(self, *_args) -> None:
-        """Ask the daemon to stop after the current step (the SIGTERM handler)."""
+        """Ask the daemon to stop after the current step (what SIGTERM does); any thread."""
         self.stopping.set()
-        self._wake.set()
+        self._poke()
 
     def request_reload(self, *_args) -> None:
-        """Ask the daemon to read its configuration again (the SIGHUP handler)."""
+        """Ask the daemon to read its configuration again (what SIGHUP does); any thread."""
         self._reload_asked = True
-        self._wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake :meth:`run_forever`'s loop (a byte on its wakeup socket), if it runs."""
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass                 # the socket is full: the loop is awake already
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        """The SIGTERM, SIGINT and SIGHUP handler: it only sets a flag.
+
+        A handler runs in the main thread between any two of its steps,
+        perhaps while it holds a lock (a threading.Event's, say): taking one
+        here could deadlock the daemon. The signal's own byte on the wakeup
+        socket (:func:`signal.set_wakeup_fd`) wakes the loop, which acts on
+        the flag.
+        """
+        if signum == signal.SIGHUP:
+            self._reload_asked = True
+        else:
+            self._stop_asked = True
+
+    @contextmanager
+    def _wakeup_socket(self):
+        """A socket pair whose reading end wakes the main loop: signals write their number
+        to the other end (signal.set_wakeup_fd), :meth:`_poke` a zero byte."""
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        old = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        self._wake_w = writer
+        try:
+            yield reader
+        finally:
+            signal.set_wakeup_fd(old)
+            self._wake_w = None
+            reader.close()
+            writer.close()
 
     def run_forever(self) -> int:
         """Hold the daemon lock, run the schedule until SIGTERM/SIGINT; returns 0.
@@ -524,10 +669,9 @@ class Daemon:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        with pid_lock(self.cfg.home):
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
-            signal.signal(signal.SIGHUP, self.request_reload)
+        with pid_lock(self.cfg.home), self._wakeup_socket() as wake:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, self._on_signal)
             self.scheduler = BackgroundScheduler(
                 timezone=self.schedule.zone,
                 executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -540,10 +684,17 @@ class Daemon:
             self.notifier.ready("idle")
             ping = watchdog_seconds()
             while not self.stopping.is_set():
-                self._wake.wait(timeout=ping or 60)
-                self._wake.clear()
+                select.select([wake], [], [], ping or 60)
+                try:
+                    while wake.recv(4096):
+                        pass
+                except OSError:      # drained (BlockingIOError)
+                    pass
+                if self._stop_asked:
+                    self.request_stop()
+                    break
                 if ping:
-                    self.notifier.watchdog()
+                    self.watchdog_ping()
                 if self._reload_asked and not self.stopping.is_set():
                     self._reload_asked = False
                     self.reload()

@@ -14,13 +14,20 @@ from pathlib import Path
 
 DAEMON_KEYS = {"timezone": str, "sources": list, "intake": str, "settle_minutes": int,
                "fill_share": (int, float), "deadline": str, "due_check": str,
-               "inspection": str, "inspection_share": (int, float),
-               "inspection_overdue_days": int, "digest": str, "poll_seconds": int}
+               "inspection": str, "digest": str, "poll_seconds": int, "stall_seconds": int}
 ALERT_KEYS = {"lead_days": list, "images_free_media": (int, float), "email_to": list,
               "email_from": str, "smtp_host": str, "smtp_port": int, "smtp_starttls": bool,
               "smtp_user": str, "smtp_password_file": str, "smtp_cafile": str,
               "smtp_timeout": (int, float), "webhook_url": str, "webhook_timeout": (int, float),
               "textfile": str}
+
+RETIRED_KEYS = {
+    "inspection_share": "the share of discs inspected a year is [lifecycle] inspect_percent "
+                        "(a percentage: inspection_share = 0.34 is inspect_percent = 34)",
+    "inspection_overdue_days": "an inspection is overdue when the lifecycle's rule (every "
+                               "disc once per re-burn cycle) was missed: remove the key",
+}
+"""``[daemon]`` keys of earlier versions, with what replaced them (one rule, in one place)."""
 
 SCHEDULES = ("intake", "deadline", "due_check", "inspection", "digest")
 """The scheduled jobs, each with the crontab line of the setting of the same name."""
@@ -35,11 +42,15 @@ class DaemonSettings:
     recently is left for a later scan. ``fill_share``: a batch is packed as
     soon as its bytes fill this share of one medium of the configured
     profile; at ``deadline`` every pending batch is packed (the annual
-    handover, 31 January, for the year before). ``inspection_share``: the
-    share of all discs read back per year, least recently verified first;
-    a disc unverified for ``inspection_overdue_days`` raises an alert.
+    handover, 31 January, for the year before). ``inspection``: when the
+    year's inspection pull list is worked through (how many discs, and which,
+    is the ``[lifecycle]`` table's: ``inspect_percent``, once per re-burn
+    cycle, least recently checked first; see :func:`inventory.lifecycle.due`).
     ``poll_seconds``: how often the daemon looks again for work left undone
-    (a job that found the home busy).
+    (a job that found the home busy). ``stall_seconds``: a job that reports
+    no progress for this long (or, if longer, for a configured drive's own
+    ``timeout`` plus a minute) is taken as hung, and systemd's watchdog is
+    no longer told the daemon is alive (see :meth:`daemon.service.Daemon.alive`).
     """
 
     timezone: str = ""
@@ -50,10 +61,9 @@ class DaemonSettings:
     deadline: str = "0 7 31 1 *"
     due_check: str = "30 6 * * *"
     inspection: str = "0 9 1 * *"
-    inspection_share: float = 0.34
-    inspection_overdue_days: int = 1095
     digest: str = "0 8 * * *"
     poll_seconds: int = 300
+    stall_seconds: int = 900
 
     def zone(self) -> zoneinfo.ZoneInfo:
         """The configured time zone, else the computer's (tzlocal)."""
@@ -102,6 +112,8 @@ def daemon_settings(where: str, table: dict, home: Path, check) -> DaemonSetting
     from config import ConfigError
 
     where = f"{where} [daemon]"
+    for key in RETIRED_KEYS.keys() & table.keys():
+        raise ConfigError(f"{where}: {key} is no longer a [daemon] setting: {RETIRED_KEYS[key]}")
     check(where, table, DAEMON_KEYS)
     s = DaemonSettings(**table)
     if not all(isinstance(p, str) and p.strip() for p in s.sources):
@@ -120,11 +132,9 @@ def daemon_settings(where: str, table: dict, home: Path, check) -> DaemonSetting
                               f"({exc}): write five fields, e.g. \"30 6 * * *\"") from None
     if not 0 < s.fill_share <= 1:
         raise ConfigError(f"{where}: fill_share must be more than 0 and at most 1")
-    if not 0 < s.inspection_share <= 1:
-        raise ConfigError(f"{where}: inspection_share must be more than 0 and at most 1")
-    if s.settle_minutes < 0 or s.inspection_overdue_days < 1 or s.poll_seconds < 10:
-        raise ConfigError(f"{where}: settle_minutes must be 0 or more, "
-                          "inspection_overdue_days 1 or more, poll_seconds 10 or more")
+    if s.settle_minutes < 0 or s.poll_seconds < 10 or s.stall_seconds < 60:
+        raise ConfigError(f"{where}: settle_minutes must be 0 or more, poll_seconds 10 or "
+                          "more, stall_seconds 60 or more")
     return s
 
 

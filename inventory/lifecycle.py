@@ -134,9 +134,22 @@ def _day(text: str | None) -> dt.date | None:
 # -- places --------------------------------------------------------------------------
 
 def place(row: dict) -> str:
-    """Where a disc row says the disc is, in words: ``cabinet 1, shelf 2, slot 3``..."""
+    """Where a disc row says the disc is, in words: ``cabinet 1, shelf 2, slot 3``...
+
+    Off-site copies name their site; a copy checked out names who has it and
+    since when. A copy not shelved yet is ``not shelved``, followed, when
+    the row has them, by its medium file (a file-backed medium, with its
+    drive) or the drive that burned it: where to look for a disc no one has
+    put away. The one wording of a disc's place for
+    the CLI, the pull lists, the daemon's requests and its alerts.
+    """
     if row.get("cabinet") is None:
         where = "not shelved"
+        path, drive = row.get("medium_path"), row.get("drive")
+        if path and not str(path).startswith("/dev/"):
+            where += f"; medium file {path}, drive {drive or '-'}"
+        elif drive:
+            where += f"; burned in drive {drive}"
     else:
         where = f"cabinet {row['cabinet']}, shelf {row['shelf']}, slot {row['slot']}"
         if row.get("site"):
@@ -324,6 +337,37 @@ def storage_map(inv: Inventory) -> dict[str, Any]:
 
 # -- inspections ---------------------------------------------------------------------
 
+LAST_CHECKED = "coalesce(inspected_at, burned_at)"
+"""SQL over ``discs``: when a copy was last checked (its last inspection, else its burn)."""
+
+
+def last_checked(row: dict) -> str | None:
+    """When a disc row was last checked, as :data:`LAST_CHECKED` says: its last inspection
+    (``inspected_at``), else its burn (``burned_at``); UTC ISO 8601 text, or None."""
+    return row.get("inspected_at") or row.get("burned_at")
+
+
+def inspection_cut(year: int, reburn_years: int) -> dt.date:
+    """A current copy last checked before this day must be inspected by the end of ``year``.
+
+    The once-per-re-burn-cycle rule: its last check would otherwise be more
+    than ``reburn_years`` old before the year ends (1 January of the next
+    year minus ``reburn_years``; see :func:`due`).
+    """
+    return add_years(dt.date(year + 1, 1, 1), -reburn_years)
+
+
+def inspection_overdue(row: dict, at: dt.date, reburn_years: int) -> bool:
+    """True when a disc row missed an inspection the lifecycle asked for in an earlier year.
+
+    That is, it was on a pull list of the year before ``at`` as a disc that
+    must be inspected (:func:`inspection_cut` of that year) and has not been
+    inspected since; :func:`due` lists it again this year.
+    """
+    checked = last_checked(row)
+    return bool(checked) and checked < inspection_cut(at.year - 1, reburn_years).isoformat()
+
+
 def _family(medium: str | None) -> str:
     m = (medium or "").lower()
     return "CD" if m.startswith("cd") else "BD" if m.startswith("bd") else "DVD"
@@ -447,10 +491,10 @@ def due(inv: Inventory, at: dt.date, settings: LifecycleSettings,
     iso, nxt = at.isoformat(), (at + dt.timedelta(days=1)).isoformat()
     year_start = dt.date(at.year, 1, 1).isoformat()
     # inspected by the end of the year, or its cycle runs out: checked before this day
-    cut = add_years(dt.date(at.year + 1, 1, 1), -reburn_years).isoformat()
+    cut = inspection_cut(at.year, reburn_years).isoformat()
     current = "state IN ('verified', 'damaged')"
     done_now = "(ifnull(inspected_at, '') >= :start AND ifnull(inspected_at, '') < :next)"
-    checked = "coalesce(inspected_at, burned_at)"
+    checked = LAST_CHECKED
     args = {"start": year_start, "next": nxt, "cut": cut, "at": iso}
     n, done, must = inv.db.execute(
         f"SELECT count(*), ifnull(sum({done_now}), 0), ifnull(sum(NOT {done_now} AND "

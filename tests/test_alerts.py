@@ -19,9 +19,12 @@ import pytest
 
 import config
 from daemon import alerts
-from daemon.log import EventLog
+from daemon import lifecycle as lifecycle_jobs
+from daemon.log import EventLog, mask_text
 from daemon.service import Daemon
+from inventory import lifecycle as lc
 from inventory.store import Inventory
+from conftest import flip_byte
 from tests.test_daemon import Clock, append_config, drive
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,7 +36,6 @@ deadline = "0 0 1 1 *"
 inspection = "0 0 1 1 *"
 due_check = "0 6 * * *"
 digest = "0 8 * * *"
-inspection_overdue_days = 5000
 """
 
 
@@ -134,34 +136,95 @@ media_dir = "{tmp_path / 'unplugged'}"
 
 
 def test_an_inspection_that_finds_no_medium_raises_missing(burned):
-    d, _, log = daemon_for(burned, 'inspection_share = 1.0\n')
+    d, _, log = daemon_for(burned, "\n[lifecycle]\ninspect_percent = 100\n")
     inv = Inventory.open(burned / "inventory.db")
     disc = inv.discs()[0]
-    inv.update_disc(disc["disc_id"], verified_at="2020-01-01T00:00:00Z")
     inv.close()
+    kept = Path(disc["medium_path"]).read_bytes()
     Path(disc["medium_path"]).unlink()
+    now = dt.datetime.now(SHANGHAI)
     inv = Inventory.open(burned / "inventory.db")
-    d.job_inspection(inv, d.cfg, dt.datetime.now(SHANGHAI))
-    inv.close()
+    d.job_inspection(inv, d.cfg, now)
     (row,) = alert_rows(burned, "missing")
     assert row["subject"] == disc["disc_id"] and "is missing" in row["message"]
     assert "event=inspection.no_read" in log.getvalue()
-
-
-def test_an_overdue_inspection_is_alerted_and_cleared_by_a_read_back(burned, run):
-    d, _, _ = daemon_for(burned)
-    d.cfg.daemon.inspection_overdue_days = 1000
-    later = dt.datetime.now(SHANGHAI) + dt.timedelta(days=1001)
-    inv = Inventory.open(burned / "inventory.db")
+    alerts.check(d.cfg, inv, now, d.log)
+    assert alert_rows(burned, "missing")[0]["state"] == "open"       # still missing
+    # found again: the next inspection reads it, and the due check clears the alert
+    Path(disc["medium_path"]).write_bytes(kept)
+    later = now + dt.timedelta(hours=1)
+    assert d.job_inspection(inv, d.cfg, later)["checked"] == 1
     alerts.check(d.cfg, inv, later, d.log)
-    assert len([r for r in alert_rows(burned, "inspection-overdue") if r["state"] == "open"]) == 2
-    disc_id = inv.discs()[0]["disc_id"]
-    inv.update_disc(disc_id, verified_at=later.astimezone(dt.timezone.utc)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ"))
+    inv.close()
+    assert alert_rows(burned, "missing")[0]["state"] == "cleared"
+
+
+def test_an_overdue_inspection_follows_the_lifecycle_rule_and_clears_at_the_inspection(burned):
+    d, _, log = daemon_for(burned)
+    inv = Inventory.open(burned / "inventory.db")
+    ids = sorted(r["disc_id"] for r in inv.discs())
+    for disc_id in ids:
+        inv.update_disc(disc_id, burned_at="2026-03-01T02:00:00Z")
+    # once per 4-year re-burn cycle: the lifecycle asks for both discs in 2030 ...
+    must = lc.due(inv, dt.date(2030, 6, 1), d.cfg.lifecycle, d.cfg.reburn_years)["inspect"]
+    assert sorted(r["disc_id"] for r in must) == ids
+    assert all("once per re-burn cycle" in r["why"] for r in must)
+    # ... so they are not overdue during 2030, and are from 1 January 2031 on
+    alerts.check(d.cfg, inv, dt.datetime(2030, 12, 31, 12, tzinfo=SHANGHAI), d.log)
+    assert alert_rows(burned, "inspection-overdue") == []
+    alerts.check(d.cfg, inv, dt.datetime(2031, 1, 1, 12, tzinfo=SHANGHAI), d.log)
+    rows = alert_rows(burned, "inspection-overdue")
+    assert sorted(r["subject"] for r in rows if r["state"] == "open") == ids
+    assert all("not been inspected since 2026-03-01" in r["message"]
+               and f"discarchive inspect {r['subject']}" in r["message"] for r in rows)
+    # an inspection (not a mere re-read) clears its disc's alert
+    later = dt.datetime(2031, 1, 2, 12, tzinfo=SHANGHAI)
+    assert lifecycle_jobs.inspect(d.cfg, ids[0], now=later).report.passed
     alerts.check(d.cfg, inv, later, d.log)
     inv.close()
     states = {r["subject"]: r["state"] for r in alert_rows(burned, "inspection-overdue")}
-    assert states[disc_id] == "cleared" and list(states.values()).count("open") == 1
+    assert states == {ids[0]: "cleared", ids[1]: "open"}
+
+
+def test_an_early_reburn_flag_is_alerted_with_its_reason_and_is_on_the_due_list(
+        burned, run):
+    d, _, log = daemon_for(burned, "\n[lifecycle]\ninspect_percent = 100\n")
+    inv = Inventory.open(burned / "inventory.db")
+    disc = inv.discs()[0]
+    (lba,) = inv.db.execute("SELECT max(extent_lba) FROM items WHERE set_id = ? AND size > 0",
+                            [disc["set_id"]]).fetchone()
+    inv.close()
+    # both drives read the medium file: the same damaged sector fails twice
+    flip_byte(disc["medium_path"], lba * 2048 + 3)
+    now = dt.datetime.now(SHANGHAI)
+    inv = Inventory.open(burned / "inventory.db")
+    result = d.job_inspection(inv, d.cfg, now)
+    assert result["checked"] == 2 and result["flagged"] == 1
+    (row,) = alert_rows(burned, "reburn-early")
+    reason = inv.disc(disc["disc_id"])["reburn_reason"]
+    assert reason.startswith("failed verification")
+    assert row["subject"] == disc["disc_id"] and row["threshold"] == "flagged"
+    # the reason as recorded, with the names in its paths masked (no personal data sent)
+    assert mask_text(reason) in row["message"] and "示例" not in row["message"]
+    assert f"discarchive reburn {disc['disc_id']}" in row["message"]
+    assert "event=alert.raised kind=reburn-early" in log.getvalue()
+    (inspection,) = [r for r in lc.inspections(inv, disc["disc_id"])]
+    assert inspection["flag"] == reason and not inspection["passed"]
+    # the due check raises it no second time, and says damaged as `discarchive due` does
+    alerts.check(d.cfg, inv, now, d.log)
+    inv.close()
+    assert len(alert_rows(burned, "reburn-early")) == 1
+    listed = {r["disc_id"]: r for r in json.loads(run("due", "--json").stdout)["reburn"]}
+    damaged = {r["subject"] for r in alert_rows(burned, "damaged")}
+    assert set(listed) == {disc["disc_id"]} == damaged
+    assert listed[disc["disc_id"]]["why"] == f"early re-burn: {reason}"
+    # its re-burn supersedes it (and clears the flag): its alerts end
+    inv = Inventory.open(burned / "inventory.db")
+    inv.update_disc(disc["disc_id"], state="superseded", reburn_reason=None)
+    alerts.check(d.cfg, inv, now, d.log)
+    inv.close()
+    assert {(r["kind"], r["state"]) for r in alert_rows(burned)} == {
+        ("reburn-early", "cleared"), ("damaged", "cleared")}
 
 
 # -- channels ----------------------------------------------------------------
@@ -252,7 +315,7 @@ def test_the_digest_arrives_by_email_and_webhook_with_disc_location_and_due_date
     port, cert, inbox = smtp_server
     url, calls = webhook_server
     due = dt.date(2030, 6, 30)
-    ids = set_due(burned, due)
+    a, b = sorted(set_due(burned, due))
     start = dt.datetime.combine(due - dt.timedelta(days=30), dt.time(5), SHANGHAI)
     d, clock, log = daemon_for(burned, f"""
 [alerts]
@@ -263,27 +326,48 @@ smtp_port = {port}
 smtp_cafile = "{cert}"
 webhook_url = "{url}"
 """, now=start)
-    drive(d, clock, start, start + dt.timedelta(days=1, hours=4), dt.timedelta(hours=1))
+    inv = Inventory.open(burned / "inventory.db")
+    lc.shelve(inv, a, "防磁柜1", 2, 14)            # A is put away before the alerts
+    inv.close()
+    drive(d, clock, start, start + dt.timedelta(hours=1), dt.timedelta(hours=1))
+    assert {r["subject"] for r in alert_rows(burned, "reburn-due")} == {a, b}   # raised 06:00
+    inv = Inventory.open(burned / "inventory.db")
+    lc.shelve(inv, b, "防磁柜1", 2, 15)            # B after them, before the 08:00 digest
+    discs = {r["disc_id"]: r for r in inv.discs()}
+    inv.close()
+    drive(d, clock, start + dt.timedelta(hours=2), start + dt.timedelta(days=1, hours=4),
+          dt.timedelta(hours=1))
     # the 30-day alerts were raised at 06:00 and sent in the 08:00 digest, once
     assert len(inbox) == 1 and len(calls) == 1
     mail = inbox[0]
     assert mail["tls"] and mail["to"] == ["archives@bureau.example"]
     body = mail["message"].get_content()
-    inv = Inventory.open(burned / "inventory.db")
-    discs = {r["disc_id"]: r for r in inv.discs()}
-    inv.close()
-    for disc_id in ids:
-        assert disc_id in body and str(due) in body
-        assert alerts.location(discs[disc_id]) in body
+    places = {a: "cabinet 防磁柜1, shelf 2, slot 14", b: "cabinet 防磁柜1, shelf 2, slot 15"}
+    for disc_id, where in places.items():
+        assert lc.place(discs[disc_id]) == where
+        assert f"disc: {disc_id}  location: {where}  due: {due}" in body
     sent = calls[0]["json"]
     assert calls[0]["type"].startswith("application/json")
-    assert sorted(a["disc_id"] for a in sent["alerts"]) == sorted(ids)
-    for a in sent["alerts"]:
-        assert a["due_at"] == str(due) and a["threshold"] == "30d"
-        assert a["location"] == alerts.location(discs[a["disc_id"]])
-        assert discs[a["disc_id"]]["medium_path"] in a["location"]
+    assert sorted(x["disc_id"] for x in sent["alerts"]) == [a, b]
+    for x in sent["alerts"]:
+        assert x["due_at"] == str(due) and x["threshold"] == "30d"
+        assert x["location"] == places[x["disc_id"]]
     assert all(r["notified_at"] for r in alert_rows(burned))
     assert "event=digest.sent alerts=2 email=sent webhook=sent" in log.getvalue()
+
+
+def test_an_unshelved_disc_is_placed_by_its_medium_file_and_drive(burned):
+    d, _, _ = daemon_for(burned)
+    set_due(burned, dt.date(2030, 6, 30))
+    inv = Inventory.open(burned / "inventory.db")
+    alerts.check(d.cfg, inv, dt.datetime(2030, 6, 1, 8, tzinfo=SHANGHAI), d.log)
+    discs = {r["disc_id"]: r for r in inv.discs()}
+    rows = alerts._digest_rows(inv, alert_rows(burned, "reburn-due"))
+    inv.close()
+    for x in rows:
+        disc = discs[x["disc_id"]]
+        assert x["location"] == (f"not shelved; medium file {disc['medium_path']}, "
+                                 f"drive {disc['drive']}")
 
 
 def test_a_channel_that_fails_keeps_the_alerts_for_the_next_digest(burned, webhook_server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ from config.home import locked
 from daemon import service
 from daemon.log import EventLog
 from daemon.service import Daemon
+from inventory import lifecycle as lc
 from inventory.store import Inventory
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -149,6 +151,20 @@ def test_a_time_zone_without_dst_counts_days_in_that_zone(home):
     ran = drive(d, clock, start, start + dt.timedelta(days=2), dt.timedelta(minutes=30))
     # 01:00 in Shanghai is 17:00 UTC the day before
     assert [t.strftime("%d %H:%M") for t, _ in ran] == ["01 17:00", "02 17:00"]
+
+
+def test_a_retired_inspection_setting_says_what_replaced_it(home, run):
+    append_config(home, '[daemon]\ninspection_share = 0.34\n')
+    r = run("daemon", "--once")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "inspection_share is no longer a [daemon] setting" in r.stderr
+    assert "[lifecycle] inspect_percent" in r.stderr and "inspect_percent = 34" in r.stderr
+
+
+def test_a_stall_limit_below_a_minute_is_refused(home, run):
+    append_config(home, '[daemon]\nstall_seconds = 5\n')
+    r = run("daemon", "--once")
+    assert r.exit_code == 2 and "stall_seconds 60 or more" in r.stderr
 
 
 def test_a_bad_schedule_or_zone_is_one_config_error(home, run):
@@ -334,31 +350,49 @@ def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, demo_a
 
 # -- inspections -------------------------------------------------------------
 
-def test_inspection_reads_the_least_recently_verified_discs_first(home, run, demo_archive):
+def test_inspection_spreads_the_lifecycle_pull_list_over_the_runs_left_in_the_year(
+        home, run, demo_archive):
     cfg = configure(home, QUIET.replace('inspection = "0 0 1 1 *"', 'inspection = "0 9 1 * *"')
-                    + 'due_check = "0 0 1 1 *"\ninspection_share = 1.0\n')
+                    + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\ninspect_percent = 100\n')
     for _ in range(3):
         assert run("archive", str(demo_archive)).exit_code == 0
+    year = dt.date.today().year + 1
     inv = Inventory.open(cfg.inventory_path)
-    ids = [r["disc_id"] for r in inv.discs()]
+    ids = sorted(r["disc_id"] for r in inv.discs())
     assert len(ids) == 6
-    oldest = sorted(ids)[3]
-    inv.update_disc(oldest, verified_at="2020-01-01T00:00:00Z")
-    assert service.select_for_inspection(inv, 1) == [oldest]
-    before = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
+    oldest = ids[3]
+    inv.update_disc(oldest, inspected_at="2020-01-01T00:00:00Z")
     inv.close()
-    start = dt.datetime(2026, 5, 31, 12, 0, tzinfo=BERLIN)
+    start = dt.datetime(year, 5, 31, 12, 0, tzinfo=BERLIN)
     d, _, log = make_daemon(cfg, start)
     d.tick(start)
-    # share 1.0 a year, 12 runs a year, 6 discs: one disc a run, the oldest check first
-    assert d.tick(dt.datetime(2026, 6, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
-    inv = Inventory.open(cfg.inventory_path)
-    after = {r["disc_id"]: r["verified_at"] for r in inv.discs()}
-    changed = [k for k in after if after[k] != before[k]]
-    assert changed == [oldest]
-    assert [e["event_type"] for e in inv.events(disc_id=oldest)][-1] == "fixity check"
-    inv.close()
+
+    def inspected() -> dict[str, list[str]]:
+        inv = Inventory.open(cfg.inventory_path)
+        try:
+            return {i: [r["at"][:10] for r in lc.inspections(inv, i)] for i in ids}
+        finally:
+            inv.close()
+
+    # 100 % a year, 6 discs, 7 runs left (June to December): one now, the least recently
+    # checked; each inspection is recorded with its signals and the disc's inspected_at
+    assert d.tick(dt.datetime(year, 6, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert {i: v for i, v in inspected().items() if v} == {oldest: [f"{year}-06-01"]}
     assert f"event=inspection.done disc_id={oldest} outcome=passed" in log.getvalue()
+    assert runs_of(cfg.inventory_path, "inspection")["detail"] == json.dumps(
+        {"listed": 6, "runs_left": 7, "selected": 1, "checked": 1, "failed": 0, "flagged": 0})
+    # skip to November: 5 left for 2 runs: 3 now, 2 in December; all six once this year
+    assert d.tick(dt.datetime(year, 11, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert sum(len(v) for v in inspected().values()) == 4
+    assert d.tick(dt.datetime(year, 12, 1, 9, 0, tzinfo=BERLIN)) == {"inspection": "ok"}
+    assert all(len(v) == 1 for v in inspected().values())
+    # the year's list is done: the next year starts a new one
+    assert d.tick(dt.datetime(year + 1, 1, 1, 9, 0, tzinfo=BERLIN))["inspection"] == "ok"
+    assert sum(len(v) for v in inspected().values()) == 7
+    inv = Inventory.open(cfg.inventory_path)
+    n = inv.db.execute("SELECT count(*) FROM events WHERE event_type = 'validation'").fetchone()
+    inv.close()
+    assert n[0] == 7
 
 
 def test_the_daemon_holds_no_job_lock_while_idle(home):
@@ -376,3 +410,32 @@ def test_a_second_daemon_lock_names_the_first_pid(home):
         with pytest.raises(service.DaemonRunning, match=f"PID {os.getpid()}"):
             with service.pid_lock(home):
                 pass
+
+
+def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, demo_archive,
+                                                                monkeypatch):
+    from daemon import lifecycle as lifecycle_jobs
+
+    cfg = configure(home, QUIET + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\n'
+                    'inspect_percent = 100\n')
+    assert run("archive", str(demo_archive)).exit_code == 0
+    real = lifecycle_jobs.inspect
+    seen = []
+
+    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None):
+        if not seen:                 # meanwhile a clerk's re-burn supersedes the other copy
+            inv = Inventory.open(cfg.inventory_path)
+            other = next(r["disc_id"] for r in inv.discs() if r["disc_id"] != disc_id)
+            inv.update_disc(other, state="superseded")
+            inv.close()
+        seen.append(disc_id)
+        return real(cfg, disc_id, reporter, now)
+
+    monkeypatch.setattr(lifecycle_jobs, "inspect", clerk_reburns_the_other)
+    d, _, log = make_daemon(cfg, dt.datetime.now(UTC))
+    inv = Inventory.open(cfg.inventory_path)
+    result = d.job_inspection(inv, cfg, dt.datetime.now(UTC))
+    inv.close()
+    assert len(seen) == 2 and result["checked"] == 1
+    assert f"event=inspection.skipped disc_id={seen[1]}" in log.getvalue()
+    assert "is superseded: only verified or damaged copies are inspected" in log.getvalue()

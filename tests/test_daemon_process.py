@@ -217,3 +217,118 @@ def test_kill_9_while_packing_then_restart_finishes_the_set_and_repeats_no_burn(
         assert row["state"] == "archived" and row["set_id"] == s["set_id"]
     finally:
         inv.close()
+
+
+def test_the_watchdog_is_told_only_while_the_job_makes_progress(home, notify_socket,
+                                                                 monkeypatch):
+    """A job that hangs (no progress callbacks) stops the WATCHDOG=1 pings once its silence
+    is longer than stall_seconds, or a drive's own timeout and a minute; progress resumes them."""
+    import datetime as dt
+    import io
+    import threading
+
+    import config
+    from daemon.log import EventLog
+    from daemon.notify import Notifier
+    from daemon.service import Daemon, DaemonReporter
+    from tests.test_daemon import QUIET, configure
+
+    sock, path = notify_socket
+    sock.settimeout(0.5)
+    cfg = configure(home, QUIET + 'due_check = "30 6 * * *"\n')
+    assert cfg.daemon.stall_seconds == 900
+    log = io.StringIO()
+    d = Daemon(cfg, log=EventLog(log, journal=False), notifier=Notifier(path))
+    clock = [1000.0]
+    d.monotonic = lambda: clock[0]
+    for spec in cfg.drives:
+        spec["timeout"] = 0                      # 0: the drive never stops its program itself
+    assert d.stall_seconds() == 900
+    cfg.drives[0]["timeout"] = 1200              # the drive stops a hung program itself first
+    assert d.stall_seconds() == 1260
+
+    def messages() -> list[str]:
+        out = []
+        try:
+            while True:
+                out.append(sock.recv(4096).decode())
+        except socket.timeout:
+            return out
+
+    reporting, release = threading.Event(), threading.Event()
+    callbacks = []
+
+    def hanging_job(self, inv, cfg, now):
+        callbacks.append(DaemonReporter(self, "reading").progress("read back"))
+        callbacks[0](1, 10)
+        reporting.set()
+        release.wait(30)                         # hangs: no more progress until released
+        return {}
+
+    monkeypatch.setattr(Daemon, "job_due_check", hanging_job)
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.timezone.utc)
+    d.tick(start)
+    worker = threading.Thread(target=d.tick, args=(start + dt.timedelta(days=1),))
+    worker.start()
+    try:
+        assert reporting.wait(30)
+        messages()
+        assert d.watchdog_ping() and messages() == ["WATCHDOG=1"]
+        clock[0] += 1260                         # silent, but within the drive's timeout
+        assert d.watchdog_ping() and messages() == ["WATCHDOG=1"]
+        clock[0] += 1                            # hung: no ping; systemd will restart it
+        assert not d.watchdog_ping()
+        (status,) = messages()
+        assert status.startswith("STATUS=due_check: no progress for 1261 s")
+        assert not d.watchdog_ping() and messages() == []
+        assert log.getvalue().count("event=watchdog.withheld") == 1
+        assert "job=due_check seconds=1261 limit=1260" in log.getvalue()
+        callbacks[0](2, 10)                      # the read goes on
+        assert d.watchdog_ping() and messages() == ["WATCHDOG=1"]
+        assert "event=watchdog.resumed job=due_check" in log.getvalue()
+    finally:
+        release.set()
+        worker.join(30)
+    clock[0] += 100_000                          # idle: alive however long nothing runs
+    messages()
+    assert d.watchdog_ping() and messages() == ["WATCHDOG=1"]
+
+
+def test_signals_at_any_moment_of_the_main_loop_never_hang_it(home, notify_socket):
+    """Many SIGHUPs while the loop turns every millisecond (a watchdog ping each time): each is
+    acted on, and SIGTERM still stops the daemon. A handler that took a lock the main
+    thread may hold (an Event's) would hang it now and then."""
+    import threading
+
+    sock, path = notify_socket
+    seen: list[str] = []
+    proc = start_daemon(home, {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000"})
+    done = threading.Event()
+
+    def systemd_reads():                 # as systemd does: the daemon's sends never block
+        sock.settimeout(0.1)
+        while not done.is_set():
+            try:
+                seen.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=systemd_reads)
+    try:
+        receive_until(sock, "READY=1", seen)
+        reader.start()
+        for _ in range(300):
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        done.set()
+        if reader.is_alive():
+            reader.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert err.count("event=config.reloaded") >= 1 and "event=daemon.stopped" in err
+    assert sum(m.startswith("RELOADING=1") for m in seen) == err.count("event=config.reloaded")

@@ -17,10 +17,13 @@ import pytest
 
 import config
 from burner_helpers import fakes_fixture
+from conftest import Cli, flip_byte
 from daemon import queue
 from daemon.log import EventLog
 from daemon.service import Daemon
+from inventory import lifecycle as lc
 from inventory.store import Inventory
+from manifests.bag import DESCRIPTION_NAME
 
 fake_tools = fakes_fixture(Path(__file__).parent / "fakes" / "growisofs")
 UTC = dt.timezone.utc
@@ -67,7 +70,9 @@ deadline = "0 0 1 1 *"
 due_check = "0 0 1 1 *"
 digest = "0 0 1 1 *"
 inspection = "0 9 * * *"
-inspection_share = 1.0
+
+[lifecycle]
+inspect_percent = 100
 """
     (home / config.CONFIG_NAME).write_text(text)
     inv = Inventory.open(home / "inventory.db")
@@ -92,15 +97,16 @@ def test_an_inspection_asks_for_the_disc_refuses_a_wrong_one_and_reads_the_right
     wanted = "160-2024-0001-A"
     other = "160-2024-0002-A"
     inv = Inventory.open(home / "inventory.db")
-    inv.update_disc(wanted, verified_at="2020-01-01T00:00:00Z")
+    inv.update_disc(wanted, inspected_at="2020-01-01T00:00:00Z")   # the least recently checked
+    lc.shelve(inv, wanted, "1", 2, 14)
     inv.close()
     before = len(fixity_events(home, wanted))
     d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
     d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))        # inspection: sr0 is empty
     (req,) = json.loads(run("queue", "--json").stdout)
     assert req["kind"] == "disc" and req["disc_id"] == wanted and req["state"] == "waiting"
-    assert req["message"].startswith(f"insert disc {wanted} (")
-    assert "into drive sr0 for its inspection" in req["message"]
+    assert req["message"] == (f"insert disc {wanted} from cabinet 1, shelf 2, slot 14 into "
+                              "drive sr0 for its inspection")
     assert f"insert disc {wanted}" in run("queue").stdout
     # the clerk brings the wrong disc: a note, no read-back recorded
     tray.insert(discs[other]["medium_path"])
@@ -111,7 +117,7 @@ def test_an_inspection_asks_for_the_disc_refuses_a_wrong_one_and_reads_the_right
                                   "of 160-2024-0001")
     assert len(fixity_events(home, wanted)) == before and len(fixity_events(home, other)) == 1
     assert "event=queue.wrong_disc" in log.getvalue()
-    # then the right one: it is read back in sr0 and the request is done
+    # then the right one: it is inspected in sr0 and the request is done
     tray.insert(discs[wanted]["medium_path"])
     d.tick(dt.datetime(2026, 6, 1, 9, 20, tzinfo=UTC))
     assert json.loads(run("queue", "--json").stdout) == []
@@ -119,6 +125,11 @@ def test_an_inspection_asks_for_the_disc_refuses_a_wrong_one_and_reads_the_right
     assert done["state"] == "done" and done["outcome"] == "passed"
     events = fixity_events(home, wanted)
     assert len(events) == before + 1 and json.loads(events[-1]["detail"])["drive"] == "sr0"
+    inv = Inventory.open(home / "inventory.db")
+    (inspection,) = lc.inspections(inv, wanted)
+    assert inspection["drive"] == "sr0" and inspection["passed"] == 1
+    assert inv.disc(wanted)["inspected_at"] == "2026-06-01T09:20:00Z"
+    inv.close()
 
 
 def test_a_copy_waiting_for_a_blank_is_burned_when_one_is_inserted_never_on_a_written_disc(
@@ -182,3 +193,109 @@ def test_a_request_that_cannot_be_answered_is_closed_with_the_reason(home, run, 
     (req,) = json.loads(run("queue", "--json", "--all").stdout)
     assert req["state"] == "done" and "no longer kept" in req["outcome"]
     assert "event=queue.failed" in log.getvalue()
+
+
+def _description_extent(home, set_id: str) -> tuple[int, int]:
+    inv = Inventory.open(home / "inventory.db")
+    try:
+        tags = json.loads(inv.disc_set(set_id)["tag_files"])
+    finally:
+        inv.close()
+    (lba, size), = [(lba, size) for name, lba, size, _ in tags if name == DESCRIPTION_NAME]
+    return lba, size
+
+
+def _asked_for(home, d, discs, wanted: str, medium: Path) -> tuple[Path, int, int]:
+    """Let the daemon ask for ``wanted`` (the least recently checked disc); return a copy of
+    its medium at ``medium`` (to alter) and its description file's first sector and size."""
+    inv = Inventory.open(home / "inventory.db")
+    inv.update_disc(wanted, inspected_at="2020-01-01T00:00:00Z")
+    inv.close()
+    d.tick(dt.datetime(2026, 6, 1, 8, tzinfo=UTC))
+    d.tick(dt.datetime(2026, 6, 1, 9, tzinfo=UTC))            # sr0 is empty: a request
+    (req,) = json.loads(Cli(home)("queue", "--json").stdout)
+    assert req["disc_id"] == wanted
+    shutil.copyfile(discs[wanted]["medium_path"], medium)
+    lba, size = _description_extent(home, wanted.rsplit("-", 1)[0])
+    return medium, lba, size
+
+
+@pytest.mark.parametrize("names, says", [
+    ((b"160-2024-0001", b"160-2024-0009"), "names disc set 160-2024-0009, disc 1 of 1"),
+    ((b"1 of 1", b"2 of 3"), "names disc set 160-2024-0001, disc 2 of 3"),
+    (None, "holds no discarchive description file"),
+])
+def test_a_disc_whose_description_file_names_another_set_or_disc_is_refused(
+        home, run, setup, tmp_path, names, says):
+    """Its volume ID is the wanted set's, but its 说明文件.txt says it is another disc."""
+    d, tray, discs, log = setup
+    wanted = "160-2024-0001-A"
+    other, lba, size = _asked_for(home, d, discs, wanted, tmp_path / "other.medium")
+    with open(other, "r+b") as f:
+        f.seek(lba * 2048)
+        text = f.read(size)
+        if names:
+            assert names[0] in text
+            text = text.replace(names[0], names[1])
+        else:
+            text = bytes(len(text))                            # a foreign disc's bytes
+        f.seek(lba * 2048)
+        f.write(text)
+    before = len(fixity_events(home, wanted))
+    tray.insert(str(other))
+    d.tick(dt.datetime(2026, 6, 1, 9, 10, tzinfo=UTC))
+    (req,) = json.loads(run("queue", "--json").stdout)
+    assert req["state"] == "waiting"
+    start = "its description file (" if names else "it holds no"
+    assert req["note"].startswith(f"wrong disc in drive sr0: {start}")
+    assert says in req["note"] and req["note"].endswith(f"take it out and insert {wanted}")
+    assert len(fixity_events(home, wanted)) == before          # nothing read back or recorded
+    inv = Inventory.open(home / "inventory.db")
+    assert lc.inspections(inv, wanted) == []
+    inv.close()
+    assert "event=queue.wrong_disc" in log.getvalue()
+
+
+def test_a_disc_whose_description_was_altered_is_refused_with_a_hint(
+        home, run, setup, tmp_path):
+    """The volume ID matches, the description reads but is not the one recorded."""
+    d, tray, discs, log = setup
+    wanted = "160-2024-0001-A"
+    damaged, lba, _ = _asked_for(home, d, discs, wanted, tmp_path / "damaged.medium")
+    flip_byte(damaged, lba * 2048 + 10)        # the description altered on the disc
+    tray.insert(str(damaged))
+    d.tick(dt.datetime(2026, 6, 1, 9, 10, tzinfo=UTC))
+    (req,) = json.loads(run("queue", "--json").stdout)
+    # a flipped byte in a readable sector is not a read error: the disc is refused, with a hint
+    assert "if it is 160-2024-0001-A itself, its description file was altered" in req["note"]
+    assert f"discarchive inspect {wanted}" in req["note"]
+
+
+def test_a_description_that_cannot_be_read_is_left_to_the_inspection(
+        home, setup, tmp_path):
+    """A virtual drive: the right disc passes; with its description's sectors unreadable it
+    passes too (the inspection records the damage)."""
+    from burners.virtual import VirtualDrive
+
+    _, _, discs, _ = setup
+    medium = discs["160-2024-0001-A"]["medium_path"]
+    lba, size = _description_extent(home, "160-2024-0001")
+    inv = Inventory.open(home / "inventory.db")
+    try:
+        good = VirtualDrive("v", str(tmp_path), 2_298_496)
+        good.load(medium)
+        assert queue.check_description(good, inv, "160-2024-0001") == (
+            True, f"its {DESCRIPTION_NAME} is the one recorded")
+        assert queue.check_description(good, inv, "160-2024-0002")[0] is False
+        # only the description's own sectors are read: a bad sector before it is not met
+        before = VirtualDrive("v", str(tmp_path), 2_298_496, faults={"unreadable": [lba - 1]})
+        before.load(medium)
+        assert queue.check_description(before, inv, "160-2024-0001")[1].endswith("recorded")
+        bad = VirtualDrive("v", str(tmp_path), 2_298_496, faults={"unreadable": [lba]})
+        bad.load(medium)
+        ok, why = queue.check_description(bad, inv, "160-2024-0001")
+        assert ok and "cannot be read in full" in why
+        data, unreadable = queue.read_extent(bad, lba, size)
+        assert unreadable and data == bytes(size)
+    finally:
+        inv.close()

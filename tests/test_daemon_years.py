@@ -6,7 +6,10 @@ once a day at 10:00 Shanghai time and runs what its schedule makes due. Each
 year on 1 December a new batch (the demo archive) arrives in the intake
 folder. Virtual drives burn and read the media (files), the inventory is a
 real SQLite file and the digests go to a local HTTP server. In March 2029
-the daemon dies and comes back 26 days later.
+the daemon dies and comes back 26 days later, and from then on drive v1
+reads 70 sectors of every disc slowly (a fault of the virtual drive): the
+copies it burned (A) are flagged for an early re-burn at their next
+inspection, and the flag is alerted.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ ZONE = ZoneInfo("Asia/Shanghai")
 START = dt.datetime(2026, 12, 1, 10, 0, tzinfo=ZONE)
 END = dt.datetime(2031, 12, 1, 10, 0, tzinfo=ZONE)
 DOWN = (dt.date(2029, 3, 10), dt.date(2029, 4, 5))   # last day up, first day back
+SLOW = list(range(100, 170))       # sectors v1 reads slowly once the daemon is back (70 > 64)
 
 
 def local_date(iso_utc: str) -> dt.date:
@@ -88,8 +92,10 @@ settle_minutes = 0
 deadline = "0 7 31 1 *"
 due_check = "30 7 * * *"
 inspection = "0 8 1 * *"
-inspection_share = 0.5
 digest = "0 9 * * mon"
+
+[lifecycle]
+inspect_percent = 50
 
 [alerts]
 webhook_url = "{url}"
@@ -131,8 +137,14 @@ def test_five_simulated_years(fast_tmp, demo_archive, webhook):
             if DOWN[0] < day.date() < DOWN[1]:
                 daemon = None                          # down: nothing runs
             else:
-                if daemon is None:                     # a new process starts
+                if daemon is None:                     # a new process starts; v1 has aged
+                    text = (home / config.CONFIG_NAME).read_text().replace(
+                        "capacity_sectors = 2298496\n\n[[drives]]",
+                        f"capacity_sectors = 2298496\n\n[drives.faults]\nslow = {SLOW}\n\n"
+                        "[[drives]]", 1)
+                    (home / config.CONFIG_NAME).write_text(text)
                     daemon = Daemon(config.load(home), log=EventLog(log, journal=False))
+                    assert daemon.cfg.drives[0]["faults"] == {"slow": SLOW}
                     back = daemon.tick()
                     ran += [(day.date(), j) for j in back]
                     # every job whose time passed while down runs once
@@ -156,14 +168,35 @@ def test_five_simulated_years(fast_tmp, demo_archive, webhook):
         assert [d for d, j in ran if j == "deadline"] == [dt.date(y, 1, 31)
                                                           for y in range(2027, 2032)]
 
-        # inspections on the 1st of each month (and once on the day back), half the discs a year
+        # inspections on the 1st of each month (and once on the day back), from the lifecycle's
+        # pull list: at least half the discs each year, each recorded with its signals
         inspections = [d for d, j in ran if j == "inspection"]
         assert len(inspections) == 60 and dt.date(2029, 4, 5) in inspections
+        rows = list(inv.db.query("SELECT * FROM inspections ORDER BY at, id"))
+        done = log.getvalue().count("event=inspection.done")
+        assert len(rows) == done > 0
         reads = Counter(e["disc_id"] for e in inv.events() if e["event_type"] == "fixity check")
-        assert sum(reads.values()) == 10 + sum(
-            1 for line in log.getvalue().splitlines() if "event=inspection.done" in line)
+        assert sum(reads.values()) == 10 + done           # each inspection one full read
+        for year in range(2027, 2031):
+            current = sum(1 for d in discs if local_date(d["burned_at"]).year <= year)
+            inspected = {r["disc_id"] for r in rows if local_date(r["at"]).year == year}
+            assert len(inspected) >= -(-current // 2), (year, inspected)
         first_set = [d["disc_id"] for d in discs if d["set_id"] == sets[0]["set_id"]]
-        assert all(reads[d] >= 3 for d in first_set)      # read again within each two years
+        assert all(sum(r["disc_id"] == d for r in rows) >= 2 for d in first_set)
+
+        # v1's slow sectors: each A copy inspected after the restart is flagged, none before,
+        # no B copy; the flag is alerted once, with its reason
+        by_disc = {d["disc_id"]: d for d in discs}
+        after = {r["disc_id"] for r in rows if local_date(r["at"]) >= DOWN[1]}
+        flagged = {d for d, row in by_disc.items() if row["reburn_reason"]}
+        assert flagged and flagged == {d for d in after if by_disc[d]["copy_label"] == "A"}
+        assert all(r["drive"] == "v1" and r["slow_sectors"] == len(SLOW) and r["flag"]
+                   for r in rows if r["disc_id"] in flagged and local_date(r["at"]) >= DOWN[1])
+        assert not any(r["flag"] for r in rows if local_date(r["at"]) < DOWN[1])
+        early = {r["subject"]: r for r in inv.db.query(
+            "SELECT * FROM alerts WHERE kind = 'reburn-early'")}
+        assert set(early) == flagged
+        assert all("70 slow sectors (more than 64)" in r["message"] for r in early.values())
 
         # re-burn alerts 90, 30 and 7 days before the due date and on the day, once each
         raised = {(r["subject"], r["threshold"]): r for r in inv.db.query(
@@ -176,12 +209,14 @@ def test_five_simulated_years(fast_tmp, demo_archive, webhook):
                     expected[(d["disc_id"], t)] = due - dt.timedelta(days=n)
         assert {k: local_date(r["raised_at"]) for k, r in raised.items()} == expected
         assert len(expected) == 8 + 2                     # the first set in full, the second at 90d
-        other = list(inv.db.query("SELECT kind, subject FROM alerts WHERE kind != 'reburn-due'"))
+        other = list(inv.db.query("SELECT kind, subject FROM alerts WHERE kind NOT IN "
+                                  "('reburn-due', 'reburn-early')"))
         assert other == []                                # no overdue inspection, no failure
 
         # the Monday digests carried every alert once, with its disc, place and due date
         sent = [a for call in calls for a in call["alerts"]]
-        assert sorted(a["id"] for a in sent) == sorted(r["id"] for r in raised.values())
+        assert sorted(a["id"] for a in sent) == sorted(
+            [r["id"] for r in raised.values()] + [r["id"] for r in early.values()])
         assert all(a["disc_id"] and a["location"] and a["due_at"] for a in sent)
         assert all(local_date(c["sent_at"]).weekday() == 0 for c in calls)
 
