@@ -15,11 +15,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from sys import intern
+from typing import Callable, Iterator
 
 from config import RETENTION_CODES
 
@@ -36,7 +39,7 @@ class ScanError(Exception):
     """The source cannot be archived as it is; the message says why and what to do."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One payload file and its archival description.
 
@@ -252,11 +255,13 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     paths = _walk(source, warnings)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
-    sizes = {}
+    root = str(source)
+    sizes, mtimes = [], []
     for rel in paths:
-        st = os.stat(source / rel)
-        sizes[rel] = st.st_size
-    total = sum(sizes.values())
+        st = os.stat(os.path.join(root, rel))
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
+    total = sum(sizes)
     done = 0
 
     def tick(n: int) -> None:
@@ -266,13 +271,11 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
             progress(done, total)
 
     rows_by_path: dict[str, tuple[int, dict[str, str]]] = {}
-    if CATALOG_NAME in sizes:
-        rows_by_path = read_catalog(source / CATALOG_NAME, set(sizes))
+    if CATALOG_NAME in paths:
+        rows_by_path = read_catalog(source / CATALOG_NAME, set(paths))
     items = []
-    for rel in paths:
-        full = source / rel
-        mtime = os.stat(full).st_mtime_ns
-        digest, size = hash_file(full, tick)
+    hashed = _hash_files(root, paths, sizes, tick)
+    for rel, mtime, (digest, size) in zip(paths, mtimes, hashed):
         item = Item(path=rel, size=size, sha256=digest, mtime_ns=mtime)
         row = rows_by_path.get(rel)
         if rel == CATALOG_NAME:
@@ -283,8 +286,64 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
             _from_path(item)
         if item.is_record and not item.retention and retention_map:
             item.retention = retention_map.get(item.category or "")
+        for name in _SHARED:        # one string for the many items with the same value
+            value = getattr(item, name)
+            if value:
+                setattr(item, name, intern(value))
         items.append(item)
     return items
+
+
+_SHARED = ("year", "unit_code", "unit_name", "category", "retention", "date", "pages",
+           "classification", "responsible", "flow")
+
+
+_BATCH_BYTES = 8 << 20
+_BATCH_FILES = 256
+
+
+def _hash_batch(root: str, rels: list[str]) -> list[tuple[str, int]]:
+    return [hash_file(os.path.join(root, rel)) for rel in rels]
+
+
+def _hash_files(root: str, paths: list[str], sizes: list[int],
+                tick: Callable[[int], None]) -> Iterator[tuple[str, int]]:
+    """(SHA-256, size) of each file of ``paths`` (relative to ``root``), in order.
+
+    Hashed by up to 4 threads (no more than the CPUs), in batches of up to
+    256 files or 8 MiB: hashlib and file reads release the GIL, so the
+    hashing of a scan takes all the cores. At most two batches a thread are
+    in flight. ``tick(bytes)`` is called per file, in order. Raises
+    ScanError as :func:`hash_file` does.
+    """
+    workers = min(4, os.cpu_count() or 1)
+    batches, batch, room = [], [], _BATCH_BYTES
+    for rel, size in zip(paths, sizes):
+        batch.append(rel)
+        room -= size
+        if room <= 0 or len(batch) >= _BATCH_FILES:
+            batches.append(batch)
+            batch, room = [], _BATCH_BYTES
+    if batch:
+        batches.append(batch)
+    if workers < 2:
+        for b in batches:
+            for result in _hash_batch(root, b):
+                tick(result[1])
+                yield result
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="scan-sha256") as pool:
+        window: deque = deque()
+        for b in batches:
+            window.append(pool.submit(_hash_batch, root, b))
+            while len(window) > 2 * workers or (window and window[0].done()):
+                for result in window.popleft().result():
+                    tick(result[1])
+                    yield result
+        while window:
+            for result in window.popleft().result():
+                tick(result[1])
+                yield result
 
 
 def _from_row(item: Item, row: dict[str, str]) -> None:
