@@ -31,6 +31,7 @@ from pycdlib import pycdlibexception, rockridge, utils
 
 SECTOR = 2048
 JOLIET_MAX = 64
+WRITE_BLOCK = 1 << 20   # bytes pycdlib copies at a time (its default, 32 KiB, costs a call per 32 KiB)
 _JOLIET_FORBIDDEN = re.compile(r"[\x00-\x1f*/:;?\\]")
 _D_CHARS = re.compile(r"[^A-Z0-9_]")
 
@@ -258,7 +259,7 @@ class Layout:
         cb = (lambda done, total, _opaque: progress(done, total)) if progress else None
         try:
             with open(part, "wb") as f:
-                self.iso.write_fp(f, progress_cb=cb)
+                self.iso.write_fp(f, blocksize=WRITE_BLOCK, progress_cb=cb)
                 f.flush()
                 os.fsync(f.fileno())
             extents = {path: self.iso.get_record(iso_path=iso).extent_location()
