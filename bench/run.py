@@ -21,6 +21,7 @@ MB = 10^6 bytes, KB = 10^3 bytes.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -113,21 +114,23 @@ def op_verify(job: dict) -> dict:
     daemon.jobs.expected_of reads the inventory, inside the timing.
     """
     from manifests import signing
-    from verification.onepass import Extent, file_chunks
+    from verification.onepass import file_chunks
     from verification.readback import Expected, verify
 
     public_pem = signing.load_public_key(Path(job["pub"]))
     base = _rss()
     t0 = time.perf_counter()
     # The rows as `discarchive verify` reads them from the inventory (daemon.jobs.expected_of):
-    # path, first sector, size and SHA-256 of each file, nothing more.
+    # path, first sector, size and SHA-256 of each file, nothing more, one row at a time.
     with open(job["image"] + ".items", encoding="utf-8") as f:
         size, sectors, tag_files = json.loads(f.readline())
-        rows = [line.rstrip("\n").split("\t") for line in f]
-    expected = Expected(size, None, tuple(
-        [(Extent(name, lba, n), sha) for name, lba, n, sha in tag_files]
-        + [(Extent("data/" + path, int(lba), int(n)), sha) for path, n, sha, lba in rows]))
-    del rows
+
+        def rows():
+            yield from tag_files
+            for path, n, sha, lba in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+                yield "data/" + path, int(lba), int(n), sha
+
+        expected = Expected.of_rows(size, None, rows())
     check = verify(file_chunks(Path(job["image"]), size), expected, public_pem)
     seconds = time.perf_counter() - t0
     if not check.passed:
