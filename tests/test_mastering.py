@@ -69,3 +69,22 @@ def test_size_is_known_before_writing_and_exact(tmp_path):
 
 def test_manifest_paths_are_percent_encoded():
     assert encode_manifest_path("data/a%b\nc\rd") == "data/a%25b%0Ac%0Dd"
+
+
+def test_many_long_names_keep_their_rock_ridge_names(tmp_path):
+    """Rock Ridge continuation areas spread over many blocks; independent readers see every name."""
+    src = tmp_path / "x.pdf"
+    src.write_bytes(b"%PDF-1.7\n")
+    names = [f"{n:04d}_" + LONG[5:] for n in range(300)]
+    files = [(f"data/2023/甲/{name}", src) for name in names]
+    layout = Layout(files, "T")
+    predicted = layout.sectors
+    assert len(layout.iso.pvd.rr_ce_blocks) > 8      # more than the last few that are tried
+    image = layout.write(tmp_path / "t.iso")
+    assert image.sectors == predicted
+    found = subprocess.run(["xorriso", "-indev", str(image.path), "-find", "/data/2023/甲"],
+                           capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(["isoinfo", "-R", "-l", "-i", str(image.path)],
+                            capture_output=True, text=True, check=True).stdout
+    for name in names:
+        assert name in found and name in listed
