@@ -569,7 +569,7 @@ def main() -> int:
         if label == "twin" and "memory" in a.skip or label != "twin" and "pack" in a.skip:
             continue
         print(f"corpus {spec.name}...", file=sys.stderr, flush=True)
-        root = corpus.ensure(base, spec)
+        root = corpus.ensure(base, spec).resolve()   # xorriso -map would take a link as it is
         trees[label] = (root, _files(root))
     t = Table()
     t.add("0", "hashlib SHA-256 in memory, one thread", f"{hash_rate():,.0f} MB/s", "-", None)
