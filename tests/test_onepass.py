@@ -123,3 +123,37 @@ def test_files_by_index_in_any_order():
         e = extents[k]
         assert got == hashlib.sha256(data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
     assert m.captured == {0: data[extents[2].lba * SECTOR:extents[2].lba * SECTOR + 5000]}
+
+
+def test_the_reading_thread_helps_a_slow_caller_and_every_hash_is_right():
+    import time
+
+    rnd = random.Random(11)
+    data, extents = _image([rnd.randint(1, 3000) for _ in range(400)] + [0, 9000])
+    helped = []
+    import verification.onepass as op
+    real = op._ImageReader
+
+    class Watching(real):
+        def __iter__(self):
+            for chunk, done in super().__iter__():
+                helped.append(done is not None)
+                yield chunk, done
+
+    def slow(done, total):
+        time.sleep(0.002)
+
+    try:
+        op._ImageReader = Watching
+        result = hash_pass(_chunks(data, [16384] * 200), extents, capture={"data/f5", "data/f401"},
+                           progress=slow)
+    finally:
+        op._ImageReader = real
+    assert any(helped) and not all(helped)
+    assert result.image_sha256 == hashlib.sha256(data).hexdigest() and result.missing == []
+    for e in extents:
+        assert result.sha256[e.path] == hashlib.sha256(
+            data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+    f5 = extents[5]
+    assert result.captured["data/f5"] == data[f5.lba * SECTOR:f5.lba * SECTOR + f5.size]
+    assert result.captured["data/f401"] == data[extents[401].lba * SECTOR:][:9000]

@@ -15,7 +15,7 @@ import hashlib
 import io
 import queue
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Sequence
 
@@ -60,13 +60,18 @@ class _ImageReader:
     Every byte is hashed twice, once for the image and once for its file.
     The reading and the image's hash run in this thread, the files' hashes
     in the caller's: hashlib and file reads release the GIL, so on two
-    cores the pass takes about as long as the larger of the two. At most 8
-    chunks wait between the threads (8 MiB with 1 MiB chunks). An error
-    while reading is raised again in the caller's thread.
+    cores the pass takes about as long as the larger of the two. When the
+    caller falls behind (2 chunks or more waiting), this thread also hashes
+    the files wholly inside the chunk it has just read, through ``helper(pos,
+    chunk)``, which returns how far (in the caller's order of files) it got,
+    or None. At most 8 chunks wait between the threads (8 MiB with 1 MiB
+    chunks). Iterating gives (chunk, how far the helper got or None). An
+    error while reading is raised again in the caller's thread.
     """
 
-    def __init__(self, chunks: Iterable[bytes]):
-        self._chunks = chunks
+    def __init__(self, chunks: Iterable[bytes],
+                 helper: Callable[[int, bytes], int | None] | None = None):
+        self._chunks, self._helper = chunks, helper
         self._h = hashlib.sha256()
         self._q: queue.Queue = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
@@ -75,21 +80,24 @@ class _ImageReader:
         self._t.start()
 
     def _run(self) -> None:
+        q, helper, pos = self._q, self._helper, 0
         try:
             for chunk in self._chunks:
                 if self._stop:
                     break
-                self._q.put(chunk)
+                done = helper(pos, chunk) if helper and q.qsize() >= 2 else None
+                q.put((chunk, done))
                 self._h.update(chunk)
+                pos += len(chunk)
         except BaseException as exc:   # handed to the caller's thread
             self._error = exc
         finally:
-            self._q.put(None)
+            q.put(None)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[tuple[bytes, int | None]]:
         try:
-            while (chunk := self._q.get()) is not None:
-                yield chunk
+            while (item := self._q.get()) is not None:
+                yield item
         finally:
             self._stop = True
             while self._t.is_alive():          # let the thread see the stop and end
@@ -148,12 +156,31 @@ def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence
             if k in capture:
                 captured[k] = b""
     sha256 = hashlib.sha256
-    image = _ImageReader(chunks)
-    pos, nxt, total = 0, 0, len(order)
+    total = len(order)
+
+    def whole_files(at: int, chunk: bytes) -> int | None:
+        """In the reading thread: hash the files wholly inside the chunk at byte ``at``."""
+        lo, hi = bisect_left(first, at), bisect_right(last, at + len(chunk))
+        if hi <= lo:
+            return None
+        view = memoryview(chunk)
+        for j in range(lo, hi):
+            k = order[j]
+            piece = view[first[j] - at:last[j] - at]
+            digests[k] = sha256(piece).hexdigest()
+            if k in capture:
+                captured[k] = bytes(piece)
+        return hi
+
+    apart = all(last[j] <= first[j + 1] for j in range(total - 1))   # else no help
+    image = _ImageReader(chunks, whole_files if apart else None)
+    pos, nxt = 0, 0
     active: list[list] = []     # [index, end, hasher, buffer]: files begun in an earlier chunk
-    for chunk in image:
+    for chunk, done in image:
         end = pos + len(chunk)
         view = memoryview(chunk)
+        if done is not None:                            # the reading thread hashed them
+            nxt = done
         if active:
             still = []
             for f in active:
