@@ -50,8 +50,21 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes (Linux: ru_maxrss is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process so far, in bytes.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this
+    program's own memory. Not ``getrusage``: its ru_maxrss survives exec, so
+    a child started by a large parent reports at least the parent's size
+    (the bench's own process holds the corpora's file lists, about 200 MB).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # KiB on Linux
 
 
 def _files(source: Path) -> list[Path]:
