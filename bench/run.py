@@ -9,7 +9,7 @@ line measures.
 
 Method. Each timed run is a fresh child process (``--child``) that times
 only the work, after its imports, and reports its peak RSS
-(``getrusage``); xorriso is timed as a whole process. The two or three
+(``VmHWM``); xorriso is timed as a whole process. The two or three
 sides of a comparison run in the same invocation, in rotated order each
 round (A B C, B C A, C A B, ...); before every run the output of that side
 is deleted, dirty pages are flushed (``sync``) and the input is read once
