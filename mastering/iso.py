@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import pycdlib
 from pycdlib import pycdlibexception, rockridge, utils
@@ -195,6 +195,47 @@ def sha256_file(path: Path, length: int | None = None) -> str:
     return h.hexdigest()
 
 
+class _Sequential:
+    """The image file as pycdlib writes it: a seek that goes nowhere costs nothing.
+
+    pycdlib seeks before every record it writes, and a buffered file
+    flushes on every seek: a system call per record (680,000 for 100,000
+    files). Here the position is only counted; the file is sought when a
+    write lands away from where it stands, and a gap of up to 64 KiB past
+    the end of what is written is filled with the zeros it would read as.
+    The bytes of the image are the same.
+    """
+
+    mode = "wb"
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self._pos = self._at = self._end = 0   # asked for, where the file is, end of the data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._pos
+        elif whence == os.SEEK_END:
+            offset += self._end
+        self._pos = offset
+        return offset
+
+    def write(self, data) -> int:
+        gap = self._pos - self._at
+        if gap and self._at == self._end and 0 < gap <= 1 << 16:
+            self._f.write(bytes(gap))
+        elif gap:
+            self._f.seek(self._pos)
+        n = self._f.write(data)
+        self._pos += n
+        self._at = self._pos
+        self._end = max(self._end, self._at)
+        return n
+
+
 class Layout:
     """The bag's entries placed into the four directory trees, not yet written.
 
@@ -259,7 +300,7 @@ class Layout:
         cb = (lambda done, total, _opaque: progress(done, total)) if progress else None
         try:
             with open(part, "wb") as f:
-                self.iso.write_fp(f, blocksize=WRITE_BLOCK, progress_cb=cb)
+                self.iso.write_fp(_Sequential(f), blocksize=WRITE_BLOCK, progress_cb=cb)
                 f.flush()
                 os.fsync(f.fileno())
             extents = {path: self.iso.get_record(iso_path=iso).extent_location()

@@ -88,3 +88,17 @@ def test_many_long_names_keep_their_rock_ridge_names(tmp_path):
                             capture_output=True, text=True, check=True).stdout
     for name in names:
         assert name in found and name in listed
+
+
+def test_the_image_is_byte_for_byte_what_pycdlib_writes(tmp_path):
+    """Layout.write skips pycdlib's idle seeks; the bytes stay those of a plain write."""
+    files = []
+    for n, size in enumerate([0, 1, 2047, 2048, 2049, 5000, 70000, 3]):
+        p = tmp_path / f"f{n}.bin"
+        p.write_bytes(bytes([n + 1]) * size)
+        files.append((f"data/d{n % 3}/{LONG if n == 6 else p.name}", p))
+    layout = Layout(files, "T")
+    with open(tmp_path / "plain.iso", "wb") as f:
+        layout.iso.write_fp(f)
+    image = layout.write(tmp_path / "t.iso")
+    assert image.path.read_bytes() == (tmp_path / "plain.iso").read_bytes()
