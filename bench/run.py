@@ -9,7 +9,7 @@ line measures.
 
 Method. Each timed run is a fresh child process (``--child``) that times
 only the work, after its imports, and reports its peak RSS
-(``getrusage``); xorriso is timed as a whole process. The two or three
+(``VmHWM``); xorriso is timed as a whole process. The two or three
 sides of a comparison run in the same invocation, in rotated order each
 round (A B C, B C A, C A B, ...); before every run the output of that side
 is deleted, dirty pages are flushed (``sync``) and the input is read once
@@ -21,6 +21,7 @@ MB = 10^6 bytes, KB = 10^3 bytes.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -49,8 +50,21 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    """Peak resident set size of this process so far, in bytes (Linux: ru_maxrss is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process so far, in bytes.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this
+    program's own memory. Not ``getrusage``: its ru_maxrss survives exec, so
+    a child started by a large parent reports at least the parent's size
+    (the bench's own process holds the corpora's file lists, about 200 MB).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # KiB on Linux
 
 
 def _files(source: Path) -> list[Path]:
@@ -113,21 +127,23 @@ def op_verify(job: dict) -> dict:
     daemon.jobs.expected_of reads the inventory, inside the timing.
     """
     from manifests import signing
-    from verification.onepass import Extent, file_chunks
+    from verification.onepass import file_chunks
     from verification.readback import Expected, verify
 
     public_pem = signing.load_public_key(Path(job["pub"]))
     base = _rss()
     t0 = time.perf_counter()
     # The rows as `discarchive verify` reads them from the inventory (daemon.jobs.expected_of):
-    # path, first sector, size and SHA-256 of each file, nothing more.
+    # path, first sector, size and SHA-256 of each file, nothing more, one row at a time.
     with open(job["image"] + ".items", encoding="utf-8") as f:
         size, sectors, tag_files = json.loads(f.readline())
-        rows = [line.rstrip("\n").split("\t") for line in f]
-    expected = Expected(size, None, tuple(
-        [(Extent(name, lba, n), sha) for name, lba, n, sha in tag_files]
-        + [(Extent("data/" + path, int(lba), int(n)), sha) for path, n, sha, lba in rows]))
-    del rows
+
+        def rows():
+            yield from tag_files
+            for path, n, sha, lba in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+                yield "data/" + path, int(lba), int(n), sha
+
+        expected = Expected.of_rows(size, None, rows())
     check = verify(file_chunks(Path(job["image"]), size), expected, public_pem)
     seconds = time.perf_counter() - t0
     if not check.passed:
@@ -565,7 +581,7 @@ def main() -> int:
         if label == "twin" and "memory" in a.skip or label != "twin" and "pack" in a.skip:
             continue
         print(f"corpus {spec.name}...", file=sys.stderr, flush=True)
-        root = corpus.ensure(base, spec)
+        root = corpus.ensure(base, spec).resolve()   # xorriso -map would take a link as it is
         trees[label] = (root, _files(root))
     t = Table()
     t.add("0", "hashlib SHA-256 in memory, one thread", f"{hash_rate():,.0f} MB/s", "-", None)

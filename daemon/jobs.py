@@ -28,6 +28,7 @@ have no good medium, from the kept image.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -172,10 +173,10 @@ def _second_reader(cfg: Config, index: int):
 def expected_of(inv: Inventory, set_id: str) -> Expected:
     """What the inventory says a set's image holds: its length, hash and files' places."""
     s = inv.disc_set(set_id)
-    tags = [(Extent(name, lba, size), sha) for name, lba, size, sha in json.loads(s["tag_files"])]
-    files = [(Extent(path, lba, size), sha) for path, lba, size, sha in inv.db.execute(
-        "SELECT disc_path, extent_lba, size, sha256 FROM items WHERE set_id = ?", [set_id])]
-    return Expected(s["image_bytes"], s["image_sha256"], tuple(tags + files))
+    rows = inv.db.execute("SELECT disc_path, extent_lba, size, sha256 FROM items "
+                          "WHERE set_id = ?", [set_id])
+    return Expected.of_rows(s["image_bytes"], s["image_sha256"],
+                            itertools.chain(json.loads(s["tag_files"]), rows))
 
 
 def drive_report(cfg: Config) -> list[dict]:

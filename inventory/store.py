@@ -62,6 +62,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import sqlite3
 from contextlib import contextmanager
@@ -207,6 +208,8 @@ class Inventory:
             inv._add_daemon_tables()
         inv._add_group_columns()
         inv._add_item_versions()
+        if "items_text" not in tables:
+            inv._add_text_index()
         if ("checkpoints" not in tables
                 or not {"prev_sha256", "sha256"} <= {c.name for c in db["events"].columns}):
             try:
@@ -256,6 +259,7 @@ class Inventory:
         self._add_burns_table()
         self._add_lifecycle()
         self._add_daemon_tables()
+        self._add_text_index()
 
     def _add_lifecycle(self) -> None:
         """The lifecycle's discs columns, tables and indexes, in one transaction.
@@ -311,6 +315,41 @@ class Inventory:
                 "failure_class": str, "message": str,
             }, pk="id", foreign_keys=[("disc_id", "discs", "disc_id")])
             self.db["burns"].create_index(["disc_id"])
+
+    def _add_text_index(self) -> None:
+        """``items_text``: a full-text index of the items' 档号, title and path, for ``find``.
+
+        An SQLite FTS5 table with the ``trigram`` tokenizer (SQLite >= 3.34):
+        any run of three or more characters is found by the index, in any
+        script, Chinese included. It stores no text of its own (external
+        content: the ``items`` rows) and triggers keep it in step with
+        every insert, update and delete of ``items``. An inventory made
+        before it gets it here, filled from its items, in one transaction
+        (about 25 s for 1,000,000 items). Without FTS5 in the SQLite
+        library nothing is added and ``find`` reads every item.
+        """
+        conn = self.db.conn
+        try:
+            with self._write():
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items_text'").fetchone():
+                    return   # another process made it first
+                conn.execute(
+                    "CREATE VIRTUAL TABLE items_text USING fts5(archival_code, title, path, "
+                    "content='items', content_rowid='id', tokenize='trigram', detail='none')")
+                old = "INSERT INTO items_text(items_text, rowid, archival_code, title, path) " \
+                      "VALUES ('delete', old.id, old.archival_code, old.title, old.path)"
+                new = "INSERT INTO items_text(rowid, archival_code, title, path) " \
+                      "VALUES (new.id, new.archival_code, new.title, new.path)"
+                for name, when, body in (("items_text_ai", "AFTER INSERT", new),
+                                         ("items_text_ad", "AFTER DELETE", old),
+                                         ("items_text_au", "AFTER UPDATE", f"{old}; {new}")):
+                    conn.execute(f"CREATE TRIGGER {name} {when} ON items BEGIN {body}; END")
+                conn.execute("INSERT INTO items_text(items_text) VALUES ('rebuild')")
+                conn.execute("CREATE INDEX IF NOT EXISTS idx_items_item_number "
+                             "ON items (item_number)")
+        except sqlite3.OperationalError as exc:
+            if "fts5" not in str(exc) and "tokenizer" not in str(exc):
+                raise
 
     def _add_checkpoints_table(self) -> None:
         """The ``checkpoints`` table: signed heads of the event chain (inventory.eventlog)."""
@@ -592,8 +631,12 @@ class Inventory:
 
         A whole 档号 or SHA-256 is looked up by its index first; otherwise
         (or when nothing matches exactly) the 档号 or path in part, the 件号,
-        or a word of the title. Returns dicts with the item's fields and
-        ``copies``: a list of {disc_id, state, verification, medium_path}.
+        or a part of the title, ASCII letters in any case. For text of three
+        or more characters the items holding all its trigrams are taken from
+        ``items_text`` and then held to the same test, so the index changes
+        only the speed. At most ``limit`` rows, ordered by set and path on
+        the disc. Returns dicts with the item's fields and ``copies``: a
+        list of {disc_id, state, verification, medium_path}.
         """
         select = ("SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s "
                   "USING (set_id) WHERE ")
@@ -603,12 +646,33 @@ class Inventory:
         rows = list(self.db.query(select + exact + order, {"text": text, "limit": limit}))
         if not rows:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = list(self.db.query(
-                select + "i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
-                "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\'" + order,
-                {"like": like, "text": text, "limit": limit}))
+            test = ("(i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
+                    "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\')")
+            params = {"like": like, "text": text, "limit": limit}
+            if len(text) >= 3 and self._has_text_index():
+                # Every item holding the text holds each of its trigrams (the index folds case).
+                params["grams"] = " AND ".join(sorted(
+                    {'"' + text[k:k + 3].replace('"', '""') + '"' for k in range(len(text) - 2)}))
+                # Few candidates: fetch and sort them. Many: walking the items in order
+                # finds `limit` of them sooner. The two cost the same at about
+                # sqrt(32 * items) candidates (13 ms with 1,000,000 items).
+                items = self.db.execute("SELECT max(id) FROM items").fetchone()[0] or 0
+                cap = max(limit, math.isqrt(32 * items))
+                (many,) = self.db.execute(
+                    "SELECT count(*) >= :cap FROM (SELECT rowid FROM items_text "
+                    "WHERE items_text MATCH :grams LIMIT :cap)", {**params, "cap": cap}).fetchone()
+                if not many:
+                    test = ("i.id IN (SELECT rowid FROM items_text WHERE items_text MATCH :grams "
+                            "UNION ALL SELECT id FROM items WHERE item_number = :text) AND " + test)
+            rows = list(self.db.query(select + test + order, params))
         for r in rows:
             r["copies"] = [
                 {k: c[k] for k in ("disc_id", "state", "verification", "medium_path")}
                 for c in self.copies(r["set_id"])]
         return rows
+
+    def _has_text_index(self) -> bool:
+        if getattr(self, "_text_index", None) is None:
+            self._text_index = bool(self.db.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'items_text'").fetchone())
+        return self._text_index

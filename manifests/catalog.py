@@ -16,12 +16,15 @@ import csv
 import datetime as dt
 import hashlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from sys import intern
+from typing import Callable, Iterator
 
 from config import RETENTION_CODES
 from mastering.iso import name_too_long
@@ -48,7 +51,7 @@ class ScanError(Exception):
         self.problems = list(problems or [])
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One payload file and its archival description.
 
@@ -457,6 +460,7 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
                             f"sectors): {too_big[0]}{more}: archive them "
                             "on a larger medium (--media)", too_big)
     total = sum(st.st_size for st in stats.values())
+    root = os.fspath(source)
     done = 0
 
     def tick(n: int) -> None:
@@ -470,13 +474,12 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     if has_catalog:
         rows_by_path = read_catalog(source / CATALOG_NAME, set(stats), problems)
     items = []
-    for rel in paths:
-        if hashing:
-            full = source / rel
-            mtime = os.stat(full).st_mtime_ns
-            digest, size = hash_file(full, tick)
-        else:
-            mtime, digest, size = stats[rel].st_mtime_ns, "", stats[rel].st_size
+    if hashing:
+        hashed = _hash_files(root, paths, [stats[rel].st_size for rel in paths], tick)
+    else:
+        hashed = (("", stats[rel].st_size) for rel in paths)
+    for rel, (digest, size) in zip(paths, hashed):
+        mtime = stats[rel].st_mtime_ns
         item = Item(path=rel, size=size, sha256=digest, mtime_ns=mtime)
         row = rows_by_path.get(rel)
         if rel == CATALOG_NAME:
@@ -491,11 +494,67 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
                                         f"has no row in {CATALOG_NAME}"))
         if item.is_record and not item.retention and retention_map:
             item.retention = retention_map.get(item.category or "")
+        for name in _SHARED:        # one string for the many items with the same value
+            value = getattr(item, name)
+            if value:
+                setattr(item, name, intern(value))
         items.append(item)
     return items
 
 
 _KNOWN_COLUMNS = frozenset(CATALOG_COLUMNS)
+
+
+_SHARED = ("year", "unit_code", "unit_name", "category", "retention", "date", "pages",
+           "classification", "responsible", "flow")
+
+
+_BATCH_BYTES = 8 << 20
+_BATCH_FILES = 256
+
+
+def _hash_batch(root: str, rels: list[str]) -> list[tuple[str, int]]:
+    return [hash_file(os.path.join(root, rel)) for rel in rels]
+
+
+def _hash_files(root: str, paths: list[str], sizes: list[int],
+                tick: Callable[[int], None]) -> Iterator[tuple[str, int]]:
+    """(SHA-256, size) of each file of ``paths`` (relative to ``root``), in order.
+
+    Hashed by up to 4 threads (no more than the CPUs), in batches of up to
+    256 files or 8 MiB: hashlib and file reads release the GIL, so the
+    hashing of a scan takes all the cores. At most two batches a thread are
+    in flight. ``tick(bytes)`` is called per file, in order. Raises
+    ScanError as :func:`hash_file` does.
+    """
+    workers = min(4, os.cpu_count() or 1)
+    batches, batch, room = [], [], _BATCH_BYTES
+    for rel, size in zip(paths, sizes):
+        batch.append(rel)
+        room -= size
+        if room <= 0 or len(batch) >= _BATCH_FILES:
+            batches.append(batch)
+            batch, room = [], _BATCH_BYTES
+    if batch:
+        batches.append(batch)
+    if workers < 2:
+        for b in batches:
+            for result in _hash_batch(root, b):
+                tick(result[1])
+                yield result
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="scan-sha256") as pool:
+        window: deque = deque()
+        for b in batches:
+            window.append(pool.submit(_hash_batch, root, b))
+            while len(window) > 2 * workers or (window and window[0].done()):
+                for result in window.popleft().result():
+                    tick(result[1])
+                    yield result
+        while window:
+            for result in window.popleft().result():
+                tick(result[1])
+                yield result
 
 
 def _from_row(item: Item, row: dict[str, str]) -> None:

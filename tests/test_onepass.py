@@ -77,3 +77,83 @@ def test_unreadable_sectors_map_to_files_or_structures():
 def test_ranges_are_compact():
     assert ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
     assert ranges([]) == ""
+
+
+def test_a_read_error_is_raised_in_the_callers_thread():
+    data, extents = _image([3000, 70_000])
+
+    def failing():
+        yield data[:4096]
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        hash_pass(failing(), extents)
+
+
+def test_the_reading_thread_stops_when_the_caller_gives_up():
+    import threading
+
+    data, extents = _image([100_000] * 8)
+    read = []
+
+    def chunks():
+        for i in range(0, len(data), 4096):
+            read.append(i)
+            yield data[i:i + 4096]
+
+    def progress(done, total):
+        if done > 20_000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hash_pass(chunks(), extents, progress=progress)
+    assert not any(t.name == "image-sha256" for t in threading.enumerate())
+    assert len(read) < len(data) // 4096
+
+
+def test_files_by_index_in_any_order():
+    from verification.onepass import hash_extents
+
+    data, extents = _image([10, 0, 5000, 2048])
+    order = [2, 0, 3, 1]
+    m = hash_extents([data], [extents[k].lba * SECTOR for k in order],
+                     [extents[k].size for k in order], capture={0})
+    assert m.image_sha256 == hashlib.sha256(data).hexdigest() and m.bytes_read == len(data)
+    for got, k in zip(m.digests, order):
+        e = extents[k]
+        assert got == hashlib.sha256(data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+    assert m.captured == {0: data[extents[2].lba * SECTOR:extents[2].lba * SECTOR + 5000]}
+
+
+def test_the_reading_thread_helps_a_slow_caller_and_every_hash_is_right():
+    import time
+
+    rnd = random.Random(11)
+    data, extents = _image([rnd.randint(1, 3000) for _ in range(400)] + [0, 9000])
+    helped = []
+    import verification.onepass as op
+    real = op._ImageReader
+
+    class Watching(real):
+        def __iter__(self):
+            for chunk, done in super().__iter__():
+                helped.append(done is not None)
+                yield chunk, done
+
+    def slow(done, total):
+        time.sleep(0.002)
+
+    try:
+        op._ImageReader = Watching
+        result = hash_pass(_chunks(data, [16384] * 200), extents, capture={"data/f5", "data/f401"},
+                           progress=slow)
+    finally:
+        op._ImageReader = real
+    assert any(helped) and not all(helped)
+    assert result.image_sha256 == hashlib.sha256(data).hexdigest() and result.missing == []
+    for e in extents:
+        assert result.sha256[e.path] == hashlib.sha256(
+            data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+    f5 = extents[5]
+    assert result.captured["data/f5"] == data[f5.lba * SECTOR:f5.lba * SECTOR + f5.size]
+    assert result.captured["data/f401"] == data[extents[401].lba * SECTOR:][:9000]

@@ -48,3 +48,46 @@ def test_a_manifest_line_that_disagrees_and_a_wrong_oxum():
     bag = [x for x in report.problems if x.startswith("bag:")]
     assert "bag: data/a does not match manifest-sha256.txt" in bag
     assert any("Payload-Oxum '1.1' does not match the payload (5.1)" in x for x in bag)
+
+
+def test_a_manifest_written_otherwise_is_read_line_by_line():
+    """Another tool's manifest (other order, upper-case hex, a tab) holds the same facts."""
+    from verification.readback import _manifest_as_written
+
+    p = {"data/a": b"alpha", "data/b": b"beta" * 1000, "data/c": b""}
+    lines = "".join(f"{hashlib.sha256(p[k]).hexdigest().upper()}\t{k}\n" for k in ("data/c", "data/b", "data/a"))
+    files = {"bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+             "bag-info.txt": b"Payload-Oxum: 4005.3\n", "manifest-sha256.txt": lines.encode(), **p}
+    data, extents = _image(files)
+    expected = Expected(len(data), None, [(e, hashlib.sha256(files[e.path]).hexdigest())
+                                          for e in extents])
+    report = verify([data], expected, b"")
+    assert [x for x in report.problems if x.startswith("bag:")] == []
+    assert not _manifest_as_written(files["manifest-sha256.txt"], expected.files,
+                                    [report.file_sha256.get(e.path) for e in extents])
+    assert report.file_sha256["data/b"] == hashlib.sha256(p["data/b"]).hexdigest()
+
+
+def test_the_manifest_as_written_is_recognised_and_a_changed_byte_is_not():
+    from verification.readback import _manifest_as_written
+
+    p = {"data/a": b"alpha", "data/b": b"beta"}
+    report = _verify(p, p)
+    table = Expected(0, None, [(Extent(k, 0, 1), None) for k in ("bagit.txt", *p)]).files
+    got = [None] + [hashlib.sha256(b).hexdigest() for b in p.values()]
+    manifest = report.tag_bytes["manifest-sha256.txt"]
+    assert _manifest_as_written(manifest, table, ["x"] + got[1:])
+    assert not _manifest_as_written(manifest.replace(b"data/b", b"data/B"), table, ["x"] + got[1:])
+    assert not _manifest_as_written(manifest + b"\n", table, ["x"] + got[1:])
+    assert not _manifest_as_written(manifest, table, got)     # a file not read
+
+
+def test_expected_from_rows_and_from_pairs_agree():
+    from dataclasses import replace
+
+    rows = [("bagit.txt", 20, 55, None), ("data/a", 21, 5, "AB" * 32)]
+    a = Expected.of_rows(4096, None, rows)
+    b = Expected(4096, None, [(Extent(p, lba, n), sha) for p, lba, n, sha in rows])
+    assert list(a.files) == list(b.files) == [(Extent("bagit.txt", 20, 55), None),
+                                              (Extent("data/a", 21, 5), "ab" * 32)]
+    assert replace(a, sha256="00" * 32).files is a.files

@@ -15,10 +15,9 @@ import hashlib
 import io
 import queue
 import threading
-from bisect import bisect_left
-from operator import attrgetter
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Sequence
 
 SECTOR = 2048
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -55,43 +54,166 @@ class PassResult:
     missing: list[str] = field(default_factory=list)
 
 
-class _Open:
-    __slots__ = ("extent", "start", "end", "hasher", "buf")
+class _ImageReader:
+    """Reads the image's chunks in a thread of its own and hashes them for the image.
 
-    def __init__(self, extent: Extent, capture: bool):
-        self.extent = extent
-        self.start = extent.lba * SECTOR
-        self.end = self.start + extent.size
-        self.hasher = hashlib.sha256()
-        self.buf = bytearray() if capture else None
-
-
-class _ImageHasher:
-    """SHA-256 of the whole stream, computed in a thread of its own.
-
-    Every byte is hashed twice, once for the image and once for its file;
-    hashlib releases the GIL on large updates, so with the image's hash in
-    a second thread the pass runs at about the speed of hashing once.
-    The queue holds at most 8 chunks (8 MiB with 1 MiB chunks).
+    Every byte is hashed twice, once for the image and once for its file.
+    The reading and the image's hash run in this thread, the files' hashes
+    in the caller's: hashlib and file reads release the GIL, so on two
+    cores the pass takes about as long as the larger of the two. When the
+    caller falls behind (2 chunks or more waiting), this thread also hashes
+    the files wholly inside the chunk it has just read, through ``helper(pos,
+    chunk)``, which returns how far (in the caller's order of files) it got,
+    or None. At most 8 chunks wait between the threads (8 MiB with 1 MiB
+    chunks). Iterating gives (chunk, how far the helper got or None). An
+    error while reading is raised again in the caller's thread.
     """
 
-    def __init__(self):
+    def __init__(self, chunks: Iterable[bytes],
+                 helper: Callable[[int, bytes], int | None] | None = None):
+        self._chunks, self._helper = chunks, helper
         self._h = hashlib.sha256()
         self._q: queue.Queue = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._stop = False
         self._t = threading.Thread(target=self._run, name="image-sha256", daemon=True)
         self._t.start()
 
     def _run(self) -> None:
-        while (chunk := self._q.get()) is not None:
-            self._h.update(chunk)
+        q, helper, pos = self._q, self._helper, 0
+        try:
+            for chunk in self._chunks:
+                if self._stop:
+                    break
+                done = helper(pos, chunk) if helper and q.qsize() >= 2 else None
+                q.put((chunk, done))
+                self._h.update(chunk)
+                pos += len(chunk)
+        except BaseException as exc:   # handed to the caller's thread
+            self._error = exc
+        finally:
+            q.put(None)
 
-    def update(self, chunk: bytes) -> None:
-        self._q.put(chunk)
+    def __iter__(self) -> Iterator[tuple[bytes, int | None]]:
+        try:
+            while (item := self._q.get()) is not None:
+                yield item
+        finally:
+            self._stop = True
+            while self._t.is_alive():          # let the thread see the stop and end
+                try:
+                    self._q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            self._t.join()
+        if self._error is not None:
+            raise self._error
 
     def hexdigest(self) -> str:
-        self._q.put(None)
-        self._t.join()
         return self._h.hexdigest()
+
+
+@dataclass
+class Measured:
+    """What :func:`hash_extents` measured, by file index.
+
+    ``image_sha256`` (hex) covers the first ``bytes_read`` bytes;
+    ``digests[k]`` is file ``k``'s SHA-256 (hex), None if the stream
+    ended before its last byte; ``captured`` maps the index of each file
+    asked for to its bytes.
+    """
+
+    image_sha256: str
+    bytes_read: int
+    digests: list[str | None]
+    captured: dict[int, bytes]
+
+
+def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence[int],
+                 capture: Collection[int] = (), progress: Callable[[int, int], None] | None = None,
+                 length: int = 0) -> Measured:
+    """Hash a stream of image bytes and the files in it, in one pass.
+
+    File ``k`` is ``sizes[k]`` bytes from byte ``starts[k]`` (files may come
+    in any order; their bytes must not overlap). ``chunks`` are the image's
+    bytes in order from byte 0 (a file read or a drive's read-back, which
+    gives zeros for unreadable sectors); files whose index is in
+    ``capture`` also have their bytes kept. ``progress(done, length)`` is
+    called per chunk when given. Memory: a hex digest a file,
+    the files begun but not ended, the captured bytes; never a whole chunk
+    list. The per-file work is a slice and one hashlib call, so that many
+    small files cost little more than their bytes.
+    """
+    n = len(starts)
+    digests: list[str | None] = [None] * n
+    captured: dict[int, bytes] = {}
+    order = sorted((k for k in range(n) if sizes[k] > 0), key=starts.__getitem__)
+    first = [starts[k] for k in order]
+    last = [starts[k] + sizes[k] for k in order]
+    for k in range(n):
+        if sizes[k] <= 0:
+            digests[k] = EMPTY_SHA256
+            if k in capture:
+                captured[k] = b""
+    sha256 = hashlib.sha256
+    total = len(order)
+
+    def whole_files(at: int, chunk: bytes) -> int | None:
+        """In the reading thread: hash the files wholly inside the chunk at byte ``at``."""
+        lo, hi = bisect_left(first, at), bisect_right(last, at + len(chunk))
+        if hi <= lo:
+            return None
+        view = memoryview(chunk)
+        for j in range(lo, hi):
+            k = order[j]
+            piece = view[first[j] - at:last[j] - at]
+            digests[k] = sha256(piece).hexdigest()
+            if k in capture:
+                captured[k] = bytes(piece)
+        return hi
+
+    apart = all(last[j] <= first[j + 1] for j in range(total - 1))   # else no help
+    image = _ImageReader(chunks, whole_files if apart else None)
+    pos, nxt = 0, 0
+    active: list[list] = []     # [index, end, hasher, buffer]: files begun in an earlier chunk
+    for chunk, done in image:
+        end = pos + len(chunk)
+        view = memoryview(chunk)
+        if done is not None:                            # the reading thread hashed them
+            nxt = done
+        if active:
+            still = []
+            for f in active:
+                k, stop, h, buf = f
+                hi = min(stop, end) - pos
+                h.update(view[:hi])
+                if buf is not None:
+                    buf += view[:hi]
+                if stop <= end:
+                    digests[k] = h.hexdigest()
+                    if buf is not None:
+                        captured[k] = bytes(buf)
+                else:
+                    still.append(f)
+            active = still
+        while nxt < total:                              # files that begin in this chunk
+            a = first[nxt]
+            if a >= end:
+                break
+            b, k = last[nxt], order[nxt]
+            nxt += 1
+            if b <= end:                                # wholly inside: hash it at once
+                piece = view[a - pos:b - pos]
+                digests[k] = sha256(piece).hexdigest()
+                if k in capture:
+                    captured[k] = bytes(piece)
+            else:
+                buf = bytearray(view[a - pos:]) if k in capture else None
+                active.append([k, b, sha256(view[a - pos:]), buf])
+        pos = end
+        if progress:
+            progress(pos, length or pos)
+    return Measured(image.hexdigest(), pos, digests, captured)
 
 
 def hash_pass(chunks: Iterable[bytes], extents: Iterable[Extent],
@@ -100,65 +222,20 @@ def hash_pass(chunks: Iterable[bytes], extents: Iterable[Extent],
               length: int = 0) -> PassResult:
     """Hash a stream of image bytes and every extent in it, in one pass.
 
-    ``chunks`` are the image's bytes in order from byte 0 (a file read or a
-    drive's read-back, which gives zeros for unreadable sectors); files of
-    ``capture`` also have their bytes kept. ``progress(done, length)`` is
-    called per chunk when given. Memory: the open files' hashers and the
-    captured bytes, never a whole chunk list.
+    As :func:`hash_extents`, with the files as :class:`Extent` and the
+    results by path, digests in hex; files of ``capture`` (paths) have their
+    bytes kept.
     """
     extents = list(extents)
-    ordered = sorted((e for e in extents if e.size > 0), key=attrgetter("lba"))
-    starts = [e.lba * SECTOR for e in ordered]
-    result = PassResult("", 0)
-    digests, captured = result.sha256, result.captured
-    for e in extents:
-        if e.size == 0:
-            digests[e.path] = EMPTY_SHA256
-            if e.path in capture:
-                captured[e.path] = b""
-    sha256 = hashlib.sha256
-    image = _ImageHasher()
-    pos, nxt, total = 0, 0, len(ordered)
-    active: list[_Open] = []          # files begun in an earlier chunk (few: they are big)
-    for chunk in chunks:
-        end = pos + len(chunk)
-        image.update(chunk)
-        view = memoryview(chunk)
-        if active:
-            still = []
-            for f in active:
-                hi = min(f.end, end) - pos
-                f.hasher.update(view[:hi])
-                if f.buf is not None:
-                    f.buf += view[:hi]
-                if f.end <= end:
-                    digests[f.extent.path] = f.hasher.hexdigest()
-                    if f.buf is not None:
-                        captured[f.extent.path] = f.buf
-                else:
-                    still.append(f)
-            active = still
-        while nxt < total and starts[nxt] < end:      # files that begin in this chunk
-            e, first = ordered[nxt], starts[nxt]
-            nxt += 1
-            last = first + e.size
-            if last <= end:                            # wholly inside: hash it at once
-                piece = view[first - pos:last - pos]
-                digests[e.path] = sha256(piece).hexdigest()
-                if e.path in capture:
-                    captured[e.path] = bytes(piece)
-            else:
-                f = _Open(e, e.path in capture)
-                f.hasher.update(view[first - pos:])
-                if f.buf is not None:
-                    f.buf += view[first - pos:]
-                active.append(f)
-        pos = end
-        if progress:
-            progress(pos, length or pos)
-    result.missing = [f.extent.path for f in active] + [e.path for e in ordered[nxt:]]
-    result.image_sha256 = image.hexdigest()   # waits for the image thread
-    result.bytes_read = pos
+    m = hash_extents(chunks, [e.lba * SECTOR for e in extents], [e.size for e in extents],
+                     {k for k, e in enumerate(extents) if e.path in capture}, progress, length)
+    result = PassResult(m.image_sha256, m.bytes_read)
+    for e, d in zip(extents, m.digests):
+        if d is not None:
+            result.sha256[e.path] = d
+    result.captured = {extents[k].path: data for k, data in m.captured.items()}
+    result.missing = [e.path for e, d in sorted(zip(extents, m.digests), key=lambda x: x[0].lba)
+                      if d is None]
     return result
 
 

@@ -24,14 +24,16 @@ from __future__ import annotations
 import io
 import logging
 import re
+from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from manifests import signing
-from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME, decode_manifest_path
+from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME, decode_manifest_path, encode_manifest_path
 from manifests.catalog import CATALOG_NAME
 
-from .onepass import Extent, files_hit, hash_pass, ranges
+from .onepass import SECTOR, Extent, files_hit, hash_extents, ranges
 
 Progress = Callable[[int, int], None]
 
@@ -66,7 +68,7 @@ class Report:
     bad_sectors: list[tuple[int, int]] = field(default_factory=list)
     slow_sectors: list[tuple[int, int]] = field(default_factory=list)
     retried_sectors: int = 0
-    file_sha256: dict[str, str] = field(default_factory=dict, repr=False)
+    file_sha256: Mapping[str, str] = field(default_factory=dict, repr=False)
     tag_bytes: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
@@ -80,19 +82,92 @@ class Report:
         return "; ".join(lines + self.problems) or "passed"
 
 
+class FileTable:
+    """The files of an image, one entry each, held as columns.
+
+    ``paths`` (path in the bag), ``lbas`` (first 2048-byte sector),
+    ``sizes`` (bytes) and ``sha256`` (the recorded SHA-256 in hex, None for
+    a file whose hash the disc's own tag manifest gives); about 140 bytes a
+    file besides its path, against about 300 as (Extent, hex) pairs.
+    Iterating gives (:class:`Extent`, hex SHA-256 or None) pairs.
+    """
+
+    __slots__ = ("paths", "lbas", "sizes", "sha256")
+
+    def __init__(self, paths: list[str] | None = None, lbas: Iterable[int] = (),
+                 sizes: Iterable[int] = (), sha256: list[str | None] | None = None):
+        self.paths: list[str] = paths if paths is not None else []
+        self.lbas = array("q", lbas)
+        self.sizes = array("q", sizes)
+        self.sha256: list[str | None] = sha256 if sha256 is not None else []
+        if not len(self.paths) == len(self.lbas) == len(self.sizes) == len(self.sha256):
+            raise ValueError("a file table's columns differ in length")
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[tuple[str, int, int, str | None]]) -> "FileTable":
+        """A table from (path, first sector, size, hex SHA-256 or None) rows, e.g. a cursor's."""
+        t = cls()
+        paths, lbas, sizes, shas = t.paths.append, t.lbas.append, t.sizes.append, t.sha256.append
+        for path, lba, size, sha256 in rows:
+            paths(path)
+            lbas(lba)
+            sizes(size)
+            shas(sha256 if sha256 is None else sha256.lower())
+        return t
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[tuple[Extent, str | None]]:
+        for path, lba, size, sha256 in zip(self.paths, self.lbas, self.sizes, self.sha256):
+            yield Extent(path, lba, size), sha256
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the inventory says an image holds.
 
     ``length`` in bytes and ``sha256`` of the image; ``files``: every file
-    of the bag (payload and tag files) as :class:`Extent` with its recorded
-    SHA-256 in ``sha256`` (None for tag files, whose hashes the tag
-    manifest gives).
+    of the bag (payload and tag files) as a :class:`FileTable`, or given as
+    (:class:`Extent`, recorded hex SHA-256 or None) pairs, which become one
+    (None for tag files, whose hashes the tag manifest gives).
     """
 
     length: int
     sha256: str | None
-    files: tuple[tuple[Extent, str | None], ...]
+    files: FileTable
+
+    def __post_init__(self):
+        if not isinstance(self.files, FileTable):
+            object.__setattr__(self, "files", FileTable.of_rows(
+                (e.path, e.lba, e.size, sha) for e, sha in self.files))
+
+    @classmethod
+    def of_rows(cls, length: int, sha256: str | None,
+                rows: Iterable[tuple[str, int, int, str | None]]) -> "Expected":
+        """From (path, first sector, size, hex SHA-256 or None) rows; see :class:`FileTable`."""
+        return cls(length, sha256, FileTable.of_rows(rows))
+
+
+class FileDigests(Mapping):
+    """Measured SHA-256s (hex) as a read-only {path: hex} mapping; its index is built on first use."""
+
+    def __init__(self, paths: list[str], digests: list[str | None]):
+        self._paths, self._digests, self._index = paths, digests, None
+
+    def _lookup(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {p: k for k, p in enumerate(self._paths) if self._digests[k] is not None}
+        return self._index
+
+    def __getitem__(self, path: str) -> str:
+        return self._digests[self._lookup()[path]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self._lookup())
 
 
 _MANIFEST_LINE = re.compile(rb"([0-9a-fA-F]{64})[ \t]+(.+)")
@@ -135,48 +210,73 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
     read-back with zeros for unreadable sectors); ``bad`` the unreadable
     (first LBA, count) ranges the drive reported. ``keep_catalog`` keeps the
     disc's catalog's bytes in ``tag_bytes`` (for the four-property check).
-    Never raises for bad
-    content: every finding goes into the :class:`Report`.
+    Never raises for bad content: every finding goes into the
+    :class:`Report`. Memory: about 300 bytes a file besides its path.
     """
     report = Report()
-    extents = [e for e, _ in expected.files]
-    tags = {e.path for e in extents if not e.path.startswith("data/")
-            and (keep_catalog or e.path != CATALOG_NAME)}     # the catalog can be large
-    result = hash_pass(chunks, extents, capture=tags, progress=progress, length=expected.length)
-    report.image_sha256 = result.image_sha256
-    report.file_sha256, report.tag_bytes = result.sha256, result.captured
-    if result.bytes_read < expected.length:
-        report.problems.append(f"image ends after {result.bytes_read} of {expected.length} bytes")
-    report.image_ok = (result.bytes_read == expected.length
-                       and expected.sha256 in (None, result.image_sha256))
+    table = expected.files
+    paths = table.paths
+    tags = {k for k, p in enumerate(paths) if not p.startswith("data/")
+            and (keep_catalog or p != CATALOG_NAME)}     # the catalog can be large
+    m = hash_extents(chunks, [lba * SECTOR for lba in table.lbas], table.sizes, tags,
+                     progress, expected.length)
+    got = m.digests
+    report.image_sha256 = m.image_sha256
+    report.file_sha256 = FileDigests(paths, got)
+    report.tag_bytes = {paths[k]: data for k, data in m.captured.items()}
+    if m.bytes_read < expected.length:
+        report.problems.append(f"image ends after {m.bytes_read} of {expected.length} bytes")
+    report.image_ok = (m.bytes_read == expected.length
+                       and expected.sha256 in (None, m.image_sha256))
     if bad is None:
         bad = list(getattr(chunks, "bad", None) or [])   # a drive's reader lists them
-    hit, elsewhere = files_hit(bad, extents)
-    for extent, want in expected.files:
-        got = result.sha256.get(extent.path)
-        if got is None:
-            report.damaged.append((extent.path, "not read: the image ends before it"))
-        elif extent.path in hit:
-            report.damaged.append((extent.path, f"unreadable sectors {ranges(hit[extent.path])}"))
-        elif want is not None and got != want:
-            report.damaged.append((extent.path, "SHA-256 differs from the record"))
-        report.files_checked += got is not None
+    hit, elsewhere = files_hit(bad, (e for e, _ in table)) if bad else ({}, [])
+    for path, want, have in zip(paths, table.sha256, got):
+        if have is None:
+            report.damaged.append((path, "not read: the image ends before it"))
+        elif path in hit:
+            report.damaged.append((path, f"unreadable sectors {ranges(hit[path])}"))
+        elif want is not None and have != want:
+            report.damaged.append((path, "SHA-256 differs from the record"))
+    report.files_checked = len(got) - got.count(None)
     if elsewhere:
         report.problems.append(f"unreadable sectors {ranges(elsewhere)} in file system "
                                "structures or padding")
-    if not report.image_ok and result.bytes_read == expected.length:
+    if not report.image_ok and m.bytes_read == expected.length:
         if report.damaged:
             report.problems.append("image SHA-256 differs from the record")
         else:
             report.problems.append("image SHA-256 differs from the record while every file "
                                    "matches: the file system structures are damaged")
-    _check_bag(result.sha256, result.captured, extents, report,
-               already={p for p, _ in report.damaged})
-    _check_signature(result.captured, public_key_pem, report)
+    _check_bag(table, got, report.tag_bytes, report, already={p for p, _ in report.damaged})
+    _check_signature(report.tag_bytes, public_key_pem, report)
     return report
 
 
-def _check_bag(measured: dict[str, str], tags: dict[str, bytes], extents: list[Extent],
+def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None]) -> bool:
+    """Whether ``manifest`` is, byte for byte, the payload's measured hashes as written.
+
+    The manifest write_tag_files makes: ``<hex>  <path>`` per payload file
+    in the table's order. True means every line matches its file and every
+    payload file is listed, with no need to parse it; False says nothing
+    (the full check then finds what differs). Compared 4,096 lines at a time.
+    """
+    if None in got:
+        return False
+    lines = [f"{d}  {p}\n" for p, d in zip(table.paths, got) if p.startswith("data/")]
+    if any("%" in p or "\r" in p or "\n" in p for p in table.paths):
+        lines = [f"{d}  {encode_manifest_path(p)}\n"
+                 for p, d in zip(table.paths, got) if p.startswith("data/")]
+    pos = 0
+    for k in range(0, len(lines), 4096):
+        block = "".join(lines[k:k + 4096]).encode("utf-8")
+        if not manifest.startswith(block, pos):
+            return False
+        pos += len(block)
+    return pos == len(manifest)
+
+
+def _check_bag(table: FileTable, got: list[str | None], tags: dict[str, bytes],
                report: Report, already: set[str]) -> None:
     """RFC 8493 checks from the measured hashes and the tag files' bytes.
 
@@ -185,23 +285,30 @@ def _check_bag(measured: dict[str, str], tags: dict[str, bytes], extents: list[E
     before = len(report.problems)
     if tags.get("bagit.txt", b"").splitlines()[:1] != [b"BagIt-Version: 1.0"]:
         report.problems.append("bag: bagit.txt is missing or does not declare BagIt 1.0")
-    unlisted = {e.path for e in extents if e.path.startswith("data/")}   # shares the strings
-    payload_bytes, payload_files = 0, len(unlisted)
-    for e in extents:
-        if e.path.startswith("data/"):
-            payload_bytes += e.size
-    for path, digest in manifest_lines(tags.get(MANIFEST, b""), MANIFEST, report.problems):
-        if path in unlisted:
-            unlisted.discard(path)
-            if path not in already and measured.get(path) not in (None, digest):
-                report.problems.append(f"bag: {path} does not match {MANIFEST}")
-        elif path not in measured:
-            report.problems.append(f"bag: {path} is in {MANIFEST} but not on the disc")
-    for path in sorted(unlisted):
-        report.problems.append(f"bag: {path} is on the disc but not in {MANIFEST}")
+    payload_bytes = payload_files = 0
+    for path, size in zip(table.paths, table.sizes):
+        if path.startswith("data/"):
+            payload_bytes += size
+            payload_files += 1
+    manifest = tags.get(MANIFEST, b"")
+    if not _manifest_as_written(manifest, table, got):
+        measured = report.file_sha256
+        unlisted = {p for p in table.paths if p.startswith("data/")}   # shares the strings
+        for path, digest in manifest_lines(manifest, MANIFEST, report.problems):
+            if path in unlisted:
+                unlisted.discard(path)
+                if path not in already and measured.get(path) not in (None, digest):
+                    report.problems.append(f"bag: {path} does not match {MANIFEST}")
+            elif path not in measured:
+                report.problems.append(f"bag: {path} is in {MANIFEST} but not on the disc")
+        for path in sorted(unlisted):
+            report.problems.append(f"bag: {path} is on the disc but not in {MANIFEST}")
+    tag_digests = {p: d for p, d in zip(table.paths, got)
+                   if d is not None and not p.startswith("data/")}
     tagmanifest = parse_manifest(tags.get(TAG_MANIFEST, b""), TAG_MANIFEST, report.problems)
     for path, digest in tagmanifest.items():
-        if path not in already and measured.get(path) != digest:
+        mine = report.file_sha256.get(path) if path.startswith("data/") else tag_digests.get(path)
+        if path not in already and mine != digest:
             report.problems.append(f"bag: tag file {path} does not match {TAG_MANIFEST}")
     info = parse_bag_info(tags.get("bag-info.txt", b""))
     oxum = f"{payload_bytes}.{payload_files}"
