@@ -303,20 +303,29 @@ def discs(home, as_json):
     """List every disc copy with its state, burn date and re-burn due date."""
     with _errors():
         inv = _inventory(home)
-        rows = inv.discs()
+        rows = inv.discs() + inv.unburned()
         inv.close()
     if as_json:
-        _emit_json([{k: r[k] for k in _DISC_FIELDS + ["record_count"]} for r in rows])
+        _emit_json([{k: r.get(k) for k in _DISC_FIELDS + ["record_count"]} for r in rows])
         return
     if not rows:
         click.echo("no discs yet: run `discarchive archive SOURCE`")
         return
-    fmt = "{:<18} {:<9} {:<7} {:>7} {:<10} {:<10} {:<8}"
+    width = max(18, *(len(r["disc_id"]) + 1 for r in rows))
+    states = max(9, *(len(r["state"]) for r in rows))
+    media = max(7, *(len(r["medium"] or "") for r in rows))
+    fmt = f"{{:<{width}}} {{:<{states}}} {{:<{media}}} {{:>7}} {{:<10}} {{:<10}} {{:<8}}"
     click.echo(fmt.format("DISC", "STATE", "MEDIUM", "RECORDS", "BURNED", "DUE", "VERIFIED"))
     for r in rows:
-        click.echo(fmt.format(r["disc_id"], r["state"], r["medium"], r["record_count"],
-                              (r["burned_at"] or "-")[:10], r["due_at"] or "-",
-                              r["verification"] or "-").rstrip())
+        current = r["state"] in ("verified", "damaged")
+        click.echo(fmt.format(r["disc_id"], r["state"], r["medium"] or "-", r["record_count"],
+                              (r.get("burned_at") or "-")[:10],
+                              (r.get("due_at") if current else None) or "-",
+                              r.get("verification") or "-").rstrip())
+    waiting = sorted({r["set_id"] for r in rows if r["state"] == "not burned"})
+    if waiting:
+        click.echo(f"{len(waiting)} image(s) recorded but not burned (a job was stopped): "
+                   f"`discarchive burn {waiting[0]}`" + (" and so on" if len(waiting) > 1 else ""))
 
 
 @main.command()
@@ -456,6 +465,11 @@ def audit(home, as_json):
             click.echo(f"first break: event {report.first_break[0]} ({report.first_break[1]})")
         for p in report.problems:
             click.echo(_safe(p))
+    if not report.ok and report.first_break is None and report.checkpoint_break is None:
+        _fail("the event log's chain is intact but nothing signs it: if the only job was "
+              "killed, run any job (e.g. `discarchive verify DISC`) to sign it; if you did not "
+              "kill one, compare the inventory with an earlier export (discarchive export-log)",
+              EXIT_FAILED)
     if not report.ok:
         _fail("the event log has been changed: keep the inventory as it is and compare it "
               "with an earlier export (discarchive export-log)", EXIT_FAILED)

@@ -595,6 +595,29 @@ class Inventory:
             "SELECT d.*, s.record_count, s.file_count, s.payload_bytes, s.state AS set_state "
             "FROM discs d JOIN disc_sets s USING (set_id) ORDER BY d.set_id DESC, d.copy_label"))
 
+    def unburned(self) -> list[dict[str, Any]]:
+        """Copies a recorded image still waits for: no ``discs`` row yet (its job was killed
+        between recording the image and starting that copy's burn).
+
+        Rows as :meth:`discs` gives them, ``state`` ``not burned``, ``copy_label``
+        A, B... up to the set's ``copies``; newest image first.
+        """
+        labels = "ABCDEFGHI"
+        have: dict[str, set[str]] = {}
+        for set_id, label in self.db.execute("SELECT set_id, copy_label FROM discs"):
+            have.setdefault(set_id, set()).add(label)
+        rows = []
+        for s in self.db.query("SELECT set_id, media, copies, record_count, file_count, "
+                               "payload_bytes, state FROM disc_sets ORDER BY set_id DESC"):
+            for label in labels[:s["copies"] or 0]:
+                if label not in have.get(s["set_id"], ()):
+                    rows.append({"disc_id": f"{s['set_id']}-{label}", "set_id": s["set_id"],
+                                 "copy_label": label, "state": "not burned",
+                                 "medium": s["media"], "record_count": s["record_count"],
+                                 "file_count": s["file_count"],
+                                 "payload_bytes": s["payload_bytes"], "set_state": s["state"]})
+        return rows
+
     def disc(self, disc_id: str) -> dict[str, Any] | None:
         """One copy with its set's fields, or None."""
         rows = list(self.db.query("SELECT * FROM discs WHERE disc_id = ?", [disc_id]))

@@ -528,3 +528,15 @@ def test_the_documented_example_hash(pem):
     stated = re.search(r"Its `sha256`: `([0-9a-f]{64})`", doc).group(1)
     assert canonical_json(json.loads(line)) == line.encode("utf-8")
     assert entry_sha256(json.loads(line)) == stated
+
+
+def test_audit_of_an_unsigned_but_intact_chain_says_how_to_sign_it(home, run, one_set_archive):
+    assert run("archive", str(one_set_archive)).exit_code == 0
+    db = sqlite3.connect(home / "inventory.db")
+    db.execute("DELETE FROM checkpoints")          # as after a job killed before its end
+    db.commit()
+    db.close()
+    res = run("audit")
+    assert res.exit_code == 1
+    assert "chain is intact but nothing signs it" in res.stderr
+    assert "has been changed" not in res.stderr

@@ -145,3 +145,21 @@ def test_split_sorts_items_against_the_latest_version(home):
         assert (same.unchanged, same.versions, same.unfinished) == (1, {}, [])
     finally:
         inv.close()
+
+
+def test_discs_lists_the_copies_of_an_image_recorded_but_never_burned(run, home):
+    from inventory.store import Inventory
+    inv = Inventory.open(home / "inventory.db")
+    try:    # as a kill between recording a set's images and the first burn leaves it
+        inv.record_set({"set_id": "160-2024-S01-01", "source": "/src", "state": "mastered",
+                        "media": "dvd-r", "copies": 2, "record_count": 3}, [], [])
+    finally:
+        inv.close()
+    res = _ok(run("discs"))
+    lines = [line.split() for line in res.stdout.splitlines()[1:3]]
+    assert [(w[0], w[1], w[2]) for w in lines] == [
+        ("160-2024-S01-01-A", "not", "burned"), ("160-2024-S01-01-B", "not", "burned")]
+    assert "`discarchive burn 160-2024-S01-01`" in res.stdout
+    listed = json.loads(_ok(run("discs", "--json")).stdout)
+    assert [(d["disc_id"], d["state"]) for d in listed] == [
+        ("160-2024-S01-01-A", "not burned"), ("160-2024-S01-01-B", "not burned")]
