@@ -6,7 +6,8 @@ daylight-saving time):
 
 ``intake``
     scan the source folders (:mod:`daemon.intake`) and pack each settled
-    batch that fills ``fill_share`` of a medium (:func:`daemon.jobs.archive`).
+    batch that fills ``fill_share`` of a medium (:func:`daemon.jobs.archive`:
+    a disc set per fonds, year and side, each of as many discs as it needs).
 ``deadline``
     the annual handover (default 31 January): pack every settled batch.
 ``due_check``
@@ -35,9 +36,11 @@ the digest write only the daemon's own tables, each change in one
 transaction, and take no lock. The daemon's own lock is ``HOME/daemon.pid``
 (:func:`pid_lock`), held for its whole life.
 
-A batch whose packing was killed is finished at the next intake
-(:meth:`Daemon.finish_set`): copies cut short are read back first and kept
-when good, and only copies without a good medium are burned again.
+A batch whose packing was killed is finished at the next intake: each
+image recorded for it and not yet archived (:meth:`Daemon.finish_set`:
+copies cut short are read back first and kept when good, and only copies
+without a good medium are burned again), then the batch is packed again for
+the sets not yet recorded at the kill.
 
 The watchdog: under systemd the daemon tells ``WATCHDOG=1`` only while it
 is idle or its job makes progress (the reporter's progress callbacks; see
@@ -385,7 +388,8 @@ class Daemon:
                  copies=",".join(f"{d}={s}" for d, s in result.copies.items()) or None)
 
     def finish_set(self, cfg: Config, set_id: str) -> str:
-        """Finish a set whose main job was killed; returns ``archived`` or ``failed``.
+        """Finish one image (``disc_sets.set_id``, ``160-2024-S01-02``) whose main job was
+        killed; returns its state then, ``archived`` or ``failed``.
 
         First each copy left ``burning`` or ``burned`` is read back from the
         medium of its last burn attempt (:func:`daemon.jobs.verify_disc`
