@@ -305,6 +305,34 @@ def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
     assert "event=intake.interrupted" in log2.getvalue()
 
 
+def test_an_interrupted_batch_that_cannot_be_finished_names_the_disc_to_burn(
+        home, tmp_path, one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    d.tick(start + dt.timedelta(hours=1))                     # deadline: packed
+    (path,) = intake_rows(cfg)
+    inv = Inventory.open(cfg.inventory_path)
+    (image,) = inv.db.query("SELECT * FROM disc_sets")
+    copy = inv.copies(image["set_id"])[1]["disc_id"]
+    # as if killed while packing, with copy B failed and the image no longer kept
+    inv.update_disc(copy, state="failed", failure="no blank medium")
+    inv.update_set(image["set_id"], state="failed", image_path=None)
+    with inv.transaction():
+        inv.db["intake"].update(path, {"state": "packing", "set_id": None})
+    inv.close()
+    d2, _, log2 = make_daemon(config.load(home), start)
+    inv = Inventory.open(cfg.inventory_path)
+    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
+    inv.close()
+    row = intake_rows(cfg)[path]
+    assert row["state"] == "failed" and row["set_id"] == image["group_id"]
+    assert row["detail"] == f"a copy failed: burn it with `discarchive burn {image['set_id']}`"
+    assert f"event=recover.no_burn set_id={image['set_id']}" in log2.getvalue()
+    assert set_count(cfg) == 1                               # not packed again meanwhile
+
+
 def test_packing_killed_before_anything_was_recorded_packs_again(home, tmp_path,
                                                                  one_set_archive):
     cfg, _ = intake_home(home, tmp_path, one_set_archive)
