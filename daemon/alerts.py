@@ -1,6 +1,8 @@
 """Alerts: what needs a person, kept once per subject and threshold, sent as a daily digest.
 
-Kinds (``kind`` / ``threshold``; the subject is a disc ID unless said):
+Kinds (``kind`` / ``threshold``; the subject is a copy's ID, ``discs.disc_id``
+such as ``160-2025-S01-02-A``, unless said; the message names the copy and
+which disc of which set it holds, ``disc 2 of 3 of set 160-2025-S01``):
 
 ``reburn-due`` / ``90d``, ``30d``, ``7d`` (the ``[alerts] lead_days``), ``due``
     the disc's re-burn due date (``discs.due_at``) is that near, or here:
@@ -145,9 +147,19 @@ def flag_alert(inv: Inventory, disc: dict[str, Any], now: dt.datetime, log=None)
     disc_id, reason = disc["disc_id"], disc["reburn_reason"]
     when = (disc.get("flagged_at") or "")[:10] or "-"
     return raise_alert(inv, "reburn-early", disc_id, "flagged", now,
-                       f"disc {disc_id} was flagged for an early re-burn at its inspection of "
+                       f"{copy_text(disc)} was flagged for an early re-burn at its inspection of "
                        f"{when}: {reason}; re-burn it (`discarchive reburn {disc_id}`)",
                        disc.get("due_at"), lc.place(disc), log)
+
+
+def copy_text(disc: dict[str, Any]) -> str:
+    """How an alert names a copy: ``copy 160-2025-S01-02-A (disc 2 of 3 of set 160-2025-S01)``.
+
+    ``disc`` is a ``discs`` row with its set's fields (``inv.disc``, or
+    :func:`inventory.lifecycle.with_sets`); one without them is its own set.
+    """
+    return f"copy {disc['disc_id']} ({lc.volume_text(disc)})" if disc.get("set_id") \
+        else f"copy {disc['disc_id']}"
 
 
 def check(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> int:
@@ -167,14 +179,15 @@ def check(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> int:
     reburn = {r["disc_id"]: r for r in
               lc.due(inv, today, cfg.lifecycle, cfg.reburn_years)["reburn"]}
     raised = 0
-    for d in inv.discs():
+    for d in lc.with_sets(inv, inv.discs()):
         disc_id, state, where = d["disc_id"], d["state"], lc.place(d)
+        copy = copy_text(d)
         if d["due_at"] and state in lc.CURRENT_STATES:
             due = dt.date.fromisoformat(d["due_at"][:10])
             t = _lead((due - today).days, leads) if due > today else None
             if t:
                 raised += raise_alert(inv, "reburn-due", disc_id, t, now,
-                                      f"disc {disc_id} is due for re-burning on {due}, in "
+                                      f"{copy} is due for re-burning on {due}, in "
                                       f"{(due - today).days} days", d["due_at"], where, log)
         listed = reburn.get(disc_id)
         if listed and listed["due_at"] and listed["due_at"][:10] <= today.isoformat():
@@ -182,26 +195,26 @@ def check(cfg: Config, inv: Inventory, now: dt.datetime, log=None) -> int:
             what = (f"is due for re-burning today ({due})" if due == today.isoformat()
                     else f"was due for re-burning on {due}")
             raised += raise_alert(inv, "reburn-due", disc_id, "due", now,
-                                  f"disc {disc_id} {what}: re-burn it (`discarchive reburn "
+                                  f"{copy} {what}: re-burn it (`discarchive reburn "
                                   f"{disc_id}`)", d["due_at"], where, log)
         if listed and listed["reburn_reason"]:
             raised += flag_alert(inv, d, now, log)
         if state == "failed":
             t = "verification" if d["failure_class"] == "verification" else "burn"
             raised += raise_alert(inv, "copy-failed", disc_id, t, now,
-                                  f"disc {disc_id}: {t} failed ({d['failure'] or '-'}); burn it "
+                                  f"{copy}: {t} failed ({d['failure'] or '-'}); burn it "
                                   f"again with `discarchive burn {d['set_id']}`",
                                   d["due_at"], where, log)
         if listed and state == "damaged":
             raised += raise_alert(inv, "damaged", disc_id, "damaged", now,
-                                  f"disc {disc_id} failed its read-back ({d['failure'] or '-'}):"
+                                  f"{copy} failed its read-back ({d['failure'] or '-'}):"
                                   f" re-burn it from a good copy (`discarchive reburn "
                                   f"{disc_id}`)", d["due_at"], where, log)
         if state == "verified":
             if lc.inspection_overdue(d, today, cfg.reburn_years):
                 raised += raise_alert(
                     inv, "inspection-overdue", disc_id, "overdue", now,
-                    f"disc {disc_id} has not been inspected since "
+                    f"{copy} has not been inspected since "
                     f"{lc.last_checked(d)[:10]}, though every disc is inspected once per "
                     f"{cfg.reburn_years}-year re-burn cycle: inspect it (`discarchive inspect "
                     f"{disc_id}`)", d["due_at"], where, log)
@@ -278,10 +291,10 @@ def disc_unreadable(cfg: Config, inv: Inventory, disc_id: str, exc: Exception,
     path = disc.get("medium_path")
     if path and not str(path).startswith("/dev/") and not os.path.exists(path):
         return raise_alert(inv, "missing", disc_id, "missing", now,
-                           f"disc {disc_id} is missing: its medium {path} is gone; find it, "
+                           f"{copy_text(disc)} is missing: its medium {path} is gone; find it, "
                            "or re-burn it from a good copy", disc.get("due_at"), where, log)
     return raise_alert(inv, "insert-disc", disc_id, "inspection", now,
-                       f"disc {disc_id} is due for inspection: insert it into drive "
+                       f"{copy_text(disc)} is due for inspection: insert it into drive "
                        f"{disc.get('drive') or 'any'} ({exc})",
                        disc.get("due_at"), where, log)
 
@@ -307,13 +320,19 @@ def ack(inv: Inventory, alert_id: int, who: str, now: dt.datetime) -> dict[str, 
 # -- channels ---------------------------------------------------------------
 
 def _digest_rows(inv: Inventory, rows: list[dict]) -> list[dict[str, Any]]:
-    """The digest's alerts; a disc alert's ``location`` is where the disc is now (it may
-    have been shelved or moved since the alert was raised)."""
+    """The digest's alerts; a copy's alert carries ``disc_id`` (the copy's ID), ``disc``
+    (its image: ``160-2025-S01-02``), ``set`` (``160-2025-S01``), ``volume`` (``2 of 3``)
+    and ``location``, where the copy is now (it may have been shelved or moved since the
+    alert was raised); the others carry None there."""
     out = []
     for r in rows:
         disc = inv.disc(r["subject"]) if r["kind"] in DISC_KINDS else None
         out.append({"id": r["id"], "kind": r["kind"], "threshold": r["threshold"],
                     "disc_id": r["subject"] if r["kind"] in DISC_KINDS else None,
+                    "disc": disc["set_id"] if disc else None,
+                    "set": (disc.get("group_id") or disc["set_id"]) if disc else None,
+                    "volume": f"{disc.get('volume') or 1} of {disc.get('volumes') or 1}"
+                    if disc else None,
                     "subject": r["subject"] if r["kind"] in DISC_KINDS
                     else mask_path(r["subject"]),
                     "location": lc.place(disc) if disc else r["location"],
@@ -339,7 +358,8 @@ def email_digest(cfg: Config, alerts: list[dict[str, Any]], now: dt.datetime) ->
     for r in alerts:
         lines.append(f"#{r['id']} [{r['kind']} {r['threshold']}] {r['message']}")
         if r["disc_id"]:
-            lines.append(f"    disc: {r['disc_id']}  location: {r['location'] or '-'}  "
+            which = f" (disc {r['volume']} of set {r['set']})" if r.get("set") else ""
+            lines.append(f"    copy: {r['disc_id']}{which}  location: {r['location'] or '-'}  "
                          f"due: {r['due_at'] or '-'}")
     lines += ["", "Acknowledge one with `discarchive alerts --ack ID`."]
     msg.set_content("\n".join(lines) + "\n")

@@ -2,19 +2,29 @@
 
 Each folder directly inside a configured source folder (``[daemon] sources``)
 is a *batch*: one delivery of records (a year's handover, a month's scans),
-archived as one disc set by :func:`daemon.jobs.archive`. Deliver new records
-as a new batch folder; a batch is archived once (one changed after that is
-logged, never archived over). The ``intake`` table keeps each batch's state:
+archived by one run of :func:`daemon.jobs.archive`, which makes a disc set
+per fonds, year and side (收/支), each of as many discs (images) as it needs.
+Deliver new records as a new batch folder; a batch is archived once (one
+changed after that is logged, never archived over). The ``intake`` table
+keeps each batch's state:
 
 ``pending`` -> ``packing`` (committed before the main job starts) ->
-``archived`` (every copy verified) | ``failed`` (a copy failed, or the
-batch cannot be archived: see ``detail``).
+``archived`` (every copy of every image verified) | ``failed`` (a copy
+failed, or the batch cannot be archived: see ``detail``).
+
+``set_id`` holds the comma-separated IDs of the disc sets the batch made
+(``disc_sets.group_id``, ``160-2024-S01,160-2024-Z01``), except while it is
+``interrupted`` (below).
 
 A daemon killed while a batch is ``packing`` finds, at the next scan, either
-the disc set the main job recorded for it (the batch becomes ``interrupted``
-with that set's ID, or ``archived`` if the set is; the daemon then finishes
-the set: see :meth:`daemon.service.Daemon.finish_set`) or none (nothing was
-recorded, so the batch is ``pending`` again and is packed anew).
+images the main job recorded for it (the batch becomes ``interrupted`` with
+``set_id`` the comma-separated IDs of those images not yet archived, or
+``archived`` if every one is; the daemon then finishes each image, see
+:meth:`daemon.service.Daemon.finish_set`, and packs the batch again, so the
+sets whose images were not yet recorded when it was killed are made: a run
+records each set's images in one transaction, set after set, before it burns
+the first) or none (nothing was recorded, so the batch is ``pending`` again
+and is packed anew).
 """
 
 from __future__ import annotations
@@ -104,19 +114,32 @@ def scan_sources(cfg: Config, inv: Inventory, now: dt.datetime, log) -> list[Bat
 def _settle_interrupted(inv: Inventory, path: str) -> dict:
     """The state of a batch whose packing was cut short, and the images recorded for it.
 
-    ``set_id`` is then the comma-separated IDs (``disc_sets.set_id``) of
-    the batch's images that are not yet archived: a run records all the
-    images of its sets before it burns the first.
+    ``interrupted``: ``set_id`` is the comma-separated IDs
+    (``disc_sets.set_id``) of the batch's images that are not yet archived.
+    ``archived`` (every recorded image is: a run records the images of all
+    its sets before it burns the first): ``set_id`` is the batch's sets.
+    ``pending``: nothing was recorded.
     """
-    rows = list(inv.db.query(
-        "SELECT set_id, state FROM disc_sets WHERE source IN (?, ?) ORDER BY set_id",
-        [path, str(Path(path) / "data")]))
+    rows = images(inv, path)
     if not rows:
         return {"state": "pending", "detail": "packing was interrupted before anything was "
                 "recorded: packed again"}
     open_ = [r["set_id"] for r in rows if r["state"] != "archived"]
-    return {"state": "interrupted" if open_ else "archived",
-            "set_id": ",".join(open_ or [r["set_id"] for r in rows]), "detail": None}
+    if not open_:
+        return {"state": "archived", "set_id": ",".join(set_ids(inv, path)), "detail": None}
+    return {"state": "interrupted", "set_id": ",".join(open_), "detail": None}
+
+
+def images(inv: Inventory, path: str) -> list[dict]:
+    """The images (``disc_sets`` rows) recorded from batch ``path``, in recording order."""
+    return list(inv.db.query(
+        "SELECT set_id, group_id, state FROM disc_sets WHERE source IN (?, ?) "
+        "ORDER BY created_at, group_id, volume", [path, str(Path(path) / "data")]))
+
+
+def set_ids(inv: Inventory, path: str) -> list[str]:
+    """The IDs of the disc sets (``group_id``) made from batch ``path``, in recording order."""
+    return list(dict.fromkeys(r["group_id"] or r["set_id"] for r in images(inv, path)))
 
 
 def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -> list[Batch]:
@@ -136,7 +159,7 @@ def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -
 
 
 def interrupted(inv: Inventory) -> list[dict]:
-    """The batches whose packing was cut short after their disc set was recorded."""
+    """The batches whose packing was cut short after images of theirs were recorded."""
     return list(inv.db.query("SELECT * FROM intake WHERE state = 'interrupted' ORDER BY path"))
 
 

@@ -6,21 +6,24 @@ on with other work; the request is shown by ``discarchive queue`` and, as an
 alert, in the digest. At every tick the daemon looks at the drives named
 by the waiting requests:
 
-* ``disc`` (an inspection needs disc ``disc_id``): once a disc is in the
-  drive, it is recognised by its ISO 9660 volume ID (the set ID, ECMA-119
+* ``disc`` (an inspection needs copy ``disc_id``, e.g. ``160-2025-S01-02-A``,
+  of image ``set_id``, ``160-2025-S01-02``): once a disc is in the drive,
+  it is recognised by its ISO 9660 volume ID (the image's ID, ECMA-119
   primary volume descriptor) and its disc description file (说明文件.txt,
-  the tag file that names the disc set and the disc, ``Bag-Count``; see
-  :func:`check_description`). The right disc is inspected
+  the tag file that names the disc set, the disc k of n and its item
+  range; see :func:`check_description`). The right disc is inspected
   (:func:`daemon.lifecycle.inspect`: read back in full, its health signals
   recorded and judged); a wrong one gets a note on the request (nothing is
   read back or recorded for it);
-* ``blank`` (a copy needs a new blank medium): once a blank medium is in the
-  drive, the set's unverified copies are burned from the kept image
-  (:func:`daemon.jobs.burn_set`); a written medium gets a note, never a write.
+* ``blank`` (copy ``disc_id`` of image ``set_id`` needs a new blank
+  medium): once a blank medium is in the drive, that image's unverified
+  copies are burned from its kept image (:func:`daemon.jobs.burn_set` on
+  the one image, not its whole set); a written medium gets a note, never a
+  write.
 
-Copies A, B... of a set hold the same image, so the volume ID tells the set,
-not the copy: the operator takes the copy named on the request (its ID is
-written on the disc).
+Copies A, B... of a disc hold the same image, so the volume ID tells the
+disc, not the copy: the operator takes the copy named on the request (its
+ID is written on the disc).
 
 ``state``: ``waiting`` -> ``done`` (``outcome`` says how it went) or
 ``cancelled`` (the job no longer needs it: the disc was verified meanwhile).
@@ -93,8 +96,19 @@ def volume_id(drive) -> str | None:
 
 
 _NAMES = re.compile(r"^.*\bDisc set:[ \t]*(?P<set>\S+)[ \t]*$"
-                    r"|^.*\bDisc:[ \t]*(?P<disc>\S.*?)[ \t]*$", re.MULTILINE)
-"""The description file's ``Disc set:`` (External-Identifier) and ``Disc:`` (Bag-Count) lines."""
+                    r"|^.*\bThis disc:[ \t]*(?P<disc>[^\s,]+)[^\n]*?"
+                    r"(?:\(disc[ \t]+(?P<count>\d+ of \d+)\))?[ \t]*$"
+                    r"|^.*\bItems:[ \t]*(?P<items>\S.*?)[ \t]*$", re.MULTILINE)
+"""The lines of the description file (manifests.bag) that say which disc it is:
+``Disc set:`` (the bag's Bag-Group-Identifier), ``This disc:`` (its
+External-Identifier, and ``(disc k of n)``, its Bag-Count) and ``Items:``
+(the first and last archival code on the disc)."""
+
+
+def described(text: str) -> dict[str, str]:
+    """What a description file's text names: ``set``, ``disc``, ``count`` (``k of n``),
+    ``items`` (``FIRST to LAST``); a name it does not give is left out."""
+    return {k: v for m in _NAMES.finditer(text) for k, v in m.groupdict().items() if v}
 
 
 def read_extent(drive, lba: int, size: int) -> tuple[bytes, bool]:
@@ -115,24 +129,25 @@ def read_extent(drive, lba: int, size: int) -> tuple[bytes, bool]:
 
 
 def check_description(drive, inv: Inventory, set_id: str) -> tuple[bool, str]:
-    """Whether the disc in ``drive`` is set ``set_id``'s by its description file: (ok, why).
+    """Whether the disc in ``drive`` is image ``set_id``'s by its description file: (ok, why).
 
+    ``set_id`` is an image's ID (``disc_sets.set_id``, ``160-2025-S01-02``).
     The description file (:data:`manifests.bag.DESCRIPTION_NAME`) is read
     where the inventory recorded it (``disc_sets.tag_files``: first sector,
     size, SHA-256). Its SHA-256 as recorded: the disc is the one asked for.
-    It names another disc set or disc (``Disc set:``, ``Disc:`` lines, the
-    bag's External-Identifier and Bag-Count) or is not a description at
-    all: not ok, and ``why`` says what the disc holds. Its sectors cannot
-    be read: ok, as the volume ID already matched (a damaged disc is what an
-    inspection is for; it records the damage). A set with no description
-    recorded: ok on the volume ID alone. Raises DriveError when the disc
-    cannot be read at all.
+    Otherwise not ok, and ``why`` says what the disc holds: the disc set,
+    the disc (k of n) and the item range its description names
+    (:func:`described`), or that it holds no description at all. Its
+    sectors cannot be read: ok, as the volume ID already matched (a damaged
+    disc is what an inspection is for; it records the damage). An image
+    with no description recorded: ok on the volume ID alone. Raises
+    DriveError when the disc cannot be read at all.
     """
     s = inv.disc_set(set_id)
     recorded = {name: (lba, size, sha) for name, lba, size, sha in
                 json.loads((s or {}).get("tag_files") or "[]")}
     if DESCRIPTION_NAME not in recorded:
-        return True, "no description file recorded for this set: known by its volume ID"
+        return True, "no description file recorded for this disc: known by its volume ID"
     lba, size, sha = recorded[DESCRIPTION_NAME]
     data, unreadable = read_extent(drive, lba, size)
     if hashlib.sha256(data).hexdigest() == sha:
@@ -140,10 +155,10 @@ def check_description(drive, inv: Inventory, set_id: str) -> tuple[bool, str]:
     if unreadable:
         return True, f"its {DESCRIPTION_NAME} cannot be read in full (the inspection will " \
                      "tell the damage)"
-    found = {k: v for m in _NAMES.finditer(data.decode("utf-8", "replace"))
-             for k, v in m.groupdict().items() if v}
-    if "set" not in found:
+    found = described(data.decode("utf-8", "replace"))
+    if "set" not in found or "disc" not in found:
         return False, f"it holds no discarchive description file ({DESCRIPTION_NAME}) where " \
-                      f"disc set {set_id} has one"
+                      f"disc {set_id} has one"
     return False, (f"its description file ({DESCRIPTION_NAME}) names disc set {found['set']}, "
-                   f"disc {found.get('disc', '?')}")
+                   f"disc {found['disc']} ({found.get('count', '?')}), "
+                   f"items {found.get('items', '?')}")

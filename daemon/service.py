@@ -6,7 +6,8 @@ daylight-saving time):
 
 ``intake``
     scan the source folders (:mod:`daemon.intake`) and pack each settled
-    batch that fills ``fill_share`` of a medium (:func:`daemon.jobs.archive`).
+    batch that fills ``fill_share`` of a medium (:func:`daemon.jobs.archive`:
+    a disc set per fonds, year and side, each of as many discs as it needs).
 ``deadline``
     the annual handover (default 31 January): pack every settled batch.
 ``due_check``
@@ -35,9 +36,11 @@ the digest write only the daemon's own tables, each change in one
 transaction, and take no lock. The daemon's own lock is ``HOME/daemon.pid``
 (:func:`pid_lock`), held for its whole life.
 
-A batch whose packing was killed is finished at the next intake
-(:meth:`Daemon.finish_set`): copies cut short are read back first and kept
-when good, and only copies without a good medium are burned again.
+A batch whose packing was killed is finished at the next intake: each
+image recorded for it and not yet archived (:meth:`Daemon.finish_set`:
+copies cut short are read back first and kept when good, and only copies
+without a good medium are burned again), then the batch is packed again for
+the sets not yet recorded at the kill.
 
 The watchdog: under systemd the daemon tells ``WATCHDOG=1`` only while it
 is idle or its job makes progress (the reporter's progress callbacks; see
@@ -110,6 +113,12 @@ def pid_lock(home: Path):
         yield
     finally:
         os.close(fd)
+
+
+def _burn_hint(images: list[str]) -> str:
+    """What to do about images whose copies are not all verified: one ``burn`` each."""
+    return "a copy failed: burn it with " + " and ".join(
+        f"`discarchive burn {i}`" for i in images)
 
 
 class _Stopped(Exception):
@@ -299,15 +308,27 @@ class Daemon:
     # -- the jobs --------------------------------------------------------
 
     def job_intake(self, inv: Inventory, cfg: Config, now: dt.datetime, deadline=False):
-        """Scan the sources and pack the batches that are ready; returns counts."""
+        """Scan the sources and pack the batches that are ready; returns counts.
+
+        A batch whose packing was killed after images of it were recorded
+        (``interrupted``) is finished first: each of those images
+        (:meth:`finish_set`), then the batch is packed again, which makes
+        the sets not yet recorded at the kill and burns nothing twice (a run
+        archives only the files not already on a set: daemon.incremental).
+        """
         pending = intake.scan_sources(cfg, inv, now, self.log)
         for row in intake.interrupted(inv):
             self._check_stop()
-            states = [self.finish_set(cfg, set_id) for set_id in row["set_id"].split(",")]
-            state = "archived" if all(s == "archived" for s in states) else "failed"
-            intake.mark(inv, row["path"], state=state,
-                        detail=None if state == "archived" else
-                        f"a copy failed: burn it with `discarchive burn {row['set_id']}`")
+            images = row["set_id"].split(",")
+            failed = [i for i in images if self.finish_set(cfg, i) != "archived"]
+            if failed:
+                intake.mark(inv, row["path"], state="failed",
+                            set_id=",".join(intake.set_ids(inv, row["path"])),
+                            detail=_burn_hint(failed))
+                continue
+            self._check_stop()
+            self._pack(inv, cfg, intake.Batch(row["path"], row["source_root"], row["bytes"] or 0,
+                                              row["files"] or 0, None), now)
         ready = intake.ready(cfg, pending, now, deadline)
         self.log("intake.scanned", pending=len(pending), ready=len(ready))
         packed = 0
@@ -322,6 +343,14 @@ class Daemon:
         return self.job_intake(inv, cfg, now, deadline=True)
 
     def _pack(self, inv: Inventory, cfg: Config, batch: intake.Batch, now: dt.datetime) -> None:
+        """Archive one batch (every set it makes) and record the outcome on its intake row.
+
+        A run that finds nothing new (a batch packed again after its images
+        were finished) leaves the batch ``archived`` with the sets made
+        before. It is ``archived`` when every image made from it is, else
+        ``failed`` with what to burn. The row's ``set_id`` names every set
+        made from the batch.
+        """
         intake.mark(inv, batch.path, state="packing", detail=None)
         self.log("pack.start", batch=batch.path, bytes=batch.bytes, files=batch.files)
         try:
@@ -343,16 +372,24 @@ class Daemon:
             alerts.raise_alert(inv, "batch-failed", batch.path, "failed", now,
                                f"a batch could not be archived: {exc}", log=self.log)
             return
-        intake.mark(inv, batch.path, state="archived" if result.ok else "failed",
-                    set_id=",".join(result.set_ids),
-                    detail=None if result.ok else "; ".join(
-                        f"{d}: {w}" for d, w in result.failures.items()))
-        self.log("pack.done", batch=batch.path, set_id=",".join(result.set_ids),
-                 outcome="archived" if result.ok else "failed",
-                 copies=",".join(f"{d}={s}" for d, s in result.copies.items()))
+        images = intake.images(inv, batch.path)
+        sets = intake.set_ids(inv, batch.path)
+        failed = [r["set_id"] for r in images if r["state"] != "archived"]
+        ok = bool(images) and not failed
+        detail = None
+        if not ok:
+            detail = "; ".join([f"{d}: {w}" for d, w in result.failures.items()]
+                               + [_burn_hint(failed) if failed else "nothing was archived"])
+        intake.mark(inv, batch.path, state="archived" if ok else "failed",
+                    set_id=",".join(sets) or None, detail=detail)
+        self.log("pack.done", batch=batch.path, set_id=",".join(result.set_ids) or None,
+                 images=",".join(r.set_id for r in result.images) or None,
+                 outcome="archived" if ok else "failed",
+                 copies=",".join(f"{d}={s}" for d, s in result.copies.items()) or None)
 
     def finish_set(self, cfg: Config, set_id: str) -> str:
-        """Finish a set whose main job was killed; returns ``archived`` or ``failed``.
+        """Finish one image (``disc_sets.set_id``, ``160-2024-S01-02``) whose main job was
+        killed; returns its state then, ``archived`` or ``failed``.
 
         First each copy left ``burning`` or ``burned`` is read back from the
         medium of its last burn attempt (:func:`daemon.jobs.verify_disc`
@@ -462,7 +499,7 @@ class Daemon:
         if exc.failure_class != "no-medium" or not disc or not spec or spec.get("media_dir"):
             return                   # file-backed media load themselves: nothing to insert
         where = lc.place(disc)
-        message = (f"insert disc {disc_id} "
+        message = (f"insert copy {disc_id} ({lc.volume_text(disc)}) "
                    f"{f'from {where}' if disc['cabinet'] is not None else f'({where})'} "
                    f"into drive {spec['name']} for its inspection")
         rid, new = requests.add(inv, "disc", spec["name"], message, now, disc_id=disc_id,
@@ -471,16 +508,22 @@ class Daemon:
             self.log("queue.request", id=rid, kind="disc", drive=spec["name"], disc_id=disc_id)
 
     def request_blank(self, drive: str, disc_id: str) -> None:
-        """Queue "insert a blank MEDIA into drive D" for copy ``disc_id`` (any thread)."""
+        """Queue "insert a blank MEDIA into drive D" for copy ``disc_id`` (any thread).
+
+        The request names the copy and its disc (image, ``set_id``): the
+        blank is burned with that image alone (:meth:`_answer_blank`).
+        """
         now = self.clock()
         inv = Inventory.open(self.cfg.inventory_path)
         try:
             disc = inv.disc(disc_id)
             set_id = disc["set_id"] if disc else disc_id.rsplit("-", 1)[0]
             media = (disc or {}).get("medium") or self.cfg.media
+            which = lc.volume_text(disc or {"set_id": set_id})
             rid, new = requests.add(
                 inv, "blank", drive, f"insert a blank {media.upper()} into drive {drive} "
-                f"for disc {disc_id}", now, disc_id=disc_id, set_id=set_id, media=media)
+                f"for copy {disc_id} ({which})", now, disc_id=disc_id, set_id=set_id,
+                media=media)
         finally:
             inv.close()
         if new:
@@ -535,14 +578,14 @@ class Daemon:
                      now: dt.datetime) -> None:
         """Inspect the disc inserted for a request if it is the one asked for.
 
-        Recognised by its volume ID (the set ID) and its description file
-        (:func:`daemon.queue.check_description`); anything else gets a note
-        on the request and is neither read back nor recorded.
+        Recognised by its volume ID (the image's ID, ``set_id``) and its
+        description file (:func:`daemon.queue.check_description`); anything
+        else gets a note on the request and is neither read back nor recorded.
         """
         found = requests.volume_id(drive)
         if found != req["set_id"]:
             why = (f"it holds {found or 'no ISO 9660 volume (a blank or foreign disc)'}, "
-                   f"not a copy of {req['set_id']}")
+                   f"not a copy of disc {req['set_id']}")
         else:
             ok, why = requests.check_description(drive, inv, req["set_id"])
             why = None if ok else (
@@ -575,7 +618,7 @@ class Daemon:
                 requests.update(inv, req["id"], now, note=note)
                 self.log("queue.not_blank", "warning", id=req["id"], drive=req["drive"])
             return
-        self.status(f"burning {req['set_id']} (blank inserted)")
+        self.status(f"burning {req['set_id']} (blank inserted)")   # this image only
         result = jobs.burn_set(cfg, req["set_id"],
                                reporter=DaemonReporter(self, f"burning {req['set_id']}"))
         outcome = "burned and verified" if result.ok else "; ".join(

@@ -38,7 +38,8 @@ class DaemonSettings:
     """``[daemon]``: what the daemon does and when (times in the zone ``timezone``).
 
     ``sources``: intake folders; each folder directly inside one is a batch
-    archived as one disc set. ``settle_minutes``: a batch changed more
+    archived by one run (a disc set per fonds, year and side, each of as many
+    discs as it needs). ``settle_minutes``: a batch changed more
     recently is left for a later scan. ``fill_share``: a batch is packed as
     soon as its bytes fill this share of one medium of the configured
     profile; at ``deadline`` every pending batch is packed (the annual

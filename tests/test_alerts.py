@@ -40,9 +40,9 @@ digest = "0 8 * * *"
 
 
 @pytest.fixture
-def burned(home, run, demo_archive):
-    """A home holding one archived set of two verified copies."""
-    assert run("archive", str(demo_archive)).exit_code == 0
+def burned(home, run, one_set_archive):
+    """A home holding one archived set of one disc, in two verified copies."""
+    assert run("archive", str(one_set_archive)).exit_code == 0
     return home
 
 
@@ -88,6 +88,13 @@ def test_reburn_alerts_come_at_each_lead_time_and_on_the_day_once_each(burned):
     assert got == expect
     assert log.getvalue().count("kind=reburn-due") == 8
     assert all(r["due_at"] == str(due) and r["location"] for r in rows)
+    # each names the copy and which disc of which set it holds, as the inventory has them
+    inv = Inventory.open(burned / "inventory.db")
+    for r in rows:
+        disc = inv.disc(r["subject"])
+        assert r["message"].startswith(f"copy {r['subject']} (disc {disc['volume']} of "
+                                       f"{disc['volumes']} of set {disc['group_id']}) ")
+    inv.close()
 
 
 def test_a_daemon_down_across_lead_times_raises_only_the_nearest(burned):
@@ -343,15 +350,22 @@ webhook_url = "{url}"
     assert mail["tls"] and mail["to"] == ["archives@bureau.example"]
     body = mail["message"].get_content()
     places = {a: "cabinet 防磁柜1, shelf 2, slot 14", b: "cabinet 防磁柜1, shelf 2, slot 15"}
+    image = discs[a]["set_id"]
+    inv = Inventory.open(burned / "inventory.db")
+    group = inv.disc_set(image)["group_id"]
+    inv.close()
+    assert discs[b]["set_id"] == image and image == f"{group}-01"    # two copies of one disc
     for disc_id, where in places.items():
         assert lc.place(discs[disc_id]) == where
-        assert f"disc: {disc_id}  location: {where}  due: {due}" in body
+        assert f"copy: {disc_id} (disc 1 of 1 of set {group})  location: {where}  " \
+               f"due: {due}" in body
     sent = calls[0]["json"]
     assert calls[0]["type"].startswith("application/json")
     assert sorted(x["disc_id"] for x in sent["alerts"]) == [a, b]
     for x in sent["alerts"]:
         assert x["due_at"] == str(due) and x["threshold"] == "30d"
         assert x["location"] == places[x["disc_id"]]
+        assert (x["disc"], x["set"], x["volume"]) == (image, group, "1 of 1")
     assert all(r["notified_at"] for r in alert_rows(burned))
     assert "event=digest.sent alerts=2 email=sent webhook=sent" in log.getvalue()
 

@@ -182,10 +182,11 @@ def test_a_bad_schedule_or_zone_is_one_config_error(home, run):
 
 # -- intake and packing ------------------------------------------------------
 
-def intake_home(home, tmp_path, demo_archive, batches=("2024",)):
+def intake_home(home, tmp_path, archive, batches=("2024",)):
+    """Each batch a copy of ``archive`` (one_set_archive: one set of one disc)."""
     incoming = tmp_path / "incoming"
     for name in batches:
-        shutil.copytree(demo_archive, incoming / name)
+        shutil.copytree(archive, incoming / name)
     cfg = configure(home, f"""
 [daemon]
 timezone = "Asia/Shanghai"
@@ -201,6 +202,7 @@ digest = "0 0 1 1 *"
 
 
 def set_count(cfg) -> int:
+    """How many images (``disc_sets`` rows) the inventory holds."""
     inv = Inventory.open(cfg.inventory_path)
     try:
         return inv.db.execute("SELECT count(*) FROM disc_sets").fetchone()[0]
@@ -221,6 +223,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def test_intake_waits_for_a_full_medium_or_the_deadline_and_packs_once(
         home, tmp_path, demo_archive):
+    """The demo archive as one batch: the deadline packs it once, as all the sets it makes."""
     cfg, incoming = intake_home(home, tmp_path, demo_archive)
     start = dt.datetime(2025, 1, 30, 12, 0, tzinfo=SHANGHAI)
     d, clock, log = make_daemon(cfg, start)
@@ -232,19 +235,24 @@ def test_intake_waits_for_a_full_medium_or_the_deadline_and_packs_once(
     at_deadline = dt.datetime(2025, 1, 31, 7, 0, tzinfo=SHANGHAI)
     assert d.tick(at_deadline) == {"intake": "ok", "deadline": "ok"}
     (row,) = intake_rows(cfg).values()
-    assert row["state"] == "archived" and row["set_id"]
     inv = Inventory.open(cfg.inventory_path)
-    assert inv.disc_set(row["set_id"])["state"] == "archived"
-    assert {c["state"] for c in inv.copies(row["set_id"])} == {"verified"}
+    made = list(inv.db.query("SELECT * FROM disc_sets ORDER BY set_id"))
+    groups = sorted({s["group_id"] for s in made})
+    assert len(groups) == 4 and len(made) == 4       # 2024 and 2025, 收 and 支: a disc each
+    assert row["state"] == "archived" and sorted(row["set_id"].split(",")) == groups
+    for group in row["set_id"].split(","):
+        for s in inv.group(group):
+            assert s["state"] == "archived" and s["source"] == row["path"]
+            assert [c["state"] for c in inv.copies(s["set_id"])] == ["verified", "verified"]
     inv.close()
-    assert "event=pack.done" in log.getvalue()
+    assert f"event=pack.done batch={row['path']} set_id={row['set_id']}" in log.getvalue()
     # later looks leave an archived batch alone
     assert d.tick(at_deadline + dt.timedelta(hours=1)) == {"intake": "ok"}
-    assert set_count(cfg) == 1
+    assert set_count(cfg) == 4
 
 
-def test_a_full_batch_is_packed_at_the_next_look(home, tmp_path, demo_archive):
-    cfg, _ = intake_home(home, tmp_path, demo_archive)
+def test_a_full_batch_is_packed_at_the_next_look(home, tmp_path, one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
     cfg.daemon.fill_share = 1e-6      # the demo archive fills this share of a DVD-R
     start = dt.datetime(2025, 6, 1, 12, 0, tzinfo=SHANGHAI)
     d, _, _ = make_daemon(cfg, start)
@@ -253,8 +261,8 @@ def test_a_full_batch_is_packed_at_the_next_look(home, tmp_path, demo_archive):
     assert set_count(cfg) == 1
 
 
-def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, demo_archive):
-    cfg, _ = intake_home(home, tmp_path, demo_archive)
+def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
     cfg.daemon.settle_minutes = 60
     now = dt.datetime.now(UTC)
     d, _, log = make_daemon(cfg, now)
@@ -270,8 +278,8 @@ def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, demo_arc
 
 
 def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
-        home, tmp_path, demo_archive):
-    cfg, incoming = intake_home(home, tmp_path, demo_archive)
+        home, tmp_path, one_set_archive):
+    cfg, incoming = intake_home(home, tmp_path, one_set_archive)
     start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
     d, _, log = make_daemon(cfg, start)
     d.tick(start)
@@ -288,16 +296,46 @@ def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
     d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
     inv.close()
     row = intake_rows(cfg)[path]
-    assert row["state"] == "archived" and row["set_id"]
     inv = Inventory.open(cfg.inventory_path)
+    (s,) = inv.db.query("SELECT * FROM disc_sets")
+    assert row["state"] == "archived" and row["set_id"] == s["group_id"]
     assert inv.db.execute("SELECT count(*) FROM burns").fetchone()[0] == burns
     inv.close()
     assert set_count(cfg) == 1
     assert "event=intake.interrupted" in log2.getvalue()
 
 
-def test_packing_killed_before_anything_was_recorded_packs_again(home, tmp_path, demo_archive):
-    cfg, _ = intake_home(home, tmp_path, demo_archive)
+def test_an_interrupted_batch_that_cannot_be_finished_names_the_disc_to_burn(
+        home, tmp_path, one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, log = make_daemon(cfg, start)
+    d.tick(start)
+    d.tick(start + dt.timedelta(hours=1))                     # deadline: packed
+    (path,) = intake_rows(cfg)
+    inv = Inventory.open(cfg.inventory_path)
+    (image,) = inv.db.query("SELECT * FROM disc_sets")
+    copy = inv.copies(image["set_id"])[1]["disc_id"]
+    # as if killed while packing, with copy B failed and the image no longer kept
+    inv.update_disc(copy, state="failed", failure="no blank medium")
+    inv.update_set(image["set_id"], state="failed", image_path=None)
+    with inv.transaction():
+        inv.db["intake"].update(path, {"state": "packing", "set_id": None})
+    inv.close()
+    d2, _, log2 = make_daemon(config.load(home), start)
+    inv = Inventory.open(cfg.inventory_path)
+    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
+    inv.close()
+    row = intake_rows(cfg)[path]
+    assert row["state"] == "failed" and row["set_id"] == image["group_id"]
+    assert row["detail"] == f"a copy failed: burn it with `discarchive burn {image['set_id']}`"
+    assert f"event=recover.no_burn set_id={image['set_id']}" in log2.getvalue()
+    assert set_count(cfg) == 1                               # not packed again meanwhile
+
+
+def test_packing_killed_before_anything_was_recorded_packs_again(home, tmp_path,
+                                                                 one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
     start = dt.datetime(2025, 1, 30, 6, 0, tzinfo=SHANGHAI)
     d, _, _ = make_daemon(cfg, start)
     d.tick(start)
@@ -312,9 +350,62 @@ def test_packing_killed_before_anything_was_recorded_packs_again(home, tmp_path,
     assert set_count(cfg) == 1
 
 
-def test_a_stop_finishes_the_current_batch_and_leaves_the_rest_for_the_next_start(
+def test_packing_killed_between_two_sets_recorded_finishes_the_first_and_makes_the_rest(
         home, tmp_path, demo_archive, monkeypatch):
-    cfg, _ = intake_home(home, tmp_path, demo_archive, batches=("2023", "2024"))
+    """A run records each set's images in its own transaction, all before the first burn:
+    killed after the first set was recorded, the next start burns that set's images, then
+    packs the batch again, which makes the sets never recorded and nothing twice."""
+    cfg, _ = intake_home(home, tmp_path, demo_archive)
+    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
+    d, _, _ = make_daemon(cfg, start)
+    d.tick(start)
+    real = Inventory.record_sets
+    calls = []
+
+    def killed_after_the_first_set(self, sets):
+        if calls:
+            raise SystemExit(137)     # the process dies here: nothing after it runs
+        calls.append([row["set_id"] for row, _, _ in sets])
+        return real(self, sets)
+
+    monkeypatch.setattr(Inventory, "record_sets", killed_after_the_first_set)
+    with pytest.raises(SystemExit):
+        d.tick(start + dt.timedelta(hours=1))                 # the deadline
+    monkeypatch.undo()
+    (path,) = intake_rows(cfg)
+    assert intake_rows(cfg)[path]["state"] == "packing"
+    inv = Inventory.open(cfg.inventory_path)
+    assert [s["set_id"] for s in inv.db.query("SELECT * FROM disc_sets")] == calls[0]
+    assert inv.db.execute("SELECT count(*) FROM burns").fetchone()[0] == 0
+    inv.close()
+    d2, _, log2 = make_daemon(config.load(home), start)
+    inv = Inventory.open(cfg.inventory_path)
+    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
+    inv.close()
+    assert f"event=intake.interrupted batch={path} state=interrupted set_id=" \
+        f"{','.join(calls[0])}" in log2.getvalue()
+    row = intake_rows(cfg)[path]
+    inv = Inventory.open(cfg.inventory_path)
+    try:
+        made = list(inv.db.query("SELECT * FROM disc_sets ORDER BY created_at"))
+        assert [s["set_id"] for s in made][:len(calls[0])] == calls[0]
+        assert len({s["group_id"] for s in made}) == 4 and len(made) == 4
+        assert row["state"] == "archived" and row["set_id"] == ",".join(
+            dict.fromkeys(s["group_id"] for s in made))
+        assert {s["state"] for s in made} == {"archived"}
+        # every file of the batch is on exactly one disc, each copy burned once
+        on_discs = [r[0] for r in inv.db.execute("SELECT path FROM items")]
+        files = [p for p in (tmp_path / "incoming" / "2024").rglob("*") if p.is_file()]
+        assert len(on_discs) == len(set(on_discs)) == len(files)
+        burns = [r[0] for r in inv.db.execute("SELECT disc_id FROM burns")]
+        assert len(burns) == len(set(burns)) == 2 * len(made)
+    finally:
+        inv.close()
+
+
+def test_a_stop_finishes_the_current_batch_and_leaves_the_rest_for_the_next_start(
+        home, tmp_path, one_set_archive, monkeypatch):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive, batches=("2023", "2024"))
     start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
     d, _, log = make_daemon(cfg, start)
     d.tick(start)
@@ -336,8 +427,8 @@ def test_a_stop_finishes_the_current_batch_and_leaves_the_rest_for_the_next_star
     assert set_count(cfg) == 2
 
 
-def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, demo_archive):
-    cfg, _ = intake_home(home, tmp_path, demo_archive)
+def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, one_set_archive):
+    cfg, _ = intake_home(home, tmp_path, one_set_archive)
     start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
     d, _, log = make_daemon(cfg, start)
     d.tick(start)
@@ -351,11 +442,12 @@ def test_a_busy_home_leaves_the_job_due_for_the_next_look(home, tmp_path, demo_a
 # -- inspections -------------------------------------------------------------
 
 def test_inspection_spreads_the_lifecycle_pull_list_over_the_runs_left_in_the_year(
-        home, run, demo_archive):
+        home, run, one_set_archive, tmp_path):
     cfg = configure(home, QUIET.replace('inspection = "0 0 1 1 *"', 'inspection = "0 9 1 * *"')
                     + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\ninspect_percent = 100\n')
-    for _ in range(3):
-        assert run("archive", str(demo_archive)).exit_code == 0
+    for n in range(3):               # three deliveries: three sets of one disc, two copies each
+        shutil.copytree(one_set_archive, tmp_path / f"delivery-{n}")
+        assert run("archive", str(tmp_path / f"delivery-{n}")).exit_code == 0
     year = dt.date.today().year + 1
     inv = Inventory.open(cfg.inventory_path)
     ids = sorted(r["disc_id"] for r in inv.discs())
@@ -412,13 +504,13 @@ def test_a_second_daemon_lock_names_the_first_pid(home):
                 pass
 
 
-def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, demo_archive,
+def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, one_set_archive,
                                                                 monkeypatch):
     from daemon import lifecycle as lifecycle_jobs
 
     cfg = configure(home, QUIET + 'due_check = "0 0 1 1 *"\n\n[lifecycle]\n'
                     'inspect_percent = 100\n')
-    assert run("archive", str(demo_archive)).exit_code == 0
+    assert run("archive", str(one_set_archive)).exit_code == 0      # two copies of one disc
     real = lifecycle_jobs.inspect
     seen = []
 

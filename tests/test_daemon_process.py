@@ -148,20 +148,48 @@ KILL_WHEN = {
     "set recorded": "SELECT count(*) FROM disc_sets",
     "burning": "SELECT count(*) FROM burns WHERE ended_at IS NULL",
     "one copy burned": "SELECT count(*) FROM burns WHERE outcome = 'success'",
+    # a two-disc set: both copies of its first disc burned (images are burned one by one)
+    "one disc of two burned": "SELECT count(*) >= 2 FROM burns WHERE outcome = 'success'",
 }
+
+
+def two_disc_medium(home, batch) -> str:
+    """A ``custom:N`` medium on which ``batch`` (records and a large non-record file) makes
+    one set of two discs: the smallest that holds the large file alone, so it goes on a
+    disc of its own after the records' disc (manifests.plan)."""
+    import config
+    from daemon import jobs
+    from manifests.catalog import ScanError
+
+    cfg = config.load(home)
+    bulk = -(-(batch / "2024" / "scan-bulk.tif").stat().st_size // 2048)
+    for n in range(bulk, bulk + 2048, 8):
+        try:
+            plan = jobs.plan(cfg, batch, f"custom:{n}")
+        except (jobs.JobError, ScanError):
+            continue                    # too small for the large file alone
+        assert [len(s.discs) for s in plan.sets] == [2], "the records fit beside the file"
+        return f"custom:{n}"
+    raise AssertionError("no custom medium splits the batch in two discs")
 
 
 @pytest.mark.parametrize("step", list(KILL_WHEN))
 def test_kill_9_while_packing_then_restart_finishes_the_set_and_repeats_no_burn(
-        home, tmp_path, demo_archive, step):
+        home, tmp_path, one_set_archive, step):
     import sqlite3
 
     from inventory.store import Inventory
 
     batch = tmp_path / "incoming" / "2024"
-    shutil.copytree(demo_archive, batch)
-    # a large record, so that each step lasts long enough to be killed in
+    shutil.copytree(one_set_archive, batch)
+    # a large file, so that each step lasts long enough to be killed in
     (batch / "2024" / "scan-bulk.tif").write_bytes(os.urandom(48 << 20))
+    discs = 2 if step == "one disc of two burned" else 1
+    if discs == 2:
+        text = (home / "discarchive.toml").read_text()
+        assert '\nmedia = "dvd-r"\n' in text
+        (home / "discarchive.toml").write_text(text.replace(
+            '\nmedia = "dvd-r"\n', f'\nmedia = "{two_disc_medium(home, batch)}"\n', 1))
     with open(home / "discarchive.toml", "a") as f:
         f.write(f'\n[daemon]\ntimezone = "UTC"\nsources = ["{tmp_path / "incoming"}"]\n'
                 'settle_minutes = 0\ndeadline = "* * * * *"\n')
@@ -194,27 +222,41 @@ def test_kill_9_while_packing_then_restart_finishes_the_set_and_repeats_no_burn(
             proc.wait()
     inv = Inventory.open(home / "inventory.db")
     burns_at_kill = list(inv.db.query("SELECT * FROM burns ORDER BY id"))
+    images_at_kill = {r["set_id"]: r["state"] for r in inv.db.query("SELECT * FROM disc_sets")}
     inv.close()
+    if discs == 2:                # every image recorded before the first burn; the first
+        first, second = sorted(images_at_kill)  # disc's copies burned, the second not archived
+        assert {b["disc_id"] for b in burns_at_kill if b["outcome"] == "success"} >= {
+            f"{first}-A", f"{first}-B"}
+        assert images_at_kill[second] != "archived"
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+    assert "event=intake.interrupted" in again.stderr
+    for image in images_at_kill:         # each image recorded at the kill is finished
+        assert f"event=recover.done set_id={image} state=archived" in again.stderr
     inv = Inventory.open(home / "inventory.db")
     try:
-        (s,) = inv.db.query("SELECT * FROM disc_sets")
-        assert s["state"] == "archived"
-        copies = inv.copies(s["set_id"])
-        assert [c["state"] for c in copies] == ["verified", "verified"]
-        for c in copies:
-            before = [b for b in burns_at_kill if b["disc_id"] == c["disc_id"]]
-            after = inv.burns(c["disc_id"])
-            assert after[:len(before)] == before                # history kept as it was
-            if any(b["outcome"] == "success" for b in before):
-                assert len(after) == len(before)          # a finished burn is not repeated
-            # at most one medium written well per copy: a burn cut short whose medium
-            # reads back good is kept; otherwise one new burn
-            assert sum(b["outcome"] == "success" for b in after) <= 1
-            assert len(after) <= len(before) + 1
+        images = list(inv.db.query("SELECT * FROM disc_sets ORDER BY set_id"))
+        assert len(images) == discs and len({s["group_id"] for s in images}) == 1
+        assert [(s["volume"], s["volumes"]) for s in images] == [
+            (k, discs) for k in range(1, discs + 1)]
+        assert set(images_at_kill) <= {s["set_id"] for s in images}
+        for s in images:
+            assert s["state"] == "archived"
+            copies = inv.copies(s["set_id"])
+            assert [c["state"] for c in copies] == ["verified", "verified"]
+            for c in copies:
+                before = [b for b in burns_at_kill if b["disc_id"] == c["disc_id"]]
+                after = inv.burns(c["disc_id"])
+                assert after[:len(before)] == before                # history kept as it was
+                if any(b["outcome"] == "success" for b in before):
+                    assert len(after) == len(before)          # a finished burn is not repeated
+                # at most one medium written well per copy: a burn cut short whose medium
+                # reads back good is kept; otherwise one new burn
+                assert sum(b["outcome"] == "success" for b in after) <= 1
+                assert len(after) <= len(before) + 1
         (row,) = inv.db.query("SELECT * FROM intake")
-        assert row["state"] == "archived" and row["set_id"] == s["set_id"]
+        assert row["state"] == "archived" and row["set_id"] == images[0]["group_id"]
     finally:
         inv.close()
 

@@ -3,8 +3,8 @@
 time-machine moves the process's clock (datetime.now, date.today, time.time)
 from 1 December 2026 to 1 December 2031, one day at a time; the daemon ticks
 once a day at 10:00 Shanghai time and runs what its schedule makes due. Each
-year on 1 December a new batch (the demo archive) arrives in the intake
-folder. Virtual drives burn and read the media (files), the inventory is a
+year on 1 December a new batch (the demo archive's 2024 collection records,
+one_set_archive: one disc set of one disc) arrives in the intake folder. Virtual drives burn and read the media (files), the inventory is a
 real SQLite file and the digests go to a local HTTP server. In March 2029
 the daemon dies and comes back 26 days later, and from then on drive v1
 reads 70 sectors of every disc slowly (a fault of the virtual drive): the
@@ -121,7 +121,7 @@ def fast_tmp(tmp_path):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_five_simulated_years(fast_tmp, demo_archive, webhook):
+def test_five_simulated_years(fast_tmp, one_set_archive, webhook):
     tmp_path = fast_tmp
     url, calls = webhook
     home = make_home(tmp_path, url)
@@ -133,7 +133,7 @@ def test_five_simulated_years(fast_tmp, demo_archive, webhook):
         while day <= END:
             clock.move_to(day)
             if (day.month, day.day) == (12, 1):
-                shutil.copytree(demo_archive, tmp_path / "incoming" / str(day.year))
+                shutil.copytree(one_set_archive, tmp_path / "incoming" / str(day.year))
             if DOWN[0] < day.date() < DOWN[1]:
                 daemon = None                          # down: nothing runs
             else:
@@ -156,10 +156,15 @@ def test_five_simulated_years(fast_tmp, demo_archive, webhook):
 
     inv = Inventory.open(home / "inventory.db")
     try:
-        # the yearly deadline packed each year's batch: five sets, burned once each
+        # the yearly deadline packed each year's batch: five sets of one disc, burned once each
         sets = list(inv.db.query("SELECT * FROM disc_sets ORDER BY created_at"))
         assert [local_date(s["created_at"]) for s in sets] == \
             [dt.date(y, 1, 31) for y in range(2027, 2032)]
+        assert len({s["group_id"] for s in sets}) == 5 and {s["volumes"] for s in sets} == {1}
+        batches = {r["path"]: r for r in inv.db.query("SELECT * FROM intake")}
+        assert sorted(r["state"] for r in batches.values()) == ["archived"] * 5 + ["pending"]
+        assert sorted(r["set_id"] for r in batches.values() if r["state"] == "archived") == \
+            sorted(s["group_id"] for s in sets)          # the last one came on the last day
         assert {s["state"] for s in sets} == {"archived"}
         discs = inv.discs()
         assert len(discs) == 10
