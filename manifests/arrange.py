@@ -125,7 +125,7 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
         number = i.item_number
         code = i.archival_code
         fonds = code.split("-", 1)[0] if code and "-" in code else fonds_default
-        side = SIDE_WORDS[flow] if flow in SIDE_WORDS else sides(cat, "收")    # side_of(i, s)
+        side = SIDE_WORDS[flow] if flow in SIDE_WORDS else sides(cat, "收")    # side_of(i, s), inline
         cat_key = cat_keys.get(cat)
         if cat_key is None:
             cat_key = cat_keys[cat] = f"{rank.get(cat, len(rank)):04d}{cat}"

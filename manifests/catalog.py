@@ -434,10 +434,11 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
             soft.append(Problem("row-without-file", f"{path.name} line {line}", text))
 
     width = len(header)
+    strip = str.strip
     for line, fields in enumerate(rows, start=2):
         if len(fields) > width:
             errors.append(f"line {line} has more fields than the header")
-        row = dict(zip(header, map(str.strip, fields)))
+        row = dict(zip(header, map(strip, fields)))
         rel = row.get("文件", "").replace("\\", "/")
         if not rel:
             missing(line, "names no file (文件 is empty)")

@@ -258,6 +258,16 @@ def _file_terms(nbytes: int, jol: int, fid: int, extents: int
             (n + (-n) % 4) / SECTOR, 2 * (extents - 1))
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _dir_name_cost(name: str) -> float:
+    """:meth:`Bound.dir_cost` of a folder named ``name`` not deeper than Rock Ridge
+    relocates. Cached by name: the same unit and category names recur in every year."""
+    rec, ce = iso_record(8, len(name.encode("utf-8")))
+    jol = joliet_record(name)
+    return (5 + (204 + rec) / _ISO_FILL + 2 * ce / SECTOR + (68 + jol) / _JOLIET_FILL
+            + (_UDF_PARENT + udf_fid(name)) / SECTOR + 2 * (18 + 8 + (jol - 34)) / SECTOR)
+
+
 class Bound:
     """An additive upper bound of :func:`image_sectors`, for packing discs fast.
 
@@ -288,7 +298,7 @@ class Bound:
         else:                       # (file names are nearly all distinct: it would only churn)
             jol = len(joliet_name(name).encode("utf-16-be"))
         fid = ucs2 if _BEYOND_LATIN1.search(name) else len(name)
-        extents = max(1, -(-size // _MULTI_EXTENT))
+        extents = 1 if size <= _MULTI_EXTENT else -(-size // _MULTI_EXTENT)
         # the terms in the order they were always added in, so that sums stay bit for bit
         a, b, c, d, e = _file_terms(len(name.encode("utf-8")), jol, fid, extents)
         return -(-size // SECTOR) + 1 + a + b + c + d + e
@@ -297,13 +307,9 @@ class Bound:
     @functools.lru_cache(maxsize=1 << 18)
     def dir_cost(path: str) -> float:
         """Sectors a folder adds at most (its own areas, records, path table entries)."""
-        name = path.rpartition("/")[2]
-        rec, ce = iso_record(8, len(name.encode("utf-8")))
-        jol = joliet_record(name)
-        deep = 16 if path.count("/") + 1 > _DEEP else 0
-        return (5 + (204 + rec) / _ISO_FILL + 2 * ce / SECTOR + (68 + jol) / _JOLIET_FILL
-                + (_UDF_PARENT + udf_fid(name)) / SECTOR
-                + 2 * (18 + 8 + (jol - 34)) / SECTOR + deep)
+        # the relocation margin is added last, as it always was: sums stay bit for bit
+        return _dir_name_cost(path.rpartition("/")[2]) + (16 if path.count("/") + 1 > _DEEP
+                                                          else 0)
 
     def new_dirs(self, path: str) -> list[str]:
         """The folders above ``path`` not yet on the disc, outermost first."""
