@@ -329,9 +329,10 @@ def _pack(group: Group, others: list[Item], capacity: int, media: str,
         order = {id(i): n for n, i in enumerate(group.items)}
     out = []
     for d in discs:
-        # A group's block is a run of consecutive records of the group (a unit, one of
-        # its categories, or one record), so ordering the blocks by their first record
-        # puts the disc's records in archival order; the non-records' block goes last.
+        # A group holds its records in archival order, a unit's together and within it a
+        # category's, so each block (a unit, a category or one record) is a run of the
+        # group: ordering the blocks by their first record orders the disc's records as
+        # sorting every record would. The non-records' block goes last.
         blocks = sorted((b for b in d.blocks if b.items[0].is_record),
                         key=lambda b: order[id(b.items[0])])
         recs = [i for b in blocks for i in b.items]
