@@ -108,25 +108,33 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
     rank = {c: n for n, c in enumerate(s.category_order)}
     year_now = str((today or dt.date.today()).year)
     keyed = []
+    retention_of, sides, fonds_default = s.retention.get, s.sides.get, s.fonds
+    cat_keys: dict[str, str] = {}       # category -> its part of the sort key
+    number_keys: dict[str | None, int] = {}     # 件号 -> its number (none: after all)
     for i in records:
+        cat = i.category or ""
         if not i.retention:
-            i.retention = s.retention.get(i.category or "")
-        if i.flow and i.flow not in SIDE_WORDS:
+            i.retention = retention_of(cat)
+        flow = i.flow
+        if flow and flow not in SIDE_WORDS:
             found.append(Problem("malformed-code", where(i),
-                                 f"收支 {i.flow!r} is neither 收 nor 支"))
+                                 f"收支 {flow!r} is neither 收 nor 支"))
         if not i.year:
             found.append(Problem("unarranged", where(i), f"has no year: put in {year_now}"))
             i.year = year_now
-        cat = i.category or ""
         number = i.item_number
         code = i.archival_code
-        fonds = code.split("-", 1)[0] if code and "-" in code else s.fonds
-        side = side_of(i, s)
+        fonds = code.split("-", 1)[0] if code and "-" in code else fonds_default
+        side = SIDE_WORDS[flow] if flow in SIDE_WORDS else sides(cat, "收")    # side_of(i, s), inline
+        cat_key = cat_keys.get(cat)
+        if cat_key is None:
+            cat_key = cat_keys[cat] = f"{rank.get(cat, len(rank)):04d}{cat}"
+        n = number_keys.get(number)
+        if n is None:
+            n = number_keys[number] = int(number) if number and number.isdigit() else 1 << 30
         # one string compares fastest: fonds, year, side, unit, category rank, 件号, path
         keyed.append((f"{fonds}\0{i.year}\0{_SIDE_RANK[side]}\0{i.unit_code or ''}\0"
-                      f"{rank.get(cat, len(rank)):04d}{cat}\0"
-                      f"{int(number) if number and number.isdigit() else 1 << 30:010d}\0{i.path}",
-                      fonds, i.year, side, i))
+                      f"{cat_key}\0{n:010d}\0{i.path}", fonds, i.year, side, i))
     keyed.sort(key=itemgetter(0))
     records = [k[4] for k in keyed]
     assigned = _codes(records, s, found)
@@ -156,28 +164,34 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
     classes: dict[str, list[tuple[int, Item]]] = {}
     missing: list[tuple[str, Item]] = []
     assigned = 0
+    match = ARCHIVAL_CODE.match
     for i in records:
-        if i.archival_code:
-            m = ARCHIVAL_CODE.match(i.archival_code)
+        code = i.archival_code
+        if code:
+            m = match(code)
             if not m:
-                found.append(Problem("malformed-code", where(i), f"档号 {i.archival_code!r} is not "
+                found.append(Problem("malformed-code", where(i), f"档号 {code!r} is not "
                                      "全宗号-门类代码·年度-保管期限-机构(问题)代码-件号 "
                                      "(e.g. 160-SB·2023-Y-DJ-0001)"))
                 continue
+            year, retention, number = m.group("year", "retention", "number")
+            n = int(number)
             wrong = []
-            if i.year and m["year"] != i.year:
-                wrong.append(f"year {m['year']} but the record is of {i.year}")
-            if i.retention and RETENTION_CODES.get(i.retention) != m["retention"]:
-                wrong.append(f"retention {m['retention']} but 保管期限 is {i.retention}")
-            if i.item_number and i.item_number.isdigit() and int(i.item_number) != int(m["number"]):
-                wrong.append(f"件号 {m['number']} but the row says {i.item_number}")
+            if i.year and year != i.year:
+                wrong.append(f"year {year} but the record is of {i.year}")
+            if i.retention and RETENTION_CODES.get(i.retention) != retention:
+                wrong.append(f"retention {retention} but 保管期限 is {i.retention}")
+            if i.item_number and i.item_number.isdigit() and int(i.item_number) != n:
+                wrong.append(f"件号 {number} but the row says {i.item_number}")
             if wrong:
-                found.append(Problem("malformed-code", where(i),
-                                     f"档号 {i.archival_code}: {'; '.join(wrong)}"))
+                found.append(Problem("malformed-code", where(i), f"档号 {code}: {'; '.join(wrong)}"))
             if not i.item_number:
-                i.item_number = m["number"]
-            klass = i.archival_code[:m.start("number") - 1]
-            classes.setdefault(klass, []).append((int(m["number"]), i))
+                i.item_number = number
+            klass = code[:m.start("number") - 1]
+            numbered = classes.get(klass)
+            if numbered is None:
+                numbered = classes[klass] = []
+            numbered.append((n, i))
             continue
         klass = _class_of(i, s)
         if klass is None:
@@ -198,19 +212,24 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
         i.archival_code = f"{klass}-{n:04d}"
         used.append((n, i))
     for klass, numbered in classes.items():
-        by_number: dict[int, list[Item]] = {}
-        for n, i in numbered:
-            by_number.setdefault(n, []).append(i)
-        for n, same in sorted(by_number.items()):
-            if len(same) > 1:
-                found.append(Problem("duplicate-number", where(same[1]),
-                                     f"件号 {n:04d} of class {klass} is also given to "
-                                     + ", ".join(where(i) for i in same if i is not same[1])))
-        top = max(by_number)
-        gaps = [n for n in range(1, top + 1) if n not in by_number]
+        first = dict(reversed(numbered))        # number -> its first record
+        if len(first) < len(numbered):          # some number is given twice
+            by_number: dict[int, list[Item]] = {}
+            for n, i in numbered:
+                by_number.setdefault(n, []).append(i)
+            for n, same in sorted(by_number.items()):
+                if len(same) > 1:
+                    found.append(Problem("duplicate-number", where(same[1]),
+                                         f"件号 {n:04d} of class {klass} is also given to "
+                                         + ", ".join(where(i) for i in same
+                                                     if i is not same[1])))
+        top = max(first)
+        if top == len(first) and 0 not in first:    # numbers 1..top, each once: no gap
+            continue
+        gaps = [n for n in range(1, top + 1) if n not in first]
         if gaps:
             shown = ", ".join(f"{n:04d}" for n in gaps[:5]) + (" ..." if len(gaps) > 5 else "")
-            after = by_number[min(n for n in by_number if n > gaps[0])][0]
+            after = first[min(n for n in first if n > gaps[0])]
             found.append(Problem("number-gap", klass,
                                  f"件号 {shown} missing ({len(gaps)} in all; the first gap is "
                                  f"before {where(after)})"))

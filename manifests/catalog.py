@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
+import operator
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +99,11 @@ Progress = Callable[[int, int], None]
 
 # C0 controls but CR and LF (RFC 8493 encodes those), DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# A name name_problem accepts without looking further: 1 to 63 characters (so not
+# too long, see mastering.iso.name_too_long), no control character (CR and LF
+# included), no surrogate (a byte that is not UTF-8), no white space (as
+# str.isspace tells it, which \s follows) first or last. Others take the full checks.
+_PLAIN_NAME = re.compile(r"(?!\s)[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,63}(?<!\s)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ def name_problem(name: str) -> str | None:
     readers such as bagit-python strip it, Windows drops it). Accepted:
     ``%``, CR and LF, which manifests percent-encode (RFC 8493 section 2.1.3).
     """
+    if _PLAIN_NAME.fullmatch(name):      # most names: one regular expression says none
+        return None
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -225,6 +234,34 @@ def _refuse(problems: list[tuple[str, str]]) -> ScanError:
     return ScanError(f"{head}: {lines[0]}{more}: {fix}", lines)
 
 
+_by_name = operator.attrgetter("name")
+
+
+_nfc = functools.partial(unicodedata.normalize, "NFC")     # a name in NFC
+
+
+def _twins(prefix: str, names: list[str], problems: list[tuple[str, str]],
+           case_pairs: list[str]) -> None:
+    """Names of one folder (``prefix``, sorted ``names``) that are one name in two
+    Unicode forms (a problem) or differ only in case (a pair to warn about)."""
+    by_form: dict[str, str] = {}
+    by_case: dict[str, str] = {}
+    for name in names:
+        if name_problem(name):
+            continue
+        nfc = name if name.isascii() else unicodedata.normalize("NFC", name)
+        twin = by_form.setdefault(nfc, name)
+        if twin != name:
+            a, b = sorted((twin, name), key=lambda n: (_form(n) != "NFC", n))
+            problems.append(("form", f"{shown(prefix + a)} ({_form(a)}) and "
+                                     f"{shown(prefix + b)} ({_form(b)}) are "
+                                     "one name in two Unicode forms"))
+        else:
+            twin = by_case.setdefault(nfc.casefold(), name)
+            if twin != name:
+                case_pairs.append(f"{shown(prefix + twin)} and {shown(prefix + name)}")
+
+
 def _walk(source: Path, warnings: list[str] | None = None,
           stats: dict[str, os.stat_result] | None = None) -> list[str]:
     """Every regular file below ``source`` as sorted POSIX relative paths.
@@ -248,41 +285,37 @@ def _walk(source: Path, warnings: list[str] | None = None,
     case_pairs: list[str] = []
     real_source = os.path.realpath(source)
     folders = [("", os.fspath(source))]        # (relative path + "/", or "" at the root; path)
+    plain = _PLAIN_NAME.fullmatch               # looked up once: called for every name
     while folders:
         prefix, folder = folders.pop()
         try:
             with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                entries = sorted(listing, key=_by_name)
         except OSError as exc:
             problems.append(("unreadable", f"{shown(prefix[:-1] or '.')} cannot be read "
                                            f"({exc.strerror})"))
             continue
         if not entries and prefix:
             empty.append(shown(prefix[:-1]))
-        by_form: dict[str, str] = {}
-        by_case: dict[str, str] = {}
+        names = [entry.name for entry in entries]
+        # Twins (one name in NFC and NFD, or in two cases) fold to one key; most folders
+        # have none, which one set of keys tells: only then is each name looked at.
+        if len(set(map(str.casefold, map(_nfc, names)))) < len(names):
+            _twins(prefix, names, problems, case_pairs)
         subfolders = []
-        for entry in entries:
-            name = entry.name
+        for entry, name in zip(entries, names):
             path = prefix + name
-            why = name_problem(name)
-            if why:
-                problems.append(("long" if why.startswith(("is longer", "is too long")) else "name",
-                                 f"{shown(path)} {why}"))
-            else:
-                nfc = name if name.isascii() else unicodedata.normalize("NFC", name)
-                twin = by_form.setdefault(nfc, name)
-                if twin != name:
-                    a, b = sorted((twin, name), key=lambda n: (_form(n) != "NFC", n))
-                    problems.append(("form", f"{shown(prefix + a)} ({_form(a)}) and "
-                                             f"{shown(prefix + b)} ({_form(b)}) are "
-                                             "one name in two Unicode forms"))
-                else:
-                    twin = by_case.setdefault(nfc.casefold(), name)
-                    if twin != name:
-                        case_pairs.append(f"{shown(prefix + twin)} and {shown(path)}")
+            if not plain(name):        # name_problem's own first test, inline
+                why = name_problem(name)
+                if why:
+                    problems.append(("long" if why.startswith(("is longer", "is too long"))
+                                     else "name", f"{shown(path)} {why}"))
             try:
-                if entry.is_symlink():
+                if entry.is_file(follow_symlinks=False):       # the most, so asked first
+                    found.append(path)
+                    if stats is not None:
+                        stats[path] = entry.stat(follow_symlinks=False)
+                elif entry.is_symlink():
                     full = entry.path
                     target = os.path.realpath(full)
                     inside = target == real_source or target.startswith(real_source + os.sep)
@@ -297,10 +330,6 @@ def _walk(source: Path, warnings: list[str] | None = None,
                                             f"{shown(os.path.relpath(target, real_source))}")
                 elif entry.is_dir(follow_symlinks=False):
                     subfolders.append((path + "/", entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    found.append(path)
-                    if stats is not None:
-                        stats[path] = entry.stat(follow_symlinks=False)
                 else:
                     mode = entry.stat(follow_symlinks=False).st_mode
                     problems.append(("special", f"{shown(path)} is {_special_kind(mode)}"))
@@ -346,23 +375,34 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> tupl
     return h.hexdigest(), n
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _folder_fields(folder: str) -> tuple[str, str, str | None, str] | None:
+    """(year, unit code, unit name, category) of a ``YEAR/CODE_UNIT/NN_CATEGORY`` folder,
+    or None for any other folder. Cached: a folder's files come one after another."""
+    parts = folder.split("/")
+    if len(parts) != 3 or not _YEAR.match(parts[0]):
+        return None
+    code, _, name = parts[1].partition("_")
+    m = _NUMBERED.match(parts[2])
+    return parts[0], code, (name or None), (m.group(2) if m else parts[2])
+
+
+def _stem_fields(file: str) -> tuple[str | None, str]:
+    """(item number, title) of a ``NNNN_TITLE.ext`` file name (no number: None, the stem)."""
+    stem = file.rsplit(".", 1)[0]
+    m = _NUMBERED.match(stem)
+    return (m.group(1).zfill(4), m.group(2)) if m else (None, stem)
+
+
 def _from_path(item: Item) -> None:
     """Fill metadata from a ``YEAR/CODE_UNIT/NN_CATEGORY/NNNN_TITLE.ext`` path."""
-    parts = item.path.split("/")
-    if len(parts) != 4 or not _YEAR.match(parts[0]):
+    folder, _, file = item.path.rpartition("/")
+    fields = _folder_fields(folder)
+    if fields is None:
         item.is_record = False
         return
-    item.year = parts[0]
-    code, _, name = parts[1].partition("_")
-    item.unit_code, item.unit_name = code, (name or None)
-    m = _NUMBERED.match(parts[2])
-    item.category = m.group(2) if m else parts[2]
-    stem = parts[3].rsplit(".", 1)[0]
-    m = _NUMBERED.match(stem)
-    if m:
-        item.item_number, item.title = m.group(1).zfill(4), m.group(2)
-    else:
-        item.title = stem
+    item.year, item.unit_code, item.unit_name, item.category = fields
+    item.item_number, item.title = _stem_fields(file)
 
 
 def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = None
@@ -397,10 +437,11 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
             soft.append(Problem("row-without-file", f"{path.name} line {line}", text))
 
     width = len(header)
+    strip = str.strip
     for line, fields in enumerate(rows, start=2):
         if len(fields) > width:
             errors.append(f"line {line} has more fields than the header")
-        row = dict(zip(header, map(str.strip, fields)))
+        row = dict(zip(header, map(strip, fields)))
         rel = row.get("文件", "").replace("\\", "/")
         if not rel:
             missing(line, "names no file (文件 is empty)")
@@ -555,6 +596,9 @@ def _hash_files(root: str, paths: list[str], sizes: list[int],
             for result in window.popleft().result():
                 tick(result[1])
                 yield result
+_ROW_KEYS = ("件号", "题名", "档号", "代码", "类别", "保管期限", "日期", "页数", "密级",
+             "责任者", "收支", "备注")
+_row_values = operator.itemgetter(*_ROW_KEYS)
 
 
 def _from_row(item: Item, row: dict[str, str]) -> None:
@@ -562,22 +606,37 @@ def _from_row(item: Item, row: dict[str, str]) -> None:
 
     The row's values are stripped already (:func:`read_catalog`).
     """
-    _from_path(item)
+    if len(row) == len(_KNOWN_COLUMNS) and _KNOWN_COLUMNS.issuperset(row):
+        values, extra = _row_values(row), None      # every column, no other: one lookup
+    else:
+        values = tuple(row.get(k, "") for k in _ROW_KEYS)
+        extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v}
+    (number, title, code, unit_code, category, retention, date, pages, classification,
+     responsible, flow, remarks) = values
+    number, title = number or None, title or None
+    folder, _, file = item.path.rpartition("/")
+    fields = _folder_fields(folder)
+    if fields is None:                  # not a YEAR/UNIT/CATEGORY path: the row alone
+        year = path_unit = unit_name = path_category = None
+    else:
+        year, path_unit, unit_name, path_category = fields
+        if not (number and title):      # only then is the file name read
+            path_number, path_title = _stem_fields(file)
+            number, title = number or path_number, title or path_title
+    if date and len(date) >= 4 and date[:4].isdigit():
+        year = year or date[:4]
     item.is_record = True
-    get = row.get
-    item.archival_code = get("档号") or None
-    item.item_number = get("件号") or item.item_number
-    item.title = get("题名") or item.title
-    item.unit_code = get("代码") or item.unit_code
-    item.category = get("类别") or item.category
-    item.retention = get("保管期限") or None
-    item.date = get("日期") or None
-    item.pages = get("页数") or None
-    item.classification = get("密级") or None
-    item.responsible = get("责任者") or None
-    item.flow = get("收支") or None
-    item.remarks = get("备注") or None
-    if item.date and len(item.date) >= 4 and item.date[:4].isdigit():
-        item.year = item.year or item.date[:4]
-    if len(row) > len(_KNOWN_COLUMNS) or not _KNOWN_COLUMNS.issuperset(row):
-        item.extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v}
+    item.year, item.unit_name = year, unit_name
+    item.archival_code = code or None
+    item.item_number, item.title = number, title
+    item.unit_code = unit_code or path_unit
+    item.category = category or path_category
+    item.retention = retention or None
+    item.date = date or None
+    item.pages = pages or None
+    item.classification = classification or None
+    item.responsible = responsible or None
+    item.flow = flow or None
+    item.remarks = remarks or None
+    if extra is not None:
+        item.extra = extra

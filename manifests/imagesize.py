@@ -32,6 +32,7 @@ are 2048 bytes.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Iterable
 
 from mastering.iso import _D_CHARS, _JOLIET_FORBIDDEN, JOLIET_MAX, SECTOR, _iso9660_name, joliet_name
@@ -240,7 +241,31 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
 
 
 _ISO_FILL = SECTOR - _MAX_DR          # a full directory sector holds more than this
+_BEYOND_LATIN1 = re.compile(r"[^\x00-\xff]")   # UDF then stores 16 bits a character
 _JOLIET_FILL = SECTOR - (34 + 128)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _file_terms(nbytes: int, jol: int, fid: int, extents: int
+                ) -> tuple[float, float, float, float, int]:
+    """The name's terms of :meth:`Bound.file_cost`, in sectors: ISO 9660 records, CE
+    bytes, Joliet record, UDF FID, extra File Entries. ``nbytes`` is the name's UTF-8
+    length, ``jol`` its Joliet identifier's bytes, ``fid`` the FID's name bytes (8 or
+    16 bits a character). Few distinct lengths occur, so they are worked out once."""
+    rec, ce = iso_record(14, nbytes)
+    n = 38 + fid + 1
+    return (extents * rec / _ISO_FILL, 2 * ce / SECTOR, (34 + jol) / _JOLIET_FILL,
+            (n + (-n) % 4) / SECTOR, 2 * (extents - 1))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _dir_name_cost(name: str) -> float:
+    """:meth:`Bound.dir_cost` of a folder named ``name`` not deeper than Rock Ridge
+    relocates. Cached by name: the same unit and category names recur in every year."""
+    rec, ce = iso_record(8, len(name.encode("utf-8")))
+    jol = joliet_record(name)
+    return (5 + (204 + rec) / _ISO_FILL + 2 * ce / SECTOR + (68 + jol) / _JOLIET_FILL
+            + (_UDF_PARENT + udf_fid(name)) / SECTOR + 2 * (18 + 8 + (jol - 34)) / SECTOR)
 
 
 class Bound:
@@ -267,23 +292,24 @@ class Bound:
     @staticmethod
     def file_cost(name: str, size: int) -> float:
         """Sectors a file adds at most: data, File Entry, its records in three trees."""
-        nbytes, jol, fid = name_info(name)
-        rec, ce = iso_record(14, nbytes)
-        extents = max(1, -(-size // _MULTI_EXTENT))
-        return (-(-size // SECTOR) + 1 + extents * rec / _ISO_FILL + 2 * ce / SECTOR
-                + (34 + len(jol)) / _JOLIET_FILL + fid / SECTOR + 2 * (extents - 1))
+        ucs2 = len(name.encode("utf-16-be"))
+        if ucs2 <= 2 * JOLIET_MAX and not _JOLIET_FORBIDDEN.search(name):
+            jol = ucs2              # name_info's Joliet identifier, measured without the cache
+        else:                       # (file names are nearly all distinct: it would only churn)
+            jol = len(joliet_name(name).encode("utf-16-be"))
+        fid = ucs2 if _BEYOND_LATIN1.search(name) else len(name)
+        extents = 1 if size <= _MULTI_EXTENT else -(-size // _MULTI_EXTENT)
+        # the terms in the order they were always added in, so that sums stay bit for bit
+        a, b, c, d, e = _file_terms(len(name.encode("utf-8")), jol, fid, extents)
+        return -(-size // SECTOR) + 1 + a + b + c + d + e
 
     @staticmethod
     @functools.lru_cache(maxsize=1 << 18)
     def dir_cost(path: str) -> float:
         """Sectors a folder adds at most (its own areas, records, path table entries)."""
-        name = path.rpartition("/")[2]
-        rec, ce = iso_record(8, len(name.encode("utf-8")))
-        jol = joliet_record(name)
-        deep = 16 if path.count("/") + 1 > _DEEP else 0
-        return (5 + (204 + rec) / _ISO_FILL + 2 * ce / SECTOR + (68 + jol) / _JOLIET_FILL
-                + (_UDF_PARENT + udf_fid(name)) / SECTOR
-                + 2 * (18 + 8 + (jol - 34)) / SECTOR + deep)
+        # the relocation margin is added last, as it always was: sums stay bit for bit
+        return _dir_name_cost(path.rpartition("/")[2]) + (16 if path.count("/") + 1 > _DEEP
+                                                          else 0)
 
     def new_dirs(self, path: str) -> list[str]:
         """The folders above ``path`` not yet on the disc, outermost first."""

@@ -178,3 +178,22 @@ def test_wrong_arrangement_settings_are_refused(home, run, demo_archive, old, ne
     res = run("plan", str(demo_archive))
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
     assert all(w in res.stderr for w in words)
+
+
+def test_a_number_0000_does_not_hide_the_gap_before_0002():
+    """Numbers 0000, 0002, 0003: as many as the highest, yet 0001 is missing."""
+    items = [_item(f"2024/U_x/02_参保人员类/{n:04d}_a.pdf", year="2024", unit_code="U",
+                   category="参保人员类", item_number=f"{n:04d}", retention="100年")
+             for n in (0, 2, 3)]
+    (gap,) = arrange(items, Settings()).problems
+    assert gap.kind == "number-gap" and "0001 missing (1 in all" in gap.text
+    assert "before 2024/U_x/02_参保人员类/0002_a.pdf" in gap.text
+
+
+def test_a_number_given_three_times_names_the_others_once():
+    items = [_item(f"2024/U_x/01_社保登记类/{k}_a.pdf", year="2024", unit_code="U",
+                   category="社保登记类", archival_code="160-SB·2024-Y-DJ-0001", retention="永久")
+             for k in "abc"]
+    (dup,) = arrange(items, Settings()).problems
+    assert dup.kind == "duplicate-number" and dup.where == "2024/U_x/01_社保登记类/b_a.pdf"
+    assert dup.text.endswith("2024/U_x/01_社保登记类/a_a.pdf, 2024/U_x/01_社保登记类/c_a.pdf")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import shlex
 import socket
@@ -27,6 +28,7 @@ import pytest
 
 from config.home import init_home
 from conftest import Cli, extract_bag, tree_state
+from manifests import catalog
 from manifests.bag import decode_manifest_path, encode_manifest_path
 from manifests.catalog import ScanError, name_problem, scan
 from manifests.validate import validate_bag
@@ -294,6 +296,18 @@ def test_names_too_long_are_refused_all_at_once(home, run, source_copy):
 def test_a_name_over_255_utf8_bytes_is_refused_by_the_name_rule():
     assert name_problem("档" * 84 + ".pd") is None                  # 255 bytes, 87 units
     assert name_problem("档" * 84 + ".pdf") == "is longer than 255 UTF-8 bytes (256 bytes)"
+
+
+def test_the_quick_name_test_agrees_with_the_full_rule(monkeypatch):
+    """name_problem's one-expression shortcut accepts only names the full checks accept."""
+    rng = random.Random(7)
+    letters = "ab.档é \t\n\r\x1f\x7f\x85\u3000\u2028\udc80"
+    names = ["".join(rng.choice(letters) for _ in range(rng.randint(0, 70)))
+             for _ in range(3000)] + ["档" * 63, "档" * 64, "a" * 63, "a" * 64, " a", "a ", "\na"]
+    quick = [name_problem(n) for n in names]
+    monkeypatch.setattr(catalog, "_PLAIN_NAME", re.compile(r"(?!)"))     # never matches
+    assert quick == [name_problem(n) for n in names]
+    assert sum(q is None for q in quick) > 100 and sum(q is not None for q in quick) > 100
 
 
 def test_nfc_and_nfd_twins_are_refused_with_both_paths(home, run, source_copy):

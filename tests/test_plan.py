@@ -333,3 +333,42 @@ def test_a_big_disc_reports_the_bound_within_half_a_percent_of_the_image(tmp_pat
                           "局", "160", key, side="收")
     real = Layout(bag.entries, d.disc_id).sectors
     assert real <= d.sectors <= real * 1.005
+
+
+def test_sizes_counted_for_packing_are_the_written_lengths():
+    """The manifest line and catalog row lengths planning counts are those bag.py writes,
+    for plain fields and for fields the writers escape (%, CR, LF; comma, quote)."""
+    from manifests.bag import catalog_row, csv_bytes, manifest_line
+    from manifests.plan import _measure
+    items = []
+    for n, (path, title) in enumerate([
+            ("2024/U1_单位/01_社保登记类/0001_表.pdf", "表"),
+            ("2024/U1_单位/01_社保登记类/0002_a,b.pdf", "题名, 含逗号"),
+            ('2024/U1_单位/01_社保登记类/0003_"引".pdf', '说"明"'),
+            ("2024/U1_单位/01_社保登记类/0004_100%.pdf", "百分之百"),
+            ("2024/U1_单位/01_社保登记类/0005_a\nb\r.pdf", "换\n行"),
+            ("README", None)]):
+        i = Item(path=path, size=10 ** n, sha256="ab" * 32 if n % 2 else "", mtime_ns=0,
+                 is_record=title is not None, title=title, archival_code=f"160-SB·2024-Y-DJ-{n:04d}",
+                 remarks="备注 " * n, extra={"x": "y"})
+        items.append(i)
+    for i in items:
+        manifest, row, file_cost, cost = _measure(i)
+        assert manifest == len(manifest_line(i).encode("utf-8"))
+        assert row == (csv_bytes(catalog_row(i)) if i.is_record else 0)
+        assert cost == file_cost + (manifest + row) / 2048
+
+
+@pytest.mark.parametrize("name", ["a.pdf", "0001_申请表.pdf", "Ünïcödé.tif", "x" * 100 + ".tif",
+                                  LONG + ".ofd", "a:b;c?.pdf", "𠀀" * 40 + ".pdf", "é" * 200])
+@pytest.mark.parametrize("size", [0, 1, 2049, 2 ** 32, 9 * 2 ** 30])
+def test_a_files_bound_is_its_name_info_cost(name, size):
+    """Bound.file_cost measures the name itself, and equals the cost name_info's
+    (UTF-8, Joliet, UDF) lengths give, term for term, as the module docstring says."""
+    from manifests.imagesize import _ISO_FILL, _JOLIET_FILL, _MULTI_EXTENT, iso_record, name_info
+    nbytes, jol, fid = name_info(name)
+    rec, ce = iso_record(14, nbytes)
+    extents = max(1, -(-size // _MULTI_EXTENT))
+    assert Bound.file_cost(name, size) == (-(-size // 2048) + 1 + extents * rec / _ISO_FILL
+                                           + 2 * ce / 2048 + (34 + len(jol)) / _JOLIET_FILL
+                                           + fid / 2048 + 2 * (extents - 1))
