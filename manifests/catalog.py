@@ -535,10 +535,11 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
                                         f"has no row in {CATALOG_NAME}"))
         if item.is_record and not item.retention and retention_map:
             item.retention = retention_map.get(item.category or "")
-        for name in _SHARED:        # one string for the many items with the same value
-            value = getattr(item, name)
-            if value:
-                setattr(item, name, intern(value))
+        if hashing:     # one string for the many items with the same value (archive runs
+            for name in _SHARED:        # hold items for the whole job; a plan does not)
+                value = getattr(item, name)
+                if value:
+                    setattr(item, name, intern(value))
         items.append(item)
     return items
 
