@@ -283,16 +283,18 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     if _looks_like_a_bag(source):
         source = _payload_of_bag(source, notes, hashing=False)
     problems: list = []
+    warnings: list[str] = []
     ro = _ReadOnlyNumbers(cfg)
     try:
         with gc_paused():
-            items = scan(source, cfg.retention, None, [], problems, hashing=False,
+            items = scan(source, cfg.retention, None, warnings, problems, hashing=False,
                          max_file_bytes=max_file_bytes(capacity), medium=media)
             wanted, unchanged = incremental.likely(ro.db, str(source.resolve()), items)
             plan = plan_source(cfg, source, media, capacity, items, problems, ro,
                                wanted=wanted if unchanged else None)
             plan.unchanged = unchanged
             plan.notes[:0] = notes
+            plan.warnings[:0] = warnings + not_records_warning(items)
             return plan
     finally:
         ro.close()
@@ -342,6 +344,16 @@ def problem_lines(problems: list, shown: int = SHOWN_PROBLEMS) -> list[str]:
         lines.append(f"and {len(problems) - shown} more arrangement problem(s): "
                      "`discarchive plan SOURCE --json` lists them all")
     return lines
+
+
+def not_records_warning(items: list[Item]) -> list[str]:
+    """The warning that some scanned files are not records (no 档号), or none."""
+    others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
+    if not others:
+        return []
+    return [f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
+            "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes, on the "
+            "first disc of every set"]
 
 
 def strict_refusal(problems: list) -> JobError:
@@ -465,12 +477,7 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             shutil.rmtree(cfg.work_dir / "run", ignore_errors=True)
         result = RunResult(warnings=warnings, problems=list(plan.problems),
                            unchanged=delta.unchanged, changed=len(delta.changed))
-        others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
-        if others:
-            result.warnings.append(
-                f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
-                "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes, on the "
-                "first disc of every set")
+        result.warnings += not_records_warning(items)
         by_set: dict[str, list[_Made]] = {}
         for m in made:
             by_set.setdefault(m.plan.group_id, []).append(m)

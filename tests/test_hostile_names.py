@@ -467,3 +467,21 @@ def test_a_file_too_big_for_the_medium_is_refused_before_hashing(home, run, sour
                     "larger medium (--media)")
     _nothing_recorded(home)
     assert limit < 2298496 * SECTOR and max_file_bytes(12219392) > BIG
+
+
+def _warning_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("discarchive: warning: ")]
+
+
+def test_plan_warns_as_archive_does(hostile):
+    """Empty folders, symbolic links inside, case pairs and files that are not records:
+    `plan` prints archive's warnings (stderr) and lists them in --json."""
+    home, res, _, source, _ = hostile
+    archived = _warning_lines(res.stderr)
+    for words in ("empty folder(s)", "symbolic link(s)", "differ only in case", "are not records"):
+        assert any(words in line for line in archived), (words, archived)
+    planned = Cli(home)("plan", str(source))
+    assert planned.exit_code == 0, planned.stderr
+    assert _warning_lines(planned.stderr) == archived
+    out = Cli(home)("plan", str(source), "--json")
+    assert [f"discarchive: warning: {w}" for w in json.loads(out.stdout)["warnings"]] == archived
