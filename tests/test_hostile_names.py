@@ -27,7 +27,7 @@ import pytest
 
 from config.home import init_home
 from conftest import Cli, extract_bag, tree_state
-from manifests.bag import decode_manifest_path, encode_manifest_path
+from manifests.bag import DESCRIPTION_NAME, decode_manifest_path, encode_manifest_path
 from manifests.catalog import ScanError, name_problem, scan
 from manifests.validate import validate_bag
 from mastering.iso import MAX_EXTENT, SECTOR, Layout, MasteringError, max_file_bytes
@@ -485,3 +485,24 @@ def test_plan_warns_as_archive_does(hostile):
     assert _warning_lines(planned.stderr) == archived
     out = Cli(home)("plan", str(source), "--json")
     assert [f"discarchive: warning: {w}" for w in json.loads(out.stdout)["warnings"]] == archived
+
+
+def test_the_description_names_what_sha256sum_cannot_check(hostile, tmp_path):
+    """The description file names the %, CR and LF names the manifest percent-encodes, and
+    its sed line makes `sha256sum -c` pass the %-only ones (docs/NAMES.md)."""
+    home, _, _, _, files = hostile
+    bag = extract_bag(home, tmp_path / "bag")
+    text = (bag / DESCRIPTION_NAME).read_text(encoding="utf-8")
+    odd = sorted(p for p in files if any(c in p for c in "%\r\n"))
+    assert f"{len(odd)} file name(s) on this disc" in text
+    for path in odd:
+        assert f"\n  {encode_manifest_path('data/' + path)}\n" in text, path
+    breaks = [p for p in odd if "\r" in p or "\n" in p]
+    assert f"The {len(breaks)} name(s) with CR or LF" in text
+    (command,) = [line.strip() for line in text.splitlines() if line.strip().startswith("sed ")]
+    out = subprocess.run(["sh", "-c", command], cwd=bag, capture_output=True).stdout.decode()
+    ok = {line[:-len(": OK")] for line in out.splitlines() if line.endswith(": OK")}
+    assert {f"data/{p}" for p in odd if p not in breaks} <= ok
+    plain = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=bag,
+                           capture_output=True).stdout.decode()
+    assert not any(f"data/{p}: OK" in plain for p in odd if "%" in p and p not in breaks)
