@@ -34,8 +34,10 @@ CATALOG_COLUMNS = ["件号", "档号", "责任者", "代码", "题名", "日期"
                    "保管期限", "类别", "收支", "备注", "文件"]
 HASH_CHUNK = 1 << 20
 
-_YEAR = re.compile(r"^(19|20)\d\d$")
-_NUMBERED = re.compile(r"^(\d+)_(.+)$")
+# Whole names: \Z, not $ (which also matches before a final LF), and DOTALL, for a
+# CR or LF inside a name (docs/NAMES.md).
+_YEAR = re.compile(r"^(19|20)\d\d\Z")
+_NUMBERED = re.compile(r"^(\d+)_(.+)\Z", re.DOTALL)
 
 
 class ScanError(Exception):

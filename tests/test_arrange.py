@@ -178,3 +178,28 @@ def test_wrong_arrangement_settings_are_refused(home, run, demo_archive, old, ne
     res = run("plan", str(demo_archive))
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
     assert all(w in res.stderr for w in words)
+
+
+@pytest.mark.parametrize("odd", ["换行\n名", "回车\r名", "结尾\n", "\n开头"])
+def test_a_line_break_in_a_name_keeps_its_item_number_and_title(tmp_path, odd):
+    """No catalog: 件号 and title come from the path, whatever the name holds."""
+    folder = tmp_path / "2024" / "91110000_测试公司" / "01_社保登记类"
+    folder.mkdir(parents=True)
+    for name in ("0001_甲.pdf", f"0002_{odd}.pdf", "0003_丙.pdf"):
+        (folder / name).write_bytes(name.encode())
+    problems: list = []
+    items = scan(tmp_path, {"社保登记类": "永久"}, problems=problems, hashing=False)
+    a = arrange(items, Settings(), problems)
+    (g,) = a.groups
+    assert [(i.item_number, i.title) for i in g.items] == [
+        ("0001", "甲"), ("0002", odd), ("0003", "丙")]
+    assert [i.archival_code[-4:] for i in g.items] == ["0001", "0002", "0003"]
+    assert a.problems == []
+
+
+def test_a_year_folder_with_a_line_break_is_not_a_year(tmp_path):
+    folder = tmp_path / "2024\n" / "U_x" / "01_社保登记类"
+    folder.mkdir(parents=True)
+    (folder / "0001_a.pdf").write_bytes(b"a")
+    a = _arranged(tmp_path)
+    assert [i.path for i in a.others] == ["2024\n/U_x/01_社保登记类/0001_a.pdf"]
