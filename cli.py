@@ -235,7 +235,11 @@ def plan(home, source, media, strict, as_json):
     if as_json:
         _emit_json(p.to_dict())
     else:
+        for w in p.warnings:
+            click.echo(f"discarchive: warning: {_safe(w)}", err=True)
         _print_problems(p.problems)
+        for n in p.notes:
+            click.echo(_safe(n))
         if p.unchanged:
             click.echo(f"{p.unchanged} file(s) are already on disc sets of this source (same "
                        "path and size): left out; `archive` hashes them to be sure")

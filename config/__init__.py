@@ -149,6 +149,12 @@ _TYPE_WORDS = {str: "a quoted text", int: "a whole number", bool: "true or false
                dict: "a table", list: "a list [...]", (int, float): "a number"}
 
 
+def _letters_and_digits(value: object) -> bool:
+    """True for a non-empty text of ASCII letters and digits only: safe in an ID,
+    an archival code (档号, DA/T 22-2015) and a file name."""
+    return isinstance(value, str) and value.isascii() and value.isalnum()
+
+
 def _check(where: str, table: dict, schema: dict) -> None:
     """Refuse unknown keys and values of the wrong type (bool is not a number)."""
     for key, value in table.items():
@@ -221,12 +227,15 @@ def load(home: Path) -> Config:
             raise ConfigError(f"{path}: [archive.sides] {category} = {side!r}: write \"收\" "
                               "(collection) or \"支\" (payment)")
     for category, code in cfg.category_codes.items():
-        if not isinstance(code, str) or not code.isascii() or not code.isalnum():
+        if not _letters_and_digits(code):
             raise ConfigError(f"{path}: [archive.category_codes] {category} = {code!r}: "
                               "use letters and digits, e.g. \"DJ\"")
     if not all(isinstance(c, str) for c in cfg.category_order):
         raise ConfigError(f"{path}: archive.category_order must be a list of quoted texts")
-    if not (cfg.class_code.isascii() and cfg.class_code.isalnum()):
+    if not _letters_and_digits(cfg.fonds):
+        raise ConfigError(f"{path}: archive.fonds {cfg.fonds!r}: the fonds number (全宗号, "
+                          "DA/T 22-2015) is letters and digits only, e.g. \"160\"")
+    if not _letters_and_digits(cfg.class_code):
         raise ConfigError(f"{path}: archive.class_code {cfg.class_code!r}: use letters and "
                           "digits, e.g. \"SB\"")
     cfg.retention = dict(arch.get("retention", {}))
@@ -261,5 +270,11 @@ def load(home: Path) -> Config:
                 raise ConfigError(f"{where}: media_dir {d['media_dir']} is not a folder")
         if d.get("timeout", 0) < 0:
             raise ConfigError(f"{where}: timeout must be 0 (none) or more seconds")
+        if not d["name"].strip() or d["name"] != d["name"].strip():
+            raise ConfigError(f"{where}: name {d['name']!r} must be a name without leading or "
+                              "trailing spaces, e.g. \"file-a\"")
+        if any(d["name"] == other["name"] for other in cfg.drives):
+            raise ConfigError(f"{where}: name {d['name']!r} is already the name of another "
+                              "drive: give each [[drives]] its own name")
         cfg.drives.append(d)
     return cfg

@@ -266,8 +266,10 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
 
     Reads the file sizes (no hashing) and the inventory (read-only, for the
     next set numbers); the home is not written. A source that is a BagIt
-    bag is planned as its payload (``data/``) without validating it
-    (validation hashes every file; ``archive`` does it first). A file larger
+    bag is checked without hashing (:func:`manifests.validate.validate_bag`
+    with ``hashing=False``) and refused (JobError) as ``archive`` refuses
+    it; a bag that passes is planned as its payload (``data/``), with a note
+    in ``Plan.notes`` that its checksums are checked at ``archive``. A file larger
     than one medium can hold (:func:`mastering.iso.max_file_bytes`) is
     refused as ``archive`` refuses it: one ScanError naming every such file.
     Raises what :func:`archive` raises before its first write (ScanError,
@@ -277,18 +279,22 @@ def plan(cfg: Config, source: Path, media: str | None = None) -> Plan:
     capacity = media_sectors(media)
     source = Path(source)
     _check_apart(source, cfg.home)
+    notes: list[str] = []
     if _looks_like_a_bag(source):
-        source = source / "data"
+        source = _payload_of_bag(source, notes, hashing=False)
     problems: list = []
+    warnings: list[str] = []
     ro = _ReadOnlyNumbers(cfg)
     try:
         with gc_paused():
-            items = scan(source, cfg.retention, None, [], problems, hashing=False,
+            items = scan(source, cfg.retention, None, warnings, problems, hashing=False,
                          max_file_bytes=max_file_bytes(capacity), medium=media)
             wanted, unchanged = incremental.likely(ro.db, str(source.resolve()), items)
             plan = plan_source(cfg, source, media, capacity, items, problems, ro,
                                wanted=wanted if unchanged else None)
             plan.unchanged = unchanged
+            plan.notes[:0] = notes
+            plan.warnings[:0] = warnings + not_records_warning(items)
             return plan
     finally:
         ro.close()
@@ -340,6 +346,16 @@ def problem_lines(problems: list, shown: int = SHOWN_PROBLEMS) -> list[str]:
     return lines
 
 
+def not_records_warning(items: list[Item]) -> list[str]:
+    """The warning that some scanned files are not records (no 档号), or none."""
+    others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
+    if not others:
+        return []
+    return [f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
+            "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes, on the "
+            "first disc of every set"]
+
+
 def strict_refusal(problems: list) -> JobError:
     """The one-line refusal of ``--strict`` while arrangement problems remain."""
     return JobError(f"{len(problems)} arrangement problem(s) (--strict): {problems[0]}"
@@ -378,21 +394,26 @@ def _looks_like_a_bag(source: Path) -> bool:
         (source / "data").is_dir() and any(source.glob("manifest-*.txt")))
 
 
-def _payload_of_bag(bag: Path, notes: list[str]) -> Path:
+def _payload_of_bag(bag: Path, notes: list[str], hashing: bool = True) -> Path:
     """The payload folder of a source that is itself a BagIt bag, once it validates.
 
     An incoming bag is checked first (RFC 8493, see manifests.validate) and
     refused with its first problems when it does not validate; a valid one
     is archived as its payload (``data/``), whose files the new bag's
-    manifest records again. Raises JobError naming the problems.
+    manifest records again. ``hashing=False`` (``plan``) makes every check
+    but the checksums and says so in ``notes``. Raises JobError naming the problems.
     """
-    report = validate_bag(bag)
+    report = validate_bag(bag, hashing=hashing)
     if not report.valid:
         more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
-        raise JobError(f"{bag} is a BagIt bag that does not validate: {report.problems[0]}{more}; "
-                       "fix the bag, or see `discarchive validate-bag` for every problem")
-    notes.append(f"{bag} is a valid BagIt bag: its payload (data/) is archived; its tag files "
-                 "were checked, not archived")
+        raise JobError(f"{bag} is a BagIt bag that does not validate: {report.problems[0]}"
+                       f"{more}; fix the bag, or see `discarchive validate-bag` for every problem")
+    if hashing:
+        notes.append(f"{bag} is a valid BagIt bag: its payload (data/) is archived; its tag files "
+                     "were checked, not archived")
+    else:
+        notes.append(f"{bag} is a BagIt bag whose tag files, Payload-Oxum and file lists check out; "
+                     "its checksums (the fixity check) are verified by `discarchive archive`")
     return bag / "data"
 
 
@@ -456,12 +477,7 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             shutil.rmtree(cfg.work_dir / "run", ignore_errors=True)
         result = RunResult(warnings=warnings, problems=list(plan.problems),
                            unchanged=delta.unchanged, changed=len(delta.changed))
-        others = [i for i in items if not i.is_record and i.path != CATALOG_NAME]
-        if others:
-            result.warnings.append(
-                f"{len(others)} of {len(items)} files are not records (no catalog row, not laid "
-                "out as YEAR/UNIT/CATEGORY/ITEM): archived without archival codes, on the "
-                "first disc of every set")
+        result.warnings += not_records_warning(items)
         by_set: dict[str, list[_Made]] = {}
         for m in made:
             by_set.setdefault(m.plan.group_id, []).append(m)

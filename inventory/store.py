@@ -155,6 +155,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS discs_slot ON discs (ifnull(site, ''), cabinet
 """The lifecycle's tables and indexes; ``discs_slot`` lets one disc into a slot."""
 
 
+def _trigrams(word: str) -> set[str]:
+    """The FTS5 trigram tokens of ``word`` (3 or more characters), each quoted for MATCH."""
+    return {'"' + word[k:k + 3].replace('"', '""') + '"' for k in range(len(word) - 2)}
+
+
 class InventoryError(Exception):
     """The inventory is missing or cannot be used; the message says what to do."""
 
@@ -653,29 +658,39 @@ class Inventory:
         """Items matching ``text``, each with every copy that holds it.
 
         A whole 档号 or SHA-256 is looked up by its index first; otherwise
-        (or when nothing matches exactly) the 档号 or path in part, the 件号,
-        or a part of the title, ASCII letters in any case. For text of three
-        or more characters the items holding all its trigrams are taken from
-        ``items_text`` and then held to the same test, so the index changes
-        only the speed. At most ``limit`` rows, ordered by set and path on
-        the disc. Returns dicts with the item's fields and ``copies``: a
-        list of {disc_id, state, verification, medium_path}.
+        (or when nothing matches exactly) ``text`` is split on white space
+        and an item matches when it matches every word: the 档号 or path
+        holds the word, or the title does, ASCII letters in any case, or the
+        word is its 件号. For words of three or more characters the items
+        holding all their trigrams are taken from ``items_text`` and then
+        held to the same test, so the index changes only the speed. At most
+        ``limit`` rows, ordered by set and path on the disc. Returns dicts
+        with the item's fields and ``copies``: a list of {disc_id, state,
+        verification, medium_path}.
         """
         select = ("SELECT i.*, s.state AS set_state FROM items i JOIN disc_sets s "
                   "USING (set_id) WHERE ")
         order = " ORDER BY i.set_id, i.disc_path LIMIT :limit"
+        whole = text.strip() or text
         # A whole archival code or SHA-256 is answered by its index, without a scan.
-        exact = "i.sha256 = lower(:text)" if _SHA256.fullmatch(text) else "i.archival_code = :text"
-        rows = list(self.db.query(select + exact + order, {"text": text, "limit": limit}))
+        exact = "i.sha256 = lower(:text)" if _SHA256.fullmatch(whole) else "i.archival_code = :text"
+        rows = list(self.db.query(select + exact + order, {"text": whole, "limit": limit}))
         if not rows:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            test = ("(i.archival_code LIKE :like ESCAPE '\\' OR i.item_number = :text "
-                    "OR i.title LIKE :like ESCAPE '\\' OR i.path LIKE :like ESCAPE '\\')")
-            params = {"like": like, "text": text, "limit": limit}
-            if len(text) >= 3 and self._has_text_index():
-                # Every item holding the text holds each of its trigrams (the index folds case).
-                params["grams"] = " AND ".join(sorted(
-                    {'"' + text[k:k + 3].replace('"', '""') + '"' for k in range(len(text) - 2)}))
+            words = list(dict.fromkeys(text.split())) or [text]
+            params: dict[str, Any] = {"limit": limit}
+            tests, grams = [], {}
+            for n, word in enumerate(words):
+                params[f"w{n}"] = word
+                params[f"like{n}"] = "%" + word.replace("\\", "\\\\").replace(
+                    "%", "\\%").replace("_", "\\_") + "%"
+                tests.append(f"(i.archival_code LIKE :like{n} ESCAPE '\\' OR i.item_number = :w{n} "
+                             f"OR i.title LIKE :like{n} ESCAPE '\\' OR i.path LIKE :like{n} ESCAPE '\\')")
+                if len(word) >= 3:
+                    grams[n] = _trigrams(word)
+            test = " AND ".join(tests)
+            if grams and self._has_text_index():
+                # Every item holding a word holds each of its trigrams (the index folds case).
+                params["grams"] = " AND ".join(sorted(set().union(*grams.values())))
                 # Few candidates: fetch and sort them. Many: walking the items in order
                 # finds `limit` of them sooner. The two cost the same at about
                 # sqrt(32 * items) candidates (13 ms with 1,000,000 items).
@@ -685,8 +700,14 @@ class Inventory:
                     "SELECT count(*) >= :cap FROM (SELECT rowid FROM items_text "
                     "WHERE items_text MATCH :grams LIMIT :cap)", {**params, "cap": cap}).fetchone()
                 if not many:
-                    test = ("i.id IN (SELECT rowid FROM items_text WHERE items_text MATCH :grams "
-                            "UNION ALL SELECT id FROM items WHERE item_number = :text) AND " + test)
+                    # the 件号 is not in the index: a word may match it instead
+                    ins = []
+                    for n, word_grams in grams.items():
+                        params[f"g{n}"] = " AND ".join(sorted(word_grams))
+                        ins.append(f"i.id IN (SELECT rowid FROM items_text WHERE items_text "
+                                   f"MATCH :g{n} UNION ALL SELECT id FROM items WHERE "
+                                   f"item_number = :w{n})")
+                    test = " AND ".join(ins) + " AND " + test
             rows = list(self.db.query(select + test + order, params))
         for r in rows:
             r["copies"] = [

@@ -178,8 +178,44 @@ To check it with standard tools, at the disc's root:
   base64 -d {SIGNATURE_NAME} > /tmp/sig
   openssl pkeyutl -verify -pubin -inkey {PUBLIC_KEY_NAME} -rawin \\
       -in tagmanifest-sha256.txt -sigfile /tmp/sig
-"""
+{_encoded_names_note(items)}"""
     return text.encode("utf-8")
+
+
+ENCODED_NAMES_SHOWN = 20
+"""File names with %, CR or LF that the description file lists one a line; the rest are counted."""
+
+
+def _encoded_names_note(items: list[Item]) -> str:
+    """The description's paragraph on names the manifest percent-encodes (RFC 8493
+    section 2.1.3), which ``sha256sum -c`` takes literally; empty when there are none.
+
+    Names are shown as the manifest writes them, so each stays on one line.
+    """
+    odd = [i.path for i in items if any(c in i.path for c in "%\r\n")]
+    if not odd:
+        return ""
+    lines = odd[:ENCODED_NAMES_SHOWN]
+    shown = "".join(f"  {encode_manifest_path('data/' + p)}\n" for p in lines)
+    more = f"  and {len(odd) - len(lines)} more\n" if len(odd) > len(lines) else ""
+    breaks = sum(1 for p in odd if "\r" in p or "\n" in p)
+    text = f"""
+{len(odd)} file name(s) on this disc hold "%", a carriage return (CR) or a line
+feed (LF). manifest-sha256.txt writes them percent-encoded, as BagIt requires
+(RFC 8493 section 2.1.3: % as %25, CR as %0D, LF as %0A), and sha256sum reads
+the names literally, so `sha256sum -c` reports these files as missing although
+they are here. As the manifest writes them:
+{shown}{more}"""
+    if breaks < len(odd):
+        text += """Names with "%" and no CR or LF are checked with the % decoded:
+  sed 's/%25/%/g' manifest-sha256.txt | sha256sum -c
+"""
+    if breaks:
+        text += f"""The {breaks} name(s) with CR or LF are checked with a BagIt 1.0 validator
+(`discarchive validate-bag .` or `discarchive verify`), or one by one: run
+sha256sum on the file and compare with its manifest line.
+"""
+    return text
 
 
 def bag_info(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,

@@ -36,8 +36,10 @@ CATALOG_COLUMNS = ["件号", "档号", "责任者", "代码", "题名", "日期"
                    "保管期限", "类别", "收支", "备注", "文件"]
 HASH_CHUNK = 1 << 20
 
-_YEAR = re.compile(r"^(19|20)\d\d$")
-_NUMBERED = re.compile(r"^(\d+)_(.+)$")
+# Whole names: \Z, not $ (which also matches before a final LF), and DOTALL, for a
+# CR or LF inside a name (docs/NAMES.md).
+_YEAR = re.compile(r"^(19|20)\d\d\Z")
+_NUMBERED = re.compile(r"^(\d+)_(.+)\Z", re.DOTALL)
 
 
 class ScanError(Exception):
@@ -116,7 +118,9 @@ class Problem:
     code that does not follow DA/T 22-2015 or contradicts its row),
     ``duplicate-number`` and ``number-gap`` (件号 within one class),
     ``unarranged`` (a record lacking what its place needs: year, category
-    code). ``where`` is ``归档文件目录.csv line N``, a path or a class.
+    code), ``bad-value`` (a row's 件号, 日期 or 页数 not in the form
+    DA/T 22-2015 gives it). ``where`` is ``归档文件目录.csv line N``, a
+    path or a class.
     """
 
     kind: str
@@ -456,12 +460,72 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
         if retention and retention not in RETENTION_CODES:
             errors.append(f"line {line}: 保管期限 {retention!r} is not one of "
                             f"{'/'.join(RETENTION_CODES)}")
+        _check_values(row, path.name, line, soft, errors)
         by_path[rel] = (line, row)
     if errors:
         raise ScanError(f"the catalog {path.name} has {len(errors)} problem(s): "
                         f"{'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}: "
                         "correct the catalog")
     return by_path
+
+
+def _bad_values(row: dict[str, str]) -> list[str]:
+    """What is wrong with a catalog row's 件号, 日期 and 页数, one line each (empty: nothing).
+
+    DA/T 22-2015 writes the 件号 and 页数 in Arabic digits and the 日期 as
+    eight digits YYYYMMDD; the date must be one the calendar has.
+    """
+    bad = []
+    number, date, pages = row.get("件号", ""), row.get("日期", ""), row.get("页数", "")
+    if number and not (number.isascii() and number.isdigit()):
+        bad.append(f"件号 {number!r} is not a number: write it in digits (e.g. 0001); left so, "
+                   "the record is given the next free 件号 of its class")
+    if date:
+        try:
+            if not (len(date) == 8 and date.isascii() and date.isdigit()):
+                raise ValueError
+            dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
+        except ValueError:
+            bad.append(f"日期 {date!r} is not a date written YYYYMMDD (e.g. 20240131)")
+    if pages and not (pages.isascii() and pages.isdigit() and int(pages) > 0):
+        bad.append(f"页数 {pages!r} is not a number of pages (a whole number from 1)")
+    return bad
+
+
+def _check_values(row: dict[str, str], catalog: str, line: int, soft: list[Problem] | None,
+                  errors: list[str]) -> None:
+    """Each bad value of catalog ``line`` (:func:`_bad_values`): a ``bad-value`` problem
+    in ``soft`` when it is given, else a line of ``errors``."""
+    for text in _bad_values(row):
+        if soft is None:
+            errors.append(f"line {line}: {text}")
+        else:
+            soft.append(Problem("bad-value", f"{catalog} line {line}", text))
+
+
+_NOT_IN_SOURCE = re.compile(r"names (.*), which is not in the source", re.DOTALL)
+
+
+def _explain_unicode_twins(problems: list[Problem]) -> None:
+    """Say so when a row without a file and a file without a row name the same path in two
+    Unicode normalizations (NFC and NFD: e.g. a catalog saved on Windows, files copied
+    from macOS). Changes the two problems' texts in ``problems``, in place."""
+    files = {unicodedata.normalize("NFC", p.where): k for k, p in enumerate(problems)
+             if p.kind == "file-without-row"}
+    if not files:
+        return
+    for k, p in enumerate(problems):
+        m = _NOT_IN_SOURCE.fullmatch(p.text) if p.kind == "row-without-file" else None
+        twin = files.get(unicodedata.normalize("NFC", m[1])) if m else None
+        if twin is None:
+            continue
+        file = problems[twin].where
+        forms = "/".join(f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, m[1])) or "mixed"
+        problems[k] = Problem(p.kind, p.where, f"{p.text}: the source has {file}, which differs "
+                              f"only in Unicode normalization (this row is {forms}); write the "
+                              "name as the file has it")
+        problems[twin] = Problem("file-without-row", file, f"{problems[twin].text}: {p.where} names "
+                                 "it in another Unicode normalization")
 
 
 def scan(source: Path, retention_map: dict[str, str] | None = None,
@@ -541,6 +605,8 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
                 if value:
                     setattr(item, name, intern(value))
         items.append(item)
+    if problems:
+        _explain_unicode_twins(problems)
     return items
 
 

@@ -123,6 +123,8 @@ class Plan:
     sets: list[SetPlan]
     arrangement: Arrangement
     unchanged: int = 0     # files left out: already archived from this source (incremental run)
+    warnings: list[str] = field(default_factory=list)  # what `archive` would warn of too
+    notes: list[str] = field(default_factory=list)     # what was and was not checked
 
     @property
     def problems(self):
@@ -133,6 +135,7 @@ class Plan:
         return {
             "media": self.media, "capacity_sectors": self.capacity,
             "unchanged_files": self.unchanged,
+            "warnings": list(self.warnings), "notes": list(self.notes),
             "problems": [{"kind": p.kind, "where": p.where, "text": p.text}
                          for p in self.problems],
             "sets": [{

@@ -197,3 +197,81 @@ def test_a_number_given_three_times_names_the_others_once():
     (dup,) = arrange(items, Settings()).problems
     assert dup.kind == "duplicate-number" and dup.where == "2024/U_x/01_社保登记类/b_a.pdf"
     assert dup.text.endswith("2024/U_x/01_社保登记类/a_a.pdf, 2024/U_x/01_社保登记类/c_a.pdf")
+@pytest.mark.parametrize("odd", ["换行\n名", "回车\r名", "结尾\n", "\n开头"])
+def test_a_line_break_in_a_name_keeps_its_item_number_and_title(tmp_path, odd):
+    """No catalog: 件号 and title come from the path, whatever the name holds."""
+    folder = tmp_path / "2024" / "91110000_测试公司" / "01_社保登记类"
+    folder.mkdir(parents=True)
+    for name in ("0001_甲.pdf", f"0002_{odd}.pdf", "0003_丙.pdf"):
+        (folder / name).write_bytes(name.encode())
+    problems: list = []
+    items = scan(tmp_path, {"社保登记类": "永久"}, problems=problems, hashing=False)
+    a = arrange(items, Settings(), problems)
+    (g,) = a.groups
+    assert [(i.item_number, i.title) for i in g.items] == [
+        ("0001", "甲"), ("0002", odd), ("0003", "丙")]
+    assert [i.archival_code[-4:] for i in g.items] == ["0001", "0002", "0003"]
+    assert a.problems == []
+
+
+def test_a_year_folder_with_a_line_break_is_not_a_year(tmp_path):
+    folder = tmp_path / "2024\n" / "U_x" / "01_社保登记类"
+    folder.mkdir(parents=True)
+    (folder / "0001_a.pdf").write_bytes(b"a")
+    a = _arranged(tmp_path)
+    assert [i.path for i in a.others] == ["2024\n/U_x/01_社保登记类/0001_a.pdf"]
+
+
+@pytest.mark.parametrize("column,value,words", [
+    ("件号", "abc", ["件号 'abc' is not a number"]),
+    ("件号", "０００１", ["件号 '０００１' is not a number"]),
+    ("日期", "2024-13-45", ["日期 '2024-13-45'", "YYYYMMDD"]),
+    ("日期", "20240230", ["日期 '20240230'", "YYYYMMDD"]),
+    ("日期", "2024011", ["日期 '2024011'"]),
+    ("页数", "x", ["页数 'x'", "number of pages"]),
+    ("页数", "0", ["页数 '0'"]),
+])
+def test_a_bad_catalog_value_is_a_problem_with_its_line(run, source_copy, column, value, words):
+    rows = _rows(source_copy)
+    rows[2][column] = value                                     # catalog line 4
+    _write_rows(source_copy, rows)
+    a = _arranged(source_copy)
+    bad = [p for p in a.problems if p.kind == "bad-value"]
+    assert [p.where for p in bad] == [f"{CATALOG_NAME} line 4"]
+    assert all(w in bad[0].text for w in words), bad[0].text
+    res = run("plan", str(source_copy), "--strict")
+    assert res.exit_code == 2 and "line 4" in res.stderr and words[0] in res.stderr
+
+
+def test_good_catalog_values_are_no_problem(demo_archive):
+    assert not [p for p in _arranged(demo_archive).problems if p.kind == "bad-value"]
+
+
+def test_an_item_number_that_is_not_a_number_is_named_before_one_is_given(source_copy):
+    rows = _rows(source_copy)
+    rows[0]["件号"], rows[0]["档号"] = "abc", ""
+    _write_rows(source_copy, rows)
+    a = _arranged(source_copy)
+    (bad,) = [p for p in a.problems if p.kind == "bad-value"]
+    assert bad.where == f"{CATALOG_NAME} line 2" and "next free 件号" in bad.text
+    (item,) = [i for g in a.groups for i in g.items if i.path == rows[0]["文件"]]
+    assert item.item_number.isdigit() and item.archival_code.endswith(item.item_number)
+
+
+@pytest.mark.parametrize("form,other", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_a_row_and_a_file_in_two_unicode_forms_are_named_as_such(source_copy, form, other):
+    import unicodedata
+    rows = _rows(source_copy)
+    old = rows[0]["文件"]
+    folder, _, name = old.rpartition("/")
+    new = f"{folder}/0001_Café résumé.pdf"
+    (source_copy / old).rename(source_copy / unicodedata.normalize(other, new))
+    rows[0]["文件"] = unicodedata.normalize(form, new)
+    _write_rows(source_copy, rows)
+    a = _arranged(source_copy)
+    (row,) = [p for p in a.problems if p.kind == "row-without-file"]
+    (file,) = [p for p in a.problems if p.kind == "file-without-row"]
+    assert row.where == f"{CATALOG_NAME} line 2"
+    assert "only in Unicode normalization" in row.text and f"this row is {form}" in row.text
+    assert file.where == unicodedata.normalize(other, new)
+    assert f"{CATALOG_NAME} line 2 names it in another Unicode normalization" in file.text

@@ -33,17 +33,23 @@ def _fill(inv: Inventory, rng: random.Random, sets: int = 3, per_set: int = 60) 
 
 
 def _plain(inv: Inventory, text: str, limit: int) -> list[int]:
-    """The items a plain search finds: 档号, title or path holding text (ASCII in any case), or 件号."""
-    t = text.lower()
-    rows = [r for r in inv.db["items"].rows
-            if r["item_number"] == text
-            or any(t in (r[c] or "").lower() for c in ("archival_code", "title", "path"))]
+    """The items a plain search finds: for every word of text, 档号, title or path holding it
+    (ASCII in any case), or 件号 equal to it."""
+    def holds(r: dict, word: str) -> bool:
+        return r["item_number"] == word or any(
+            word.lower() in (r[c] or "").lower() for c in ("archival_code", "title", "path"))
+
+    rows = [r for r in inv.db["items"].rows if all(holds(r, w) for w in text.split())]
     return [r["id"] for r in sorted(rows, key=lambda r: (r["set_id"], r["disc_path"]))][:limit]
 
 
 QUERIES = ["王建国", "建国）", "认定决", "工伤认定决定书", "秀英", "张", "00042", "00007",
            "annual_report", "ANNUAL", "100%", "_Re", "示例单位/01", "160-SB·2023-Y-DJ-0004",
-           "不在任何地方", "王建国）x", '"引号"']
+           "不在任何地方", "王建国）x", '"引号"',
+           # several words: every one must match, each by the index or the walk
+           "参保 登记表", "职工参保登记表 王建国", "登记表 王建国 U3", "王 登记表", "张 伟",
+           "00042 王建国", "00042 张伟", "annual 100%", " 王建国  ", "登记表\t示例单位",
+           "王建国 不在任何地方", "登记表 登记表"]
 
 
 @pytest.mark.parametrize("limit", [200, 5])
@@ -91,3 +97,14 @@ def test_an_inventory_without_the_index_gets_it_when_opened(tmp_path):
     assert [r["set_id"] for r in found] == ["160-2024-0001"]
     inv.close()
     Inventory.open(path).close()                        # a second open adds nothing
+
+
+def test_several_words_each_match_somewhere_else(tmp_path):
+    """'参保单位 登记表': one word in the path, one in the title, neither side by side."""
+    inv = Inventory.create(tmp_path / "inventory.db")
+    _fill(inv, random.Random(7), sets=1, per_set=30)
+    inv.db["items"].update(3, {"path": "2024/91110000_参保单位/01_社保登记类/0003_x.pdf",
+                               "title": "职工参保登记表"})
+    assert [r["id"] for r in inv.find("参保单位 登记表")] == [3]
+    assert inv.find("登记表 参保单位") == inv.find("参保单位 登记表")
+    assert inv.find("参保单位 决定书") == []

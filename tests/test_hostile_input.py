@@ -49,6 +49,13 @@ def test_a_home_inside_the_source_is_refused(tmp_path, demo_archive):
     ('adapter = "xorriso"', 'adapter = "growisofs"', ["growisofs"]),
     ("timeout = 3600", 'timeout = "1h"', ["timeout must be a number"]),
     ('[[drives]]\nname = "file-a"', 'drives = "sr0"\n[[drivez]]\nname = "file-a"', ["drives"]),
+    ('fonds = "160"', 'fonds = ""', ["archive.fonds ''", "letters and digits"]),
+    ('fonds = "160"', 'fonds = "1/6"', ["archive.fonds '1/6'", "letters and digits"]),
+    ('fonds = "160"', 'fonds = "16 0"', ["archive.fonds", "letters and digits"]),
+    ('fonds = "160"', 'fonds = "１６０"', ["archive.fonds", "letters and digits"]),
+    ('class_code = "SB"', 'class_code = ""', ["archive.class_code ''", "letters and digits"]),
+    ('name = "file-b"', 'name = "file-a"', ["[[drives]] number 2", "'file-a'", "own name"]),
+    ('name = "file-b"', 'name = " "', ["[[drives]] number 2", "name ' '"]),
 ])
 def test_config_mistakes_are_caught_before_any_work(home, run, demo_archive, old, new, words):
     _set_config(home, old, new)

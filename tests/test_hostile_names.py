@@ -30,6 +30,7 @@ from config.home import init_home
 from conftest import Cli, extract_bag, tree_state
 from manifests import catalog
 from manifests.bag import decode_manifest_path, encode_manifest_path
+from manifests.bag import DESCRIPTION_NAME, decode_manifest_path, encode_manifest_path
 from manifests.catalog import ScanError, name_problem, scan
 from manifests.validate import validate_bag
 from mastering.iso import MAX_EXTENT, SECTOR, Layout, MasteringError, max_file_bytes
@@ -481,3 +482,42 @@ def test_a_file_too_big_for_the_medium_is_refused_before_hashing(home, run, sour
                     "larger medium (--media)")
     _nothing_recorded(home)
     assert limit < 2298496 * SECTOR and max_file_bytes(12219392) > BIG
+
+
+def _warning_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("discarchive: warning: ")]
+
+
+def test_plan_warns_as_archive_does(hostile):
+    """Empty folders, symbolic links inside, case pairs and files that are not records:
+    `plan` prints archive's warnings (stderr) and lists them in --json."""
+    home, res, _, source, _ = hostile
+    archived = _warning_lines(res.stderr)
+    for words in ("empty folder(s)", "symbolic link(s)", "differ only in case", "are not records"):
+        assert any(words in line for line in archived), (words, archived)
+    planned = Cli(home)("plan", str(source))
+    assert planned.exit_code == 0, planned.stderr
+    assert _warning_lines(planned.stderr) == archived
+    out = Cli(home)("plan", str(source), "--json")
+    assert [f"discarchive: warning: {w}" for w in json.loads(out.stdout)["warnings"]] == archived
+
+
+def test_the_description_names_what_sha256sum_cannot_check(hostile, tmp_path):
+    """The description file names the %, CR and LF names the manifest percent-encodes, and
+    its sed line makes `sha256sum -c` pass the %-only ones (docs/NAMES.md)."""
+    home, _, _, _, files = hostile
+    bag = extract_bag(home, tmp_path / "bag")
+    text = (bag / DESCRIPTION_NAME).read_text(encoding="utf-8")
+    odd = sorted(p for p in files if any(c in p for c in "%\r\n"))
+    assert f"{len(odd)} file name(s) on this disc" in text
+    for path in odd:
+        assert f"\n  {encode_manifest_path('data/' + path)}\n" in text, path
+    breaks = [p for p in odd if "\r" in p or "\n" in p]
+    assert f"The {len(breaks)} name(s) with CR or LF" in text
+    (command,) = [line.strip() for line in text.splitlines() if line.strip().startswith("sed ")]
+    out = subprocess.run(["sh", "-c", command], cwd=bag, capture_output=True).stdout.decode()
+    ok = {line[:-len(": OK")] for line in out.splitlines() if line.endswith(": OK")}
+    assert {f"data/{p}" for p in odd if p not in breaks} <= ok
+    plain = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=bag,
+                           capture_output=True).stdout.decode()
+    assert not any(f"data/{p}: OK" in plain for p in odd if "%" in p and p not in breaks)

@@ -269,6 +269,7 @@ def test_signature_verifies_with_openssl_free_procedure(home, archived_sample, t
     assert (tmp_path / "signing-key.pub").read_bytes() == (home / "keys" / "signing.pub").read_bytes()
     text = (tmp_path / "说明文件.txt").read_text(encoding="utf-8")
     assert "160-2023-S01-01" in text and "sha256sum -c manifest-sha256.txt" in text
+    assert "%25" not in text and "percent-encoded" not in text   # no such names in the sample
     assert not out.exists()
 
 

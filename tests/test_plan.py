@@ -264,13 +264,37 @@ def test_a_bag_is_planned_as_its_payload_without_hashing(home, run, one_set_arch
                                                           monkeypatch):
     bag = tmp_path / "incoming"
     import shutil
-    shutil.copytree(one_set_archive, bag / "data")
-    (bag / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    shutil.copytree(one_set_archive, bag)
+    bagit.make_bag(str(bag), checksums=["sha256"])
     monkeypatch.setattr("manifests.catalog.hash_file", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(bagit.Bag, "_validate_entries", lambda *a, **k: 1 / 0)
     res = run("plan", str(bag), "--json")
     assert res.exit_code == 0, res.stderr
-    (s,) = json.loads(res.stdout)["sets"]
+    out = json.loads(res.stdout)
+    (s,) = out["sets"]
     assert s["set_id"] == "160-2024-S01" and s["discs"][0]["records"] == 14
+    assert any("fixity check" in n and "archive" in n for n in out["notes"])
+    res = run("plan", str(bag))
+    assert res.exit_code == 0 and "fixity check" in res.stdout
+
+
+from test_validate_bag import _CHECKSUM, SUITE as _SUITE  # noqa: E402
+
+
+def _invalid_cases() -> list:
+    """Conformance bags that do not validate for a reason other than a wrong checksum."""
+    from manifests.validate import validate_bag
+    cases = sorted(c for c in _SUITE.glob("*/*/*") if c.is_dir() and c.parent.name != "valid")
+    return [pytest.param(c, id=c.relative_to(_SUITE).as_posix()) for c in cases
+            if any(not _CHECKSUM.fullmatch(p) for p in validate_bag(c).problems)]
+
+
+@pytest.mark.skipif(not _SUITE.is_dir(), reason="../shared/conformance/bagit is not present")
+@pytest.mark.parametrize("case", _invalid_cases() if _SUITE.is_dir() else [])
+def test_plan_refuses_a_bag_archive_refuses(home, run, case):
+    res = run("plan", "--strict", str(case))
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    assert "BagIt bag that does not validate" in res.stderr and res.stdout == ""
 
 
 def test_an_inventory_made_before_disc_sets_had_groups_is_upgraded(tmp_path):

@@ -88,6 +88,32 @@ def test_conformance_case(case: Path):
             assert any(repr(path) in p for p in report.problems), (path, report.problems)
 
 
+_CHECKSUM = re.compile(r".+: \w+ checksum is [0-9a-f]+, the manifest says [0-9a-f]+ \(RFC 8493 section 3\)")
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_conformance_case_without_hashing(case: Path):
+    """hashing=False finds every problem of a full validation but wrong checksums."""
+    full = validate_bag(case)
+    fast = validate_bag(case, hashing=False)
+    assert fast.hashed is False and full.hashed is True
+    assert fast.valid == (not fast.problems)
+    not_checksums = [p for p in full.problems if not _CHECKSUM.fullmatch(p)]
+    if not_checksums:
+        assert not fast.valid, (full.problems, fast.warnings)
+    else:
+        assert not [p for p in fast.problems if p not in full.problems]
+    for problem in fast.problems:
+        assert not _CHECKSUM.fullmatch(problem), problem
+        assert _names_a_file(problem, case), problem
+
+
+def test_corrupt_tag_file_passes_only_without_hashing():
+    case = _suite_case("v0.97/invalid/corrupt-tag-file")
+    assert not validate_bag(case).valid
+    assert validate_bag(case, hashing=False).valid
+
+
 def test_validating_the_suite_changes_nothing_in_it():
     if not SUITE.is_dir():
         pytest.skip("../shared/conformance/bagit is not present")
