@@ -801,6 +801,9 @@ def appraisal(home, at, refs, by, out, as_json):
         _fail("--approve needs who approved it: add --by NAME", EXIT_INPUT)
     if by and not refs:
         _fail("--by goes with --approve: name what is approved", EXIT_INPUT)
+    if refs and at:
+        _fail("--at goes with the listing only: an approval is judged at today's date; "
+              "drop --at to approve what is due today", EXIT_INPUT)
     with _errors():
         if not refs:
             cfg = _config(home)

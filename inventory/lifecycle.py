@@ -733,13 +733,18 @@ def approve(inv: Inventory, listing: dict, refs: Iterable[str], by: str,
     ``csv_sha256``, ``register_xlsx``, ``xlsx_sha256``). One transaction:
     the ``appraisals`` row, one ``appraisal_entries`` row per item or disc,
     and an ``appraisal`` event. Returns ``{"id", "items", "discs"}`` (the
-    chosen rows). Raises LifecycleError for a ref not on the list or no
-    approver. Nothing is deleted: the people who destroy the discs use the
+    chosen rows). Raises LifecycleError for a ref not on the list, no
+    approver, or a listing dated after ``now`` (a decision is judged at the
+    day it is taken, never against a future date). Nothing is deleted: the people who destroy the discs use the
     register.
     """
     by = (by or "").strip()
     if not by:
         raise LifecycleError("an appraisal decision needs who approved it (--by NAME)")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if listing["at"] > now.date().isoformat():
+        raise LifecycleError(f"the appraisal list of {listing['at']} is in the future: approve "
+                             "only what is due today")
     chosen = select(listing, refs)
     when = stamp(now)
     with inv._write():

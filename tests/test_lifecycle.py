@@ -215,12 +215,14 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert {d["disc_id"] for d in listing["discs"]} == {A, B, f"{SET}-A2", f"{SET}-A3",
                                                         f"{SET}-B2"}
     assert all(d["reason"] == "superseded" for d in listing["discs"])
-    refused = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", f"{SET}-A4",
-                      "--by", "鉴定小组"), 2)
+    future = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", A, "--by", "赵六"), 2)
+    assert "an approval is judged at today's date" in future.stderr
+    assert future.stderr.count("\n") == 1, "one line: a future date approves nothing"
+    _drives(home, lifecycle="keep_superseded_years = 0")    # due today: approvable today
+    refused = _ok(run("appraisal", "--approve", f"{SET}-A4", "--by", "鉴定小组"), 2)
     assert "is not on the appraisal list" in refused.stderr
     assert not (home / "registers").exists(), "nothing is exported for a refused decision"
-    done = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", A, "--approve", B,
-                   "--by", "鉴定小组 王五"))
+    done = _ok(run("appraisal", "--approve", A, "--approve", B, "--by", "鉴定小组 王五"))
     assert "nothing was deleted" in done.stdout
     (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
     (xlsx_path,) = (home / "registers").glob("销毁清册-*.xlsx")
@@ -362,8 +364,9 @@ def test_a_two_disc_set_is_shelved_reburned_whole_and_registered(two_discs, run)
     assert {d["disc_id"] for d in listing["discs"]} == set(discs) - set(news)
     assert {(d["disc_id"], d["volume"], d["volumes"], d["group_id"]) for d in listing["discs"]
             if d["disc_id"] == first[d2, "B"]} == {(first[d2, "B"], 2, 2, group)}
-    _ok(run("appraisal", "--at", keep, "--approve", first[d1, "A"], "--approve",
-            first[d2, "B"], "--by", "鉴定小组"))
+    _drives(home, lifecycle="keep_superseded_years = 0")
+    _ok(run("appraisal", "--approve", first[d1, "A"], "--approve", first[d2, "B"],
+            "--by", "鉴定小组"))
     (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
     with open(csv_path, encoding="utf-8-sig", newline="") as f:
         table = list(csv.reader(f))
