@@ -742,7 +742,10 @@ def reburn(home, target):
     a disc (160-2025-S01-02), or of every disc of a set (160-2025-S01)."""
     with _errors():
         cfg = _config(home)
-        run = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+        try:
+            run = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+        except lifecycle_jobs.NoSource as exc:     # the reads ran and failed: a failed job
+            _fail(str(exc), EXIT_FAILED)
     for r in run.images:
         click.echo(_safe(f"disc {r.set_id} ({r.volume} of {r.volumes} of set {r.group_id}): "
                          f"source {r.source.kind}: {r.source.detail}"))

@@ -691,7 +691,7 @@ def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
 
 
 def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: bytes,
-                  ui: Reporter, keep_catalog: bool = False) -> Report:
+                  ui: Reporter, keep_catalog: bool = False, wrap=None) -> Report:
     """Read a recorded copy back, record the outcome, and settle its state.
 
     A disc is called bad only after a second read, in another configured
@@ -699,19 +699,22 @@ def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: by
     A copy whose job was interrupted (``burning`` or ``burned``) becomes
     ``verified`` or ``failed`` as after a burn; a ``verified`` copy that
     fails becomes ``damaged``. The set becomes ``archived`` once all its
-    copies are verified.
+    copies are verified. ``wrap`` (optional) maps each drive to the one to
+    read through (a re-burn's source search keeps the bytes read); the
+    returned Report is the last read's.
     """
     disc_id, set_id = disc["disc_id"], disc["set_id"]
     expected = expected_of(inv, set_id)
     names = [d.get("name") for d in cfg.drives]
+    wrap = wrap or (lambda d: d)
     first = disc["state"] in ("burning", "burned") or bool(disc.get("interrupted_burn"))
-    report = read_back(drive, disc["medium_path"], expected, public_pem, ui.progress("read back"),
-                       keep_catalog)
+    report = read_back(wrap(drive), disc["medium_path"], expected, public_pem,
+                       ui.progress("read back"), keep_catalog)
     reader = drive
     if not report.passed and disc["medium_path"] and len(names) > 1 and drive.name in names:
         record_fixity(inv, disc_id, set_id, drive.name, report, first=False, read=1)
         reader = burners.open_drive(cfg.drives[(names.index(drive.name) + 1) % len(names)])
-        report = read_back(reader, disc["medium_path"], expected, public_pem,
+        report = read_back(wrap(reader), disc["medium_path"], expected, public_pem,
                            ui.progress("read again"), keep_catalog)
         record_fixity(inv, disc_id, set_id, reader.name, report, first=first,
                       state=disc["state"], read=2)

@@ -400,7 +400,7 @@ def test_a_set_reburn_goes_on_past_a_disc_without_a_good_source(two_discs, run):
                           f"replace stay current): put a good source or a new blank medium in a "
                           f"drive and run `discarchive reburn {d1}`\n")
     states = {d["disc_id"]: d["state"] for d in _discs(run)}
-    assert states == {f"{d1}-A": "verified", f"{d1}-B": "verified", f"{d2}-A": "superseded",
+    assert states == {f"{d1}-A": "damaged", f"{d1}-B": "damaged", f"{d2}-A": "superseded",
                       f"{d2}-B": "superseded", f"{d2}-A2": "verified", f"{d2}-B2": "verified"}
 
 
@@ -492,10 +492,19 @@ def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived
     (home / "images" / f"{SET}.iso").unlink()
     x_path, x = _payload(home, SET)[0]
     flip_byte(_medium(home, B), x * 2048 + 3)              # B: a payload file damaged
-    _drives(home, v1="[drives.faults]\nunreadable = [16]")   # A, in v1: its volume descriptor
+    # A's drive v1 and the next one (v3, which reads a failed read again) cannot read its
+    # volume descriptor (sector 16); B's v2 and v4 read it; the new copy is burned in v2.
+    _drives(home)
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8").split("\n[[drives]]")[0]
+    for name, fault in (("v2", ""), ("v4", ""), ("v1", "unreadable = [16]"),
+                        ("v3", "unreadable = [16]")):
+        text += (f'\n[[drives]]\nname = "{name}"\nadapter = "virtual"\nmedia_dir = '
+                 f'"media{name[1]}"\ncapacity_sectors = {DVD}\n[drives.faults]\n{fault}\n')
+    cfg.write_text(text, encoding="utf-8")
     out = _ok(run("reburn", A)).stdout
     assert f"source disc: the disc itself, {A}, repaired: sector 16 from {B}" in out
-    assert f"{SET}-A2 replaces {A}: verified" in out, "v1 cannot read 16; v2 reads it again"
+    assert f"{SET}-A2 replaces {A}: verified" in out
     assert (home / "images" / f"{SET}.iso").is_file(), "the repaired image is kept again"
     _drives(home)
     _ok(run("verify", f"{SET}-A2"))
@@ -508,11 +517,21 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     (home / "images" / f"{SET}.iso").unlink()
     for disc in (A, B):
         flip_byte(_medium(home, disc), lba * 2048 + 3)      # the same file, on both copies
-    res = _ok(run("reburn", A), 2)
+    res = _ok(run("reburn", A), 1)          # the job ran; its reads failed (README: exit 1)
     assert "no good source to re-burn" in res.stderr and "the image is no longer kept" in res.stderr
     assert f"{A} cannot be repaired" in res.stderr
-    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "verified", B: "verified"}, \
-        "one failed read does not call a copy damaged"
+    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "damaged", B: "damaged"}, \
+        "each copy failed two reads, in two drives: damaged, as any read-back records it"
+    reads = _query(home, "SELECT disc_id, outcome, json_extract(detail, '$.read'), "
+                         "json_extract(detail, '$.drive') FROM events WHERE event_type = "
+                         "'fixity check' AND id > (SELECT max(id) FROM events WHERE "
+                         "event_type = 'fixity check' AND outcome = 'success')")
+    assert sorted(r[:3] for r in reads) == [(d, "failure", n) for d in (A, B) for n in (1, 2)]
+    assert all(first[3] != second[3] for first, second in zip(reads[::2], reads[1::2])), \
+        "the second read is in another drive"
+    due = _json(run, "due")
+    assert {r["disc_id"] for r in due["reburn"]} == {A, B}, "due lists the damaged copies"
+    assert all("damaged" in r["why"] for r in due["reburn"]), due["reburn"]
 
 
 @pytest.mark.parametrize("args, message", [
