@@ -64,7 +64,7 @@ from mastering.iso import Image
 from verification.onepass import file_chunks
 from verification.readback import Expected, Report, verify
 
-from . import jobs
+from . import alerts, jobs
 from .replication import Copy, burn_copies, read_back, record_fixity
 
 
@@ -115,12 +115,15 @@ class Inspection:
 
 
 def inspect(cfg: Config, disc_id: str, reporter=None,
-            now: dt.datetime | None = None) -> Inspection:
+            now: dt.datetime | None = None, log=None) -> Inspection:
     """Inspect one current copy: read it back in full, record its signals, judge them.
 
     The read is a verification like ``discarchive verify`` (fixity check
     events, a second read in another drive when the first fails, a
-    ``damaged`` state when both fail). Raises JobError for an unknown disc
+    ``damaged`` state when both fail). A disc flagged for an early re-burn
+    gets its ``reburn-early`` alert at once (:func:`daemon.alerts.flag_alert`,
+    written to ``log`` when given), whoever inspected it: the CLI or the
+    daemon. Raises JobError for an unknown disc
     or one that is not a current copy (superseded, failed...), DriveError
     when its medium cannot be loaded (nothing is recorded then).
     """
@@ -147,7 +150,11 @@ def inspect(cfg: Config, disc_id: str, reporter=None,
                    "read_bytes": disc["image_bytes"] * max(reads, 1),
                    "read_seconds": round(seconds, 3), "damaged_files": len(report.damaged)}
         row = lc.record_inspection(inv, disc_id, signals, cfg.lifecycle, now)
-        return Inspection(disc_id, row, report, row.pop("reasons"))
+        done = Inspection(disc_id, row, report, row.pop("reasons"))
+        if done.flagged:
+            alerts.flag_alert(inv, inv.disc(disc_id), now or dt.datetime.now(dt.timezone.utc),
+                              log)
+        return done
 
 
 # -- re-burn --------------------------------------------------------------------------

@@ -472,17 +472,17 @@ class Daemon:
 
     def _inspect(self, inv: Inventory, disc_id: str, now: dt.datetime,
                  what: str) -> lifecycle_jobs.Inspection:
-        """Inspect one disc (:func:`daemon.lifecycle.inspect`), log it, alert a flag at once.
+        """Inspect one disc (:func:`daemon.lifecycle.inspect`, which alerts a flag at once);
+        log it.
 
         Raises what the inspection raises (HomeBusy, DriveError, JobError).
         """
-        done = lifecycle_jobs.inspect(self.cfg, disc_id, DaemonReporter(self, what), now)
+        done = lifecycle_jobs.inspect(self.cfg, disc_id, DaemonReporter(self, what), now,
+                                      self.log)
         self.log("inspection.done", disc_id=disc_id,
                  outcome="passed" if done.report.passed else "failed",
                  bad_sectors=done.row["bad_sectors"], retried_sectors=done.row["retried_sectors"],
                  slow_sectors=done.row["slow_sectors"], flag="; ".join(done.reasons) or None)
-        if done.flagged:
-            alerts.flag_alert(inv, inv.disc(disc_id), now, self.log)
         return done
 
     # -- the operator in the loop ------------------------------------------

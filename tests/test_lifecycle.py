@@ -430,6 +430,8 @@ def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archiv
     _drives(home, v1=faults, v2=faults)          # the second read, in v2, fails too
     res = run("inspect", B)
     assert res.exit_code == 1
+    raised = [(a["kind"], a["subject"], a["state"]) for a in _json(run, "alerts")]
+    assert raised == [("reburn-early", B, "open")], "the flag is alerted at once, not next day"
     (row,) = json.loads(run("inspect", "--json", A).stdout)
     assert row["reads"] == 2 and row["bad_sectors"] == 1 and not row["passed"]
     assert "1 unreadable sectors (more than 0)" in row["reasons"]
