@@ -514,14 +514,14 @@ def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, one_s
     real = lifecycle_jobs.inspect
     seen = []
 
-    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None):
+    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None, log=None):
         if not seen:                 # meanwhile a clerk's re-burn supersedes the other copy
             inv = Inventory.open(cfg.inventory_path)
             other = next(r["disc_id"] for r in inv.discs() if r["disc_id"] != disc_id)
             inv.update_disc(other, state="superseded")
             inv.close()
         seen.append(disc_id)
-        return real(cfg, disc_id, reporter, now)
+        return real(cfg, disc_id, reporter, now, log)
 
     monkeypatch.setattr(lifecycle_jobs, "inspect", clerk_reburns_the_other)
     d, _, log = make_daemon(cfg, dt.datetime.now(UTC))
