@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -573,16 +574,39 @@ def _signed_inventory(home):
         yield cfg, inv
 
 
-_AT = click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+class _Day(click.ParamType):
+    """A calendar date written YYYY-MM-DD, from 1900 to 9899 (room for the re-burn and
+    retention years added to it); the error says whether it is not a date at all."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            day = dt.datetime.strptime(text, "%Y-%m-%d")
+        except ValueError:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                self.fail(f"{text} is not a date (no such month or day): give a real "
+                          "day, YYYY-MM-DD", param, ctx)
+            self.fail(f"{text!r} is not written YYYY-MM-DD: give e.g. 2027-01-31", param, ctx)
+        if not 1900 <= day.year <= 9899:
+            self.fail(f"{text} is out of range: give a date from 1900 to 9899", param, ctx)
+        return day
+
+
+_AT = click.option("--at", "at", type=_Day(), default=None,
                    help="The date to answer for, YYYY-MM-DD (default: today).")
+_NUMBER = click.IntRange(min=1, max=99_999)     # a shelf or slot number
 
 
 @main.command()
 @_home_option
 @click.argument("disc_id")
 @click.option("--cabinet", required=True, help="Cabinet (防磁柜) name or number.")
-@click.option("--shelf", type=click.IntRange(min=1), required=True, help="Shelf number, from 1.")
-@click.option("--slot", type=click.IntRange(min=1), required=True, help="Slot number, from 1.")
+@click.option("--shelf", type=_NUMBER, required=True, help="Shelf number, from 1.")
+@click.option("--slot", type=_NUMBER, required=True, help="Slot number, from 1.")
 @click.option("--site", default=None, help="Off-site store holding this copy (default: here).")
 def shelve(home, disc_id, cabinet, shelf, slot, site):
     """Put DISC_ID in a cabinet slot (or move it there); a slot holds one disc."""
