@@ -367,8 +367,9 @@ def show(home, disc_id, as_json):
         inv = _inventory(home)
         disc = inv.disc(disc_id)
         if disc is None:
+            why = lifecycle.not_a_copy(inv, disc_id)
             inv.close()
-            _fail(f"no disc {disc_id}: see `discarchive discs` for the disc IDs", EXIT_INPUT)
+            _fail(why, EXIT_INPUT)
         events = inv.events(disc_id=disc_id)
         disc["burns"] = inv.burns(disc_id)
         inv.close()

@@ -40,6 +40,7 @@ import burners
 from config import Config, media_sectors
 from config.home import locked
 from inventory import eventlog
+from inventory import lifecycle as lc
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.arrange import Settings, arrange
@@ -602,7 +603,7 @@ def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> RunR
             one = inv.disc_set(set_id)
             rows = [one] if one is not None else inv.group(set_id)
             if not rows:
-                raise JobError(f"no disc set {set_id} in the inventory: see `discarchive discs`")
+                raise JobError(lc.not_a_set(inv, set_id))
             todo = [(s, _unverified(inv, s)) for s in rows]
             todo = [(s, labels) for s, labels in todo if labels]
             if not todo:
@@ -670,7 +671,7 @@ def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
     """
     disc = inv.disc(disc_id)
     if disc is None:
-        raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        raise JobError(lc.not_a_copy(inv, disc_id))
     if not disc["burned_at"]:
         attempts = [b for b in inv.burns(disc_id) if b["outcome"] != "failed"]
         if not attempts:

@@ -131,7 +131,7 @@ def inspect(cfg: Config, disc_id: str, reporter=None,
     with signed_session(cfg) as (inv, public_pem):
         disc = inv.disc(disc_id)
         if disc is None:
-            raise jobs.JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+            raise jobs.JobError(lc.not_a_copy(inv, disc_id))
         if disc["state"] not in lc.CURRENT_STATES:
             raise jobs.JobError(f"disc {disc_id} is {disc['state']}: only verified or damaged "
                                 "copies are inspected")

@@ -204,12 +204,57 @@ def volume_text(row: dict) -> str:
            f"{row.get('group_id') or row.get('set_id')}"
 
 
+def _current_copies(inv: Inventory, image_id: str) -> list[str]:
+    """The IDs of an image's current copies (else every copy not superseded), A first."""
+    rows = [c for c in inv.copies(image_id) if c["state"] != "superseded"]
+    current = [c["disc_id"] for c in rows if c["state"] in CURRENT_STATES]
+    return current or [c["disc_id"] for c in rows]
+
+
+def not_a_copy(inv: Inventory, given: str) -> str:
+    """Why ``given`` names no disc copy, for a command that takes a copy ID
+    (``160-2025-S01-02-A``): the error line's text.
+
+    When ``given`` is a disc (image) ID it names that disc's copies
+    (``160-2025-S01-02 is a disc; give one of its copies: 160-2025-S01-02-A,
+    -B``); a disc set ID, the copies of its first disc; else the ID form the
+    command takes.
+    """
+    image = inv.disc_set(given)
+    if image is None:
+        images = inv.group(given)
+        if images:
+            first = _current_copies(inv, images[0]["set_id"])
+            return (f"{given} is a disc set of {len(images)} disc(s); give one disc copy, e.g. "
+                    f"{first[0] if first else images[0]['set_id'] + '-A'} (see `discarchive "
+                    "discs`)")
+        return (f"no disc {given} in the inventory: give a disc copy ID such as "
+                "160-2025-S01-02-A (see `discarchive discs`)")
+    copies = _current_copies(inv, given)
+    if not copies:
+        return f"{given} is a disc with no copy burned: burn it with `discarchive burn {given}`"
+    rest = [c[len(given):] if c.startswith(given + "-") else c for c in copies[1:]]
+    return f"{given} is a disc; give one of its copies: {', '.join([copies[0]] + rest)}"
+
+
+def not_a_set(inv: Inventory, given: str) -> str:
+    """Why ``given`` names no disc set or disc, for a command that takes one (``burn``):
+    the error line's text, naming the copy's disc when ``given`` is a copy ID."""
+    copy = inv.disc(given)
+    if copy is not None:
+        return (f"{given} is a disc copy; give its disc {copy['set_id']} (or its set "
+                f"{copy.get('group_id') or copy['set_id']}): the command takes a disc set or "
+                "disc ID")
+    return (f"no disc set {given} in the inventory: give a disc set ID (160-2025-S01) or a "
+            "disc ID (160-2025-S01-02) (see `discarchive discs`)")
+
+
 def _disc(inv: Inventory, disc_id: str) -> dict:
     row = inv.db.execute("SELECT * FROM discs WHERE disc_id = ?", [disc_id])
     names = [d[0] for d in row.description]
     found = row.fetchone()
     if found is None:
-        raise LifecycleError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        raise LifecycleError(not_a_copy(inv, disc_id))
     return dict(zip(names, found))
 
 

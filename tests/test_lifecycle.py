@@ -552,13 +552,25 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     (["shelve", "{A}", "--cabinet", "1", "--shelf", "1", "--slot", "99999999999999999999"],
      "--slot"),
     (["alerts", "--ack", "99999999999999999999"], "no alert 99999999999999999999"),
+    (["show", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["verify", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["check", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["inspect", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["shelve", "{SET}", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
+     "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["show", "{GROUP}"], "{GROUP} is a disc set of 1 disc(s); give one disc copy, e.g. {SET}-A"),
+    (["burn", "{A}"], "{A} is a disc copy; give its disc {SET} (or its set {GROUP})"),
+    (["burn", "160-1999-S01"], "no disc set 160-1999-S01 in the inventory: give a disc set ID"),
     (["appraisal", "--approve", "{A}"], "--approve needs who approved it"),
     (["handover", "24"], "is not a year"),
     (["handover", "1990"], "no records of 1990"),
 ])
 def test_bad_requests_get_one_line_and_exit_2(archived, run, args, message):
-    A = _ids(archived)[1]       # the copy A the archive run made, as the inventory names it
-    res = run(*[a.format(A=A) for a in args])
+    SET, A, _ = _ids(archived)  # the disc and its copy A the archive run made
+    ((GROUP,),) = _query(archived, "SELECT group_id FROM disc_sets")
+    ids = {"A": A, "SET": SET, "GROUP": GROUP}
+    res = run(*[a.format(**ids) for a in args])
+    message = message.format(**ids)
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert res.stderr.startswith("discarchive: error: ") and res.stderr.count("\n") == 1
 
