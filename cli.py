@@ -878,7 +878,7 @@ def handover(home, year, out, as_json):
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
         try:
-            count, rows = lifecycle.handover_rows(inv, year)
+            count, rows = lifecycle.handover_rows(inv, year, cfg.category_order)
             day = dt.datetime.now(dt.timezone.utc).date().isoformat()
             files = registers.write_register(
                 _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",

@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Iterator
 
-from config import RETENTION_YEARS
+from config import CATEGORY_ORDER, RETENTION_YEARS
 from inventory.store import Inventory
 
 CURRENT_STATES = ("verified", "damaged")
@@ -836,12 +836,20 @@ def select(listing: dict, refs: Iterable[str]) -> dict:
     return chosen
 
 
-def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
-    """The records formed in ``year`` (交接清单 rows): (how many, the rows in 档号 order).
+def handover_rows(inv: Inventory, year: str,
+                  category_order: Iterable[str] = CATEGORY_ORDER) -> tuple[int, Iterator[dict]]:
+    """The records formed in ``year`` (交接清单 rows): (how many, the rows in archival order).
 
-    Each row has the catalog's fields, its disc (``set_id``: the image ID)
-    with its set (``group_id``, ``volume`` of ``volumes``) and ``discs``: the
-    current (verified or damaged) copies' IDs, joined by spaces. The rows are read as they are
+    Archival order is :func:`manifests.arrange.arrange`'s (DA/T 22-2015): fonds,
+    year, side (收 before 支), insured unit (``unit_code``), business category
+    in ``category_order`` (the configured one; others after it, by name),
+    件号 by value, then the path; the versions of one record (``version``
+    1, 2...: see daemon.incremental) follow each other, oldest first. Each
+    row has the catalog's fields, ``version`` (1 for rows recorded before
+    versions) and ``versions`` (how many versions of its 档号 there are),
+    its disc (``set_id``: the image ID) with its set (``group_id``,
+    ``volume`` of ``volumes``) and ``discs``: the current (verified or
+    damaged) copies' IDs, joined by spaces. The rows are read as they are
     consumed (a year of 365,000 records is never held at once). Raises
     LifecycleError when the inventory holds no record of that year.
     """
@@ -851,14 +859,27 @@ def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
     if not count:
         raise LifecycleError(f"no records of {year} in the inventory: give a year that was "
                              "archived (see `discarchive discs`)")
+    order = list(category_order)
     rows = inv.db.query(
         "SELECT i.id, i.set_id, i.item_number, i.archival_code, i.responsible, i.unit_code, "
         "i.title, i.date, i.pages, i.classification, i.retention, i.remarks, i.year, "
+        "i.category, coalesce(i.version, 1) AS version, "
+        "(SELECT count(*) FROM items v WHERE v.archival_code = i.archival_code "
+        " AND v.is_record = 1) AS versions, "
         "coalesce(s.group_id, i.set_id) AS group_id, coalesce(s.volume, 1) AS volume, "
         "coalesce(s.volumes, 1) AS volumes, "
         "(SELECT group_concat(disc_id, ' ') FROM (SELECT disc_id FROM discs d WHERE "
         "d.set_id = i.set_id AND d.state IN ('verified', 'damaged') ORDER BY disc_id)) AS discs "
         "FROM items i LEFT JOIN disc_sets s ON s.set_id = i.set_id "
-        "WHERE i.is_record = 1 AND i.year = ? ORDER BY i.archival_code, i.id",
-        [year])
+        "WHERE i.is_record = 1 AND i.year = :year ORDER BY "
+        "CASE WHEN instr(i.archival_code, '-') THEN substr(i.archival_code, 1, "
+        " instr(i.archival_code, '-') - 1) ELSE '' END, "
+        "CASE s.side WHEN '收' THEN 0 WHEN '支' THEN 1 ELSE 2 END, "
+        "ifnull(i.unit_code, ''), "
+        "coalesce((SELECT CAST(key AS INTEGER) FROM json_each(:order) "
+        " WHERE value = i.category), :n), ifnull(i.category, ''), "
+        "CASE WHEN i.item_number GLOB '[0-9]*' AND NOT i.item_number GLOB '*[^0-9]*' "
+        " THEN CAST(i.item_number AS INTEGER) ELSE 1 << 40 END, "
+        "i.archival_code, coalesce(i.version, 1), i.path, i.id",
+        {"year": year, "order": json.dumps(order, ensure_ascii=False), "n": len(order)})
     return count, rows

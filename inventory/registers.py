@@ -24,11 +24,13 @@ DESTRUCTION_COLUMNS = ["序号", "类别", "档号/光盘编号", "题名", "年
                        "光盘", "存放位置", "鉴定意见", "批准人", "批准日期"]
 """Columns of the destruction register: one row per record or disc approved for destruction."""
 
-HANDOVER_COLUMNS = ["序号", "件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",
-                    "保管期限", "光盘套", "套内盘次", "光盘", "备注"]
-"""Columns of the handover list: the archival file catalog's (归档文件目录), the disc set
-(光盘套, e.g. ``160-2025-S01``), which disc of it holds the record (套内盘次, ``2/3``: disc 2
-of 3, the bag's Bag-Count) and the current copies of that disc (光盘)."""
+HANDOVER_COLUMNS = ["序号", "件号", "档号", "版本", "责任者", "代码", "题名", "日期", "页数",
+                    "密级", "保管期限", "光盘套", "套内盘次", "光盘", "备注"]
+"""Columns of the handover list: the archival file catalog's (归档文件目录), the version
+(版本: ``第2版`` for a changed record archived again, ``第1版`` for the first of a 档号
+that has later ones, empty otherwise), the disc set (光盘套, e.g. ``160-2025-S01``),
+which disc of it holds the record (套内盘次, ``2/3``: disc 2 of 3, the bag's Bag-Count)
+and the current copies of that disc (光盘)."""
 
 
 def _sha256(path: Path) -> str:
@@ -119,6 +121,8 @@ def _volume(row: dict) -> str:
 def handover_table(rows: Iterable[dict]) -> Iterator[list]:
     """Rows of the handover list from :func:`inventory.lifecycle.handover_rows`, as consumed."""
     for n, r in enumerate(rows, 1):
-        yield [n, r["item_number"], r["archival_code"], r["responsible"], r["unit_code"],
+        v = r.get("version") or 1
+        version = f"第{v}版" if (r.get("versions") or 1) > 1 or v > 1 else ""
+        yield [n, r["item_number"], r["archival_code"], version, r["responsible"], r["unit_code"],
                r["title"], r["date"], r["pages"], r["classification"], r["retention"],
                r["group_id"], _volume(r), r["discs"], r["remarks"]]

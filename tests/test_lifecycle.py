@@ -13,8 +13,10 @@ import openpyxl
 import pycdlib
 import pytest
 
+from config import CATEGORY_ORDER
 from conftest import flip_byte
 from inventory import lifecycle as lc
+from inventory import registers
 from inventory.store import Inventory
 from test_main_job import _discs
 
@@ -250,9 +252,12 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     hand = _json(run, "handover", "2024")
     with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
-    records = _query(home, "SELECT archival_code FROM items WHERE is_record = 1 AND year = '2024' "
-                           "ORDER BY archival_code")
+    records = _query(home, "SELECT archival_code, unit_code, category, item_number FROM items "
+                           "WHERE is_record = 1 AND year = '2024'")
+    rank = {c: n for n, c in enumerate(CATEGORY_ORDER)}     # archival order, not 档号 text
+    records.sort(key=lambda r: (r[1], rank[r[2]], int(r[3])))
     assert [r["档号"] for r in rows] == [r[0] for r in records] and hand["records"] == len(rows)
+    assert [r["档号"] for r in rows] != sorted(r["档号"] for r in rows), "the test can tell"
     assert {r["光盘"] for r in rows} == {f"{SET}-A4 {SET}-B3"}
     assert _ok(run("audit")).stdout.startswith("event log intact")
     assert "0 entries after the last checkpoint" in run("audit").stdout
@@ -615,6 +620,35 @@ def _fill(inv: Inventory, discs: list[dict], items: list[dict] = ()) -> None:
                                     "tag_files": "[]"} for s in sets)
     inv.db["discs"].insert_all(dict({"state": "verified", "copy_label": "A"}, **d) for d in discs)
     inv.db["items"].insert_all(dict({"is_record": 1}, **i) for i in items)
+
+
+def test_the_handover_list_is_in_archival_order_and_marks_versions(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    code = "160-SB·2024-{}-{}-{:04d}".format
+    rows = [  # (unit, category, retention, category code, 件号, version): not in 档号 text order
+        ("U2", "社保登记类", "Y", "DJ", 1, 1),
+        ("U1", "待遇类", "D30", "DY", 2, 1),
+        ("U1", "待遇类", "D30", "DY", 10, 1),
+        ("U1", "社保登记类", "Y", "DJ", 3, 1),
+        ("U1", "参保人员类", "D30", "CB", 1, 1),
+        ("U1", "社保登记类", "Y", "DJ", 3, 2),        # 件号 3 changed and archived again
+        ("U1", "待遇类", "D30", "DY", 9, 1)]
+    _fill(inv, [{"disc_id": "g-01-A", "set_id": "g-01"}], [
+        {"set_id": "g-01", "archival_code": code(ret, cc, n), "item_number": str(n),
+         "unit_code": unit, "category": cat, "year": "2024", "retention": "永久",
+         "version": v, "path": f"p{k}"} for k, (unit, cat, ret, cc, n, v) in enumerate(rows)])
+    count, got = lc.handover_rows(inv, "2024", ["社保登记类", "参保人员类", "待遇类"])
+    got = list(got)
+    assert count == 7 and [(r["unit_code"], r["category"], int(r["item_number"]), r["version"])
+                           for r in got] == [
+        ("U1", "社保登记类", 3, 1), ("U1", "社保登记类", 3, 2), ("U1", "参保人员类", 1, 1),
+        ("U1", "待遇类", 2, 1), ("U1", "待遇类", 9, 1), ("U1", "待遇类", 10, 1),
+        ("U2", "社保登记类", 1, 1)], "year -> unit -> configured category order -> 件号 by value"
+    table = list(registers.handover_table(got))
+    at = registers.HANDOVER_COLUMNS.index("版本")
+    assert [r[at] for r in table] == ["第1版", "第2版", "", "", "", "", ""]
+    assert [r[0] for r in table] == list(range(1, 8))
+    inv.close()
 
 
 def test_the_pull_list_takes_the_share_least_recently_checked_and_every_disc_per_cycle(tmp_path):
