@@ -159,6 +159,24 @@ def place(row: dict) -> str:
     return where
 
 
+def place_cn(row: dict) -> str:
+    """Where a disc row says the disc is, in Chinese words for a register a clerk signs:
+    ``防磁柜1 第2层 第3位`` (a cabinet name without 柜 gets it: ``1号柜``), off-site
+    ``异地 <site>：...``, ``未上架`` when not shelved; a checked-out copy adds who has
+    it and since when. Never a file path or a drive."""
+    if row.get("cabinet") is None:
+        where = "未上架"
+    else:
+        cab = str(row["cabinet"])
+        cab = cab if "柜" in cab else f"{cab}号柜"
+        where = f"{cab} 第{row['shelf']}层 第{row['slot']}位"
+        if row.get("site"):
+            where = f"异地 {row['site']}：{where}"
+    if row.get("out_by"):
+        where += f"（{row['out_at'][:10]}起借出：{row['out_by']}）"
+    return where
+
+
 @functools.lru_cache(maxsize=4096)
 def _natural(text: str | None) -> tuple:
     """Sort key: numbers inside names by value (cabinet 2 before cabinet 10)."""
@@ -271,6 +289,10 @@ def shelve(inv: Inventory, disc_id: str, cabinet: str, shelf: int, slot: int,
     site = (site or "").strip() or None
     if not cabinet or shelf < 1 or slot < 1:
         raise LifecycleError("give a cabinet name and shelf and slot numbers from 1")
+    for what, name in (("cabinet", cabinet), ("site", site or "")):
+        if not name.isprintable():
+            raise LifecycleError(f"the {what} name {name!r} holds a line break or control "
+                                 f"character: give it as one line of plain text")
     with inv._write():
         disc = _disc(inv, disc_id)
         if disc["state"] in ("burning", "failed"):
@@ -742,6 +764,7 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
     for r in items:
         r["retention_ends"] = f"{r.pop('ends')}-01-01"
         r["reason"] = f"retention {r['retention']} ended {r['retention_ends']}"
+        r["opinion"] = f"保管期限{r['retention']}已于{r['retention_ends']}届满，拟销毁"
     ended_sets = [r[0] for r in inv.db.execute(
         f"SELECT i.set_id FROM items i WHERE i.is_record = 1 GROUP BY i.set_id "
         f"HAVING sum(NOT ({_TIMED})) = 0 AND max({_ENDS}) <= ?", [year])]
@@ -758,13 +781,17 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
         until = add_years(_day(d["superseded_at"]), keep)
         if until <= at and d["disc_id"] not in listed:
             discs.append(dict(d, reason="superseded", why=f"superseded by {d['superseded_by']} "
-                              f"on {d['superseded_at'][:10]}, kept {keep} years to {until}"))
+                              f"on {d['superseded_at'][:10]}, kept {keep} years to {until}",
+                              opinion=f"已于{d['superseded_at'][:10]}由{d['superseded_by']}替代，"
+                                      f"保留{keep}年至{until}期满，拟销毁"))
     with_sets(inv, items)
     for d in with_sets(inv, discs):
         d["place"] = place(d)
+        d["place_cn"] = place_cn(d)
         if d["reason"] == "retention":
             d["why"] = (f"every record on {volume_text(d)} ended its retention by "
                         f"{year}-01-01")
+            d["opinion"] = f"盘内档案保管期限均已于{year}-01-01前届满，拟销毁"
     return {"at": at.isoformat(), "items": items, "discs": discs}
 
 

@@ -97,19 +97,21 @@ def destruction_rows(chosen: dict, by: str, day: str) -> list[list]:
     Records first (档号 order, as listed), then discs; ``day`` is the
     approval date (YYYY-MM-DD). A record's 光盘 is the disc (image) holding
     it; a disc's 题名 names its set, which disc of the set it is (Bag-Count
-    k of n) and its copy label.
+    k of n) and its copy label. 存放位置 and 鉴定意见 are in Chinese, for the
+    clerk who signs (the listing's ``place_cn`` and ``opinion``): a place by
+    柜/层/位 or 未上架, never a file path.
     """
     rows = []
     for i in chosen["items"]:
         rows.append(["档案", i["archival_code"], i["title"], i["year"], i["retention"],
-                     i["retention_ends"], f"{i['set_id']} ({_volume(i)})", "", i["reason"],
-                     by, day])
+                     i["retention_ends"], f"{i['set_id']} ({_volume(i)})", "",
+                     i.get("opinion") or i["reason"], by, day])
     for d in chosen["discs"]:
         what = "光盘" + (f" (已由 {d['superseded_by']} 替代)" if d.get("superseded_by") else "")
         rows.append([what, d["disc_id"], f"光盘套 {d.get('group_id') or d['set_id']} "
                      f"第{d.get('volume') or 1}盘/共{d.get('volumes') or 1}盘 "
-                     f"副本 {d['copy_label']}", "", "", "", d["disc_id"], d["place"], d["why"],
-                     by, day])
+                     f"副本 {d['copy_label']}", "", "", "", d["disc_id"],
+                     d.get("place_cn") or d["place"], d.get("opinion") or d["why"], by, day])
     return [[n, *r] for n, r in enumerate(rows, 1)]
 
 

@@ -231,9 +231,13 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     with open(csv_path, encoding="utf-8-sig", newline="") as f:
         table = list(csv.reader(f))
     assert table[0][:3] == ["序号", "类别", "档号/光盘编号"]
+    assert table[0][8:10] == ["存放位置", "鉴定意见"]
     assert [(r[0], r[2], r[8], r[10]) for r in table[1:]] == [
-        ("1", A, "cabinet 防磁柜1, shelf 1, slot 1", "鉴定小组 王五"),
-        ("2", B, "off-site at 异地库: cabinet 2, shelf 3, slot 7", "鉴定小组 王五")]
+        ("1", A, "防磁柜1 第1层 第1位", "鉴定小组 王五"),
+        ("2", B, "异地 异地库：2号柜 第3层 第7位", "鉴定小组 王五")]
+    assert [r[9] for r in table[1:]] == [
+        f"已于{today}由{SET}-A2替代，保留0年至{today}期满，拟销毁",
+        f"已于{today}由{SET}-B2替代，保留0年至{today}期满，拟销毁"], "the opinion in Chinese"
     sheet = openpyxl.load_workbook(xlsx_path).active
     cells = [[("" if v is None else str(v)) for v in r] for r in sheet.iter_rows(values_only=True)]
     assert cells[0][0] == "销毁清册" and table == cells[-3:], "the XLSX holds the CSV's table"
@@ -376,9 +380,8 @@ def test_a_two_disc_set_is_shelved_reburned_whole_and_registered(two_discs, run)
     with open(csv_path, encoding="utf-8-sig", newline="") as f:
         table = list(csv.reader(f))
     assert [(r[2], r[3], r[8]) for r in table[1:]] == [
-        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "cabinet 1, shelf 1, slot 1"),
-        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B",
-         "off-site at 异地库: cabinet 2, shelf 1, slot 2")]
+        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "1号柜 第1层 第1位"),
+        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B", "异地 异地库：2号柜 第1层 第2位")]
     hand = _json(run, "handover", "2024")
     with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
         listed = {r["档号"]: (r["光盘套"], r["套内盘次"], r["光盘"]) for r in csv.DictReader(f)}
@@ -546,6 +549,10 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
      "no disc 160-1999-S01-01-A"),
     (["shelve", "{A}", "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
     (["shelve", "{A}", "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
+    (["shelve", "{A}", "--cabinet", "柜1\n柜2", "--shelf", "1", "--slot", "1"],
+     "holds a line break or control character"),
+    (["shelve", "{A}", "--cabinet", "1", "--shelf", "1", "--slot", "1", "--site", "a\x1bb"],
+     "the site name"),
     (["checkin", "{A}"], "is not checked out"),
     (["checkout", "{A}", "--by", "", "--reason", "x"], "give who takes the disc"),
     (["reburn", "160-1999-S01"], "no disc set, disc or copy 160-1999-S01"),
@@ -649,6 +656,15 @@ def test_the_handover_list_is_in_archival_order_and_marks_versions(tmp_path):
     assert [r[at] for r in table] == ["第1版", "第2版", "", "", "", "", ""]
     assert [r[0] for r in table] == list(range(1, 8))
     inv.close()
+
+
+def test_a_register_place_is_in_chinese_words_without_paths():
+    assert lc.place_cn({"cabinet": None, "medium_path": "/srv/media/x.medium",
+                        "drive": "v1"}) == "未上架"
+    assert lc.place_cn({"cabinet": "防磁柜3", "shelf": 2, "slot": 14}) == "防磁柜3 第2层 第14位"
+    assert lc.place_cn({"cabinet": "7", "shelf": 1, "slot": 1, "site": "市档案馆",
+                        "out_by": "张三", "out_at": "2026-03-01T08:00:00Z"}) == \
+        "异地 市档案馆：7号柜 第1层 第1位（2026-03-01起借出：张三）"
 
 
 def test_the_pull_list_takes_the_share_least_recently_checked_and_every_disc_per_cycle(tmp_path):
