@@ -393,8 +393,34 @@ def show(home, disc_id, as_json):
         click.echo(_safe(f"  {b['started_at']}  {b['drive']:<8} {b['outcome']:<8} "
                          f"{b['failure_class'] or ''} {b['message'] or b['speed'] or ''}".rstrip()))
     click.echo("events:")
-    for e in events:
-        click.echo(f"  {e['at']}  {e['event_type']:<12} {e['outcome']}")
+    _echo_lines([f"  {e['at']}  {e['event_type']:<12} {e['outcome']:<8} "
+                 f"{_event_detail(e['detail'])}".rstrip() for e in events])
+
+
+def _event_detail(detail, width: int = 100) -> str:
+    """An event's detail (JSON text) on one line: ``key=value`` pairs, empty ones left out,
+    SHA-256 values shortened to 12 hex digits, lists by their items, at most ``width``
+    characters (``…`` when cut)."""
+    try:
+        data = json.loads(detail) if isinstance(detail, str) else detail
+    except ValueError:
+        data = detail
+    if not isinstance(data, dict):
+        text = "" if data is None else str(data)
+    else:
+        parts = []
+        for k, v in data.items():
+            if v in (None, "", [], {}):
+                continue
+            if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+                v = v[:12] + "…"
+            elif isinstance(v, (list, dict)):
+                v = ",".join(str(x) for x in v) if isinstance(v, list) else json.dumps(
+                    v, ensure_ascii=False)
+            parts.append(f"{k}={v}")
+        text = " ".join(parts)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @main.command()
@@ -418,8 +444,9 @@ def find(home, text, as_json):
     if not rows:
         _fail(f"nothing matches {text!r}", EXIT_FAILED)
     for r in rows:
-        click.echo(f"{_safe(r['archival_code'] or '-')}  {_safe(r['item_number'] or '-')}  "
-                   f"{_safe(r['title'] or r['path'])}")
+        version = f" v{r['version']}" if (r.get("version") or 1) > 1 else ""
+        click.echo(f"{_safe(r['archival_code'] or '-')}{version}  "
+                   f"{_safe(r['item_number'] or '-')}  {_safe(r['title'] or r['path'])}")
         click.echo(f"    {_safe(r['disc_path'])}  {r['size']} bytes  sha256 {r['sha256']}")
         copies = ", ".join(f"{c['disc_id']} ({c['verification'] or c['state']})" for c in r["copies"])
         click.echo(f"    on: {copies}")
