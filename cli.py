@@ -508,7 +508,16 @@ def audit(home, as_json):
 @_home_option
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 def export_log(home, out):
-    """Write the event log, its signed checkpoints and the public key into folder OUT."""
+    """Write the event log, its signed checkpoints and the public key into folder OUT.
+
+    OUT must be new or empty, or hold only an earlier export, which is replaced."""
+    ours = {eventlog.LOG_NAME, eventlog.KEY_NAME}
+    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    others = [n for n in found if n not in ours]
+    if others:
+        _fail(f"{out} is not empty ({len(others)} other entries, e.g. {others[0]}): give a new "
+              f"or empty folder (only a folder holding just an earlier export, "
+              f"{' and '.join(sorted(ours))}, is replaced)", EXIT_INPUT)
     with _errors():
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
@@ -517,8 +526,10 @@ def export_log(home, out):
             info = eventlog.export(inv, out, signing.load_public_key(cfg.public_key_path))
         finally:
             inv.close()
+    if found:
+        click.echo(f"the earlier export in {_safe(out)} was replaced")
     click.echo(f"{info['entries']} events and {info['checkpoints']} checkpoints written to "
-               f"{out}; check them as docs/AUDIT.md shows")
+               f"{_safe(out)}; check them as docs/AUDIT.md shows")
 
 
 def _require_bag(path: Path, declared: bool = True) -> None:
