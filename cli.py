@@ -455,11 +455,24 @@ def find(home, text, as_json):
 @main.command()
 @_home_option
 @click.argument("disc_id")
-def verify(home, disc_id):
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def verify(home, disc_id, as_json):
     """Read DISC_ID back in full and check it; exit 0 only if it passes."""
     with _errors():
         cfg = _config(home)
         report = jobs.verify_disc(cfg, disc_id, reporter=TerminalReporter())
+    if as_json:
+        _emit_json({"disc_id": disc_id, "passed": report.passed,
+                    "image_sha256": report.image_sha256, "image_ok": report.image_ok,
+                    "files_checked": report.files_checked, "bag_ok": report.bag_ok,
+                    "signature_ok": report.signature_ok,
+                    "damaged": [{"path": p, "why": why} for p, why in report.damaged],
+                    "problems": report.problems, "bad_sectors": report.bad_sectors,
+                    "slow_sectors": report.slow_sectors,
+                    "retried_sectors": report.retried_sectors})
+        if not report.passed:
+            sys.exit(EXIT_FAILED)
+        return
     if report.passed:
         click.echo(f"{disc_id}: passed ({report.files_checked} files, image sha256 "
                    f"{report.image_sha256})")
