@@ -65,7 +65,7 @@ from verification.onepass import file_chunks
 from verification.readback import Expected, Report, verify
 
 from . import alerts, jobs
-from .replication import Copy, burn_copies, read_back, record_fixity
+from .replication import Copy, burn_copies
 
 
 class NoSource(jobs.JobError):
