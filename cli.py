@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 from contextlib import contextmanager
@@ -370,8 +371,9 @@ def show(home, disc_id, as_json):
         inv = _inventory(home)
         disc = inv.disc(disc_id)
         if disc is None:
+            why = lifecycle.not_a_copy(inv, disc_id)
             inv.close()
-            _fail(f"no disc {disc_id}: see `discarchive discs` for the disc IDs", EXIT_INPUT)
+            _fail(why, EXIT_INPUT)
         events = inv.events(disc_id=disc_id)
         disc["burns"] = inv.burns(disc_id)
         inv.close()
@@ -395,8 +397,34 @@ def show(home, disc_id, as_json):
         click.echo(_safe(f"  {b['started_at']}  {b['drive']:<8} {b['outcome']:<8} "
                          f"{b['failure_class'] or ''} {b['message'] or b['speed'] or ''}".rstrip()))
     click.echo("events:")
-    for e in events:
-        click.echo(f"  {e['at']}  {e['event_type']:<12} {e['outcome']}")
+    _echo_lines([f"  {e['at']}  {e['event_type']:<12} {e['outcome']:<8} "
+                 f"{_event_detail(e['detail'])}".rstrip() for e in events])
+
+
+def _event_detail(detail, width: int = 100) -> str:
+    """An event's detail (JSON text) on one line: ``key=value`` pairs, empty ones left out,
+    SHA-256 values shortened to 12 hex digits, lists by their items, at most ``width``
+    characters (``…`` when cut)."""
+    try:
+        data = json.loads(detail) if isinstance(detail, str) else detail
+    except ValueError:
+        data = detail
+    if not isinstance(data, dict):
+        text = "" if data is None else str(data)
+    else:
+        parts = []
+        for k, v in data.items():
+            if v in (None, "", [], {}):
+                continue
+            if isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+                v = v[:12] + "…"
+            elif isinstance(v, (list, dict)):
+                v = ",".join(str(x) for x in v) if isinstance(v, list) else json.dumps(
+                    v, ensure_ascii=False)
+            parts.append(f"{k}={v}")
+        text = " ".join(parts)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @main.command()
@@ -420,8 +448,9 @@ def find(home, text, as_json):
     if not rows:
         _fail(f"nothing matches {text!r}", EXIT_FAILED)
     for r in rows:
-        click.echo(f"{_safe(r['archival_code'] or '-')}  {_safe(r['item_number'] or '-')}  "
-                   f"{_safe(r['title'] or r['path'])}")
+        version = f" v{r['version']}" if (r.get("version") or 1) > 1 else ""
+        click.echo(f"{_safe(r['archival_code'] or '-')}{version}  "
+                   f"{_safe(r['item_number'] or '-')}  {_safe(r['title'] or r['path'])}")
         click.echo(f"    {_safe(r['disc_path'])}  {r['size']} bytes  sha256 {r['sha256']}")
         copies = ", ".join(f"{c['disc_id']} ({c['verification'] or c['state']})" for c in r["copies"])
         click.echo(f"    on: {copies}")
@@ -430,11 +459,24 @@ def find(home, text, as_json):
 @main.command()
 @_home_option
 @click.argument("disc_id")
-def verify(home, disc_id):
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def verify(home, disc_id, as_json):
     """Read DISC_ID back in full and check it; exit 0 only if it passes."""
     with _errors():
         cfg = _config(home)
         report = jobs.verify_disc(cfg, disc_id, reporter=TerminalReporter())
+    if as_json:
+        _emit_json({"disc_id": disc_id, "passed": report.passed,
+                    "image_sha256": report.image_sha256, "image_ok": report.image_ok,
+                    "files_checked": report.files_checked, "bag_ok": report.bag_ok,
+                    "signature_ok": report.signature_ok,
+                    "damaged": [{"path": p, "why": why} for p, why in report.damaged],
+                    "problems": report.problems, "bad_sectors": report.bad_sectors,
+                    "slow_sectors": report.slow_sectors,
+                    "retried_sectors": report.retried_sectors})
+        if not report.passed:
+            sys.exit(EXIT_FAILED)
+        return
     if report.passed:
         click.echo(f"{disc_id}: passed ({report.files_checked} files, image sha256 "
                    f"{report.image_sha256})")
@@ -483,7 +525,16 @@ def audit(home, as_json):
 @_home_option
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 def export_log(home, out):
-    """Write the event log, its signed checkpoints and the public key into folder OUT."""
+    """Write the event log, its signed checkpoints and the public key into folder OUT.
+
+    OUT must be new or empty, or hold only an earlier export, which is replaced."""
+    ours = {eventlog.LOG_NAME, eventlog.KEY_NAME}
+    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    others = [n for n in found if n not in ours]
+    if others:
+        _fail(f"{out} is not empty ({len(others)} other entries, e.g. {others[0]}): give a new "
+              f"or empty folder (only a folder holding just an earlier export, "
+              f"{' and '.join(sorted(ours))}, is replaced)", EXIT_INPUT)
     with _errors():
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
@@ -492,8 +543,10 @@ def export_log(home, out):
             info = eventlog.export(inv, out, signing.load_public_key(cfg.public_key_path))
         finally:
             inv.close()
+    if found:
+        click.echo(f"the earlier export in {_safe(out)} was replaced")
     click.echo(f"{info['entries']} events and {info['checkpoints']} checkpoints written to "
-               f"{out}; check them as docs/AUDIT.md shows")
+               f"{_safe(out)}; check them as docs/AUDIT.md shows")
 
 
 def _require_bag(path: Path, declared: bool = True) -> None:
@@ -577,16 +630,39 @@ def _signed_inventory(home):
         yield cfg, inv
 
 
-_AT = click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+class _Day(click.ParamType):
+    """A calendar date written YYYY-MM-DD, from 1900 to 9899 (room for the re-burn and
+    retention years added to it); the error says whether it is not a date at all."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            day = dt.datetime.strptime(text, "%Y-%m-%d")
+        except ValueError:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                self.fail(f"{text} is not a date (no such month or day): give a real "
+                          "day, YYYY-MM-DD", param, ctx)
+            self.fail(f"{text!r} is not written YYYY-MM-DD: give e.g. 2027-01-31", param, ctx)
+        if not 1900 <= day.year <= 9899:
+            self.fail(f"{text} is out of range: give a date from 1900 to 9899", param, ctx)
+        return day
+
+
+_AT = click.option("--at", "at", type=_Day(), default=None,
                    help="The date to answer for, YYYY-MM-DD (default: today).")
+_NUMBER = click.IntRange(min=1, max=99_999)     # a shelf or slot number
 
 
 @main.command()
 @_home_option
 @click.argument("disc_id")
 @click.option("--cabinet", required=True, help="Cabinet (防磁柜) name or number.")
-@click.option("--shelf", type=click.IntRange(min=1), required=True, help="Shelf number, from 1.")
-@click.option("--slot", type=click.IntRange(min=1), required=True, help="Slot number, from 1.")
+@click.option("--shelf", type=_NUMBER, required=True, help="Shelf number, from 1.")
+@click.option("--slot", type=_NUMBER, required=True, help="Slot number, from 1.")
 @click.option("--site", default=None, help="Off-site store holding this copy (default: here).")
 def shelve(home, disc_id, cabinet, shelf, slot, site):
     """Put DISC_ID in a cabinet slot (or move it there); a slot holds one disc."""
@@ -746,7 +822,10 @@ def reburn(home, target):
     a disc (160-2025-S01-02), or of every disc of a set (160-2025-S01)."""
     with _errors():
         cfg = _config(home)
-        run = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+        try:
+            run = lifecycle_jobs.reburn(cfg, target, TerminalReporter())
+        except lifecycle_jobs.NoSource as exc:     # the reads ran and failed: a failed job
+            _fail(str(exc), EXIT_FAILED)
     for r in run.images:
         click.echo(_safe(f"disc {r.set_id} ({r.volume} of {r.volumes} of set {r.group_id}): "
                          f"source {r.source.kind}: {r.source.detail}"))
@@ -805,6 +884,9 @@ def appraisal(home, at, refs, by, out, as_json):
         _fail("--approve needs who approved it: add --by NAME", EXIT_INPUT)
     if by and not refs:
         _fail("--by goes with --approve: name what is approved", EXIT_INPUT)
+    if refs and at:
+        _fail("--at goes with the listing only: an approval is judged at today's date; "
+              "drop --at to approve what is due today", EXIT_INPUT)
     with _errors():
         if not refs:
             cfg = _config(home)
@@ -851,7 +933,7 @@ def handover(home, year, out, as_json):
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
         try:
-            count, rows = lifecycle.handover_rows(inv, year)
+            count, rows = lifecycle.handover_rows(inv, year, cfg.category_order)
             day = dt.datetime.now(dt.timezone.utc).date().isoformat()
             files = registers.write_register(
                 _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",

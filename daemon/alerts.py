@@ -308,6 +308,8 @@ def list_alerts(inv: Inventory, everything: bool = False) -> list[dict[str, Any]
 def ack(inv: Inventory, alert_id: int, who: str, now: dt.datetime) -> dict[str, Any]:
     """Acknowledge alert ``alert_id`` as ``who``; returns the row. Raises AlertError for an
     unknown ID. An acknowledged alert stays listed (state ``acked``) until it is cleared."""
+    if not 0 < alert_id < 2 ** 63:          # beyond SQLite's INTEGER: no such row
+        raise AlertError(f"no alert {alert_id}: see `discarchive alerts` for the IDs")
     with inv.transaction():
         rows = list(inv.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]))
         if not rows:

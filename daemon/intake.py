@@ -142,19 +142,41 @@ def set_ids(inv: Inventory, path: str) -> list[str]:
     return list(dict.fromkeys(r["group_id"] or r["set_id"] for r in images(inv, path)))
 
 
+def _why_waiting(cfg: Config, b: Batch, now: dt.datetime, deadline: bool,
+                 deadline_at: dt.datetime | None = None) -> str | None:
+    """None when batch ``b`` is packed now, else why it waits, in words."""
+    settle = dt.timedelta(minutes=cfg.daemon.settle_minutes)
+    fill = cfg.daemon.fill_share * media_sectors(cfg.media) * 2048
+    if settle and (b.newest is None or b.newest > now - settle):
+        return (f"changed at {iso(b.newest) if b.newest else 'an unknown time'}; packs once "
+                f"unchanged for {cfg.daemon.settle_minutes} minutes")
+    if deadline or b.bytes >= fill:
+        return None
+    share = 100 * b.bytes / (fill / cfg.daemon.fill_share) if fill else 0
+    when = f" or at the deadline {deadline_at.date().isoformat()}" if deadline_at else ""
+    return (f"{share:.0f} % of a {cfg.media}, packs at {100 * cfg.daemon.fill_share:.0f} %"
+            f"{when}")
+
+
 def ready(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool) -> list[Batch]:
     """The batches to pack now: settled ones that fill the configured share of a medium,
     or at the deadline every settled one.
 
     Settled: unchanged for ``settle_minutes`` (0: always settled).
     """
-    settle = dt.timedelta(minutes=cfg.daemon.settle_minutes)
-    fill = cfg.daemon.fill_share * media_sectors(cfg.media) * 2048
+    return [b for b in batches if _why_waiting(cfg, b, now, deadline) is None]
+
+
+def waiting(cfg: Config, batches: list[Batch], now: dt.datetime, deadline: bool,
+            deadline_at: dt.datetime | None = None) -> list[tuple[Batch, str]]:
+    """The batches :func:`ready` leaves out, each with why it waits, e.g. ``12 % of a
+    dvd-r, packs at 90 % or at the deadline 2027-01-31`` (``deadline_at``: the next
+    deadline run, when one is scheduled) or that it changed too recently."""
     out = []
     for b in batches:
-        settled = not settle or (b.newest is not None and b.newest <= now - settle)
-        if settled and (deadline or b.bytes >= fill):
-            out.append(b)
+        why = _why_waiting(cfg, b, now, deadline, deadline_at)
+        if why is not None:
+            out.append((b, why))
     return out
 
 

@@ -40,6 +40,7 @@ import burners
 from config import Config, media_sectors
 from config.home import locked
 from inventory import eventlog
+from inventory import lifecycle as lc
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.arrange import Settings, arrange
@@ -618,7 +619,7 @@ def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> RunR
             one = inv.disc_set(set_id)
             rows = [one] if one is not None else inv.group(set_id)
             if not rows:
-                raise JobError(f"no disc set {set_id} in the inventory: see `discarchive discs`")
+                raise JobError(lc.not_a_set(inv, set_id))
             todo = [(s, _unverified(inv, s)) for s in rows]
             todo = [(s, labels) for s, labels in todo if labels]
             if not todo:
@@ -686,7 +687,7 @@ def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
     """
     disc = inv.disc(disc_id)
     if disc is None:
-        raise JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        raise JobError(lc.not_a_copy(inv, disc_id))
     if not disc["burned_at"]:
         attempts = [b for b in inv.burns(disc_id) if b["outcome"] != "failed"]
         if not attempts:
@@ -707,7 +708,7 @@ def disc_in_drive(cfg: Config, inv: Inventory, disc_id: str):
 
 
 def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: bytes,
-                  ui: Reporter, keep_catalog: bool = False) -> Report:
+                  ui: Reporter, keep_catalog: bool = False, wrap=None) -> Report:
     """Read a recorded copy back, record the outcome, and settle its state.
 
     A disc is called bad only after a second read, in another configured
@@ -715,19 +716,22 @@ def read_recorded(cfg: Config, inv: Inventory, disc: dict, drive, public_pem: by
     A copy whose job was interrupted (``burning`` or ``burned``) becomes
     ``verified`` or ``failed`` as after a burn; a ``verified`` copy that
     fails becomes ``damaged``. The set becomes ``archived`` once all its
-    copies are verified.
+    copies are verified. ``wrap`` (optional) maps each drive to the one to
+    read through (a re-burn's source search keeps the bytes read); the
+    returned Report is the last read's.
     """
     disc_id, set_id = disc["disc_id"], disc["set_id"]
     expected = expected_of(inv, set_id)
     names = [d.get("name") for d in cfg.drives]
+    wrap = wrap or (lambda d: d)
     first = disc["state"] in ("burning", "burned") or bool(disc.get("interrupted_burn"))
-    report = read_back(drive, disc["medium_path"], expected, public_pem, ui.progress("read back"),
-                       keep_catalog)
+    report = read_back(wrap(drive), disc["medium_path"], expected, public_pem,
+                       ui.progress("read back"), keep_catalog)
     reader = drive
     if not report.passed and disc["medium_path"] and len(names) > 1 and drive.name in names:
         record_fixity(inv, disc_id, set_id, drive.name, report, first=False, read=1)
         reader = burners.open_drive(cfg.drives[(names.index(drive.name) + 1) % len(names)])
-        report = read_back(reader, disc["medium_path"], expected, public_pem,
+        report = read_back(wrap(reader), disc["medium_path"], expected, public_pem,
                            ui.progress("read again"), keep_catalog)
         record_fixity(inv, disc_id, set_id, reader.name, report, first=first,
                       state=disc["state"], read=2)

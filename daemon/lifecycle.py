@@ -36,8 +36,9 @@ a kill, re-burn the discs not yet done by their own IDs (``discarchive
 discs`` shows which), since the set's ID would re-burn the done ones too.
 A disc of a set for which no source verifies is reported and the others
 go on (:class:`ReburnRun`).
-Reading a source copy that does not verify is recorded as one fixity check
-read and does not by itself call the copy damaged.
+Reading a source copy is recorded as any read-back is
+(:func:`daemon.jobs.read_recorded`): a copy whose second read fails too
+becomes ``damaged``. No good source for a disc raises :class:`NoSource`.
 """
 
 from __future__ import annotations
@@ -63,8 +64,12 @@ from mastering.iso import Image
 from verification.onepass import file_chunks
 from verification.readback import Expected, Report, verify
 
-from . import jobs
-from .replication import Copy, burn_copies, read_back, record_fixity
+from . import alerts, jobs
+from .replication import Copy, burn_copies
+
+
+class NoSource(jobs.JobError):
+    """No source verifies for a disc to re-burn: the job ran and its reads failed (exit 1)."""
 
 
 def _sectors(ranges) -> int:
@@ -110,12 +115,15 @@ class Inspection:
 
 
 def inspect(cfg: Config, disc_id: str, reporter=None,
-            now: dt.datetime | None = None) -> Inspection:
+            now: dt.datetime | None = None, log=None) -> Inspection:
     """Inspect one current copy: read it back in full, record its signals, judge them.
 
     The read is a verification like ``discarchive verify`` (fixity check
     events, a second read in another drive when the first fails, a
-    ``damaged`` state when both fail). Raises JobError for an unknown disc
+    ``damaged`` state when both fail). A disc flagged for an early re-burn
+    gets its ``reburn-early`` alert at once (:func:`daemon.alerts.flag_alert`,
+    written to ``log`` when given), whoever inspected it: the CLI or the
+    daemon. Raises JobError for an unknown disc
     or one that is not a current copy (superseded, failed...), DriveError
     when its medium cannot be loaded (nothing is recorded then).
     """
@@ -123,7 +131,7 @@ def inspect(cfg: Config, disc_id: str, reporter=None,
     with signed_session(cfg) as (inv, public_pem):
         disc = inv.disc(disc_id)
         if disc is None:
-            raise jobs.JobError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+            raise jobs.JobError(lc.not_a_copy(inv, disc_id))
         if disc["state"] not in lc.CURRENT_STATES:
             raise jobs.JobError(f"disc {disc_id} is {disc['state']}: only verified or damaged "
                                 "copies are inspected")
@@ -142,7 +150,11 @@ def inspect(cfg: Config, disc_id: str, reporter=None,
                    "read_bytes": disc["image_bytes"] * max(reads, 1),
                    "read_seconds": round(seconds, 3), "damaged_files": len(report.damaged)}
         row = lc.record_inspection(inv, disc_id, signals, cfg.lifecycle, now)
-        return Inspection(disc_id, row, report, row.pop("reasons"))
+        done = Inspection(disc_id, row, report, row.pop("reasons"))
+        if done.flagged:
+            alerts.flag_alert(inv, inv.disc(disc_id), now or dt.datetime.now(dt.timezone.utc),
+                              log)
+        return done
 
 
 # -- re-burn --------------------------------------------------------------------------
@@ -201,13 +213,16 @@ class ReburnRun:
 
 
 class _CopyingDrive:
-    """A drive whose read-back also writes every byte it yields into ``out`` (a file)."""
+    """A drive whose read-back also writes every byte it yields into ``out`` (a file);
+    each load starts the file afresh (a second read replaces the first's bytes)."""
 
     def __init__(self, drive, out: BinaryIO):
         self._drive, self._out = drive, out
         self.name = drive.name
 
     def load(self, medium_path):
+        self._out.seek(0)
+        self._out.truncate()
         self._drive.load(medium_path)
 
     def read(self, length: int, progress=None):
@@ -233,21 +248,21 @@ class _CopyingReader:
 
 def _read_into(cfg: Config, inv: Inventory, disc_id: str, expected: Expected, public_pem: bytes,
                out: Path, ui) -> Report:
-    """Read a copy once in its drive, writing the bytes into ``out``; record the read.
+    """Read a copy in its drive as any read-back is, writing the bytes into ``out``.
 
-    A read that verifies settles the copy like a verification; one that does
-    not is recorded as a fixity check read without changing the copy's
-    state (a disc is called bad only after a second read). Raises JobError
-    or DriveError as :func:`daemon.jobs.disc_in_drive`.
+    The reads and their recording are :func:`daemon.jobs.read_recorded`'s:
+    each read is a fixity check event, a failed read is read again in
+    another drive, and a copy whose second read fails too becomes
+    ``damaged`` (so ``due`` and the alerts show it). ``out`` holds the last
+    read's bytes, which the returned Report describes. Raises JobError or
+    DriveError as :func:`daemon.jobs.disc_in_drive`.
     """
     disc, drive = jobs.disc_in_drive(cfg, inv, disc_id)
-    with open(out, "wb") as f:
-        report = read_back(_CopyingDrive(drive, f), disc["medium_path"], expected, public_pem,
-                           ui.progress(f"read {disc_id}"))
+    with open(out, "w+b") as f:
+        report = jobs.read_recorded(cfg, inv, disc, drive, public_pem, ui,
+                                    wrap=lambda d: _CopyingDrive(d, f))
         f.flush()
         os.fsync(f.fileno())
-    record_fixity(inv, disc_id, disc["set_id"], drive.name, report, first=False,
-                  state=disc["state"] if report.passed else None)
     return report
 
 
@@ -344,7 +359,7 @@ def best_source(cfg: Config, inv: Inventory, s: dict, olds: list[dict], expected
             return Source("disc", base, f"the disc itself, {disc_id}, repaired: {donors_text}",
                           tried, used)
         tried.append(f"{disc_id} repaired does not verify ({check.summary()})")
-    raise jobs.JobError(f"no good source to re-burn {s['set_id']} from: {'; '.join(tried)}; "
+    raise NoSource(f"no good source to re-burn {s['set_id']} from: {'; '.join(tried)}; "
                         "find another copy (off-site?) and put it in a drive")
 
 
@@ -381,8 +396,8 @@ def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = No
     verified. The image is the disc's own, so its set and Bag-Count stay. A
     source image rebuilt from the discs becomes the kept image when
     ``keep_images`` is set. Raises JobError (or LifecycleError) for an
-    unknown or finished target or when no source verifies (for a set: for
-    any of its discs, when none was re-burned), DriveError when no drive can
+    unknown or finished target, NoSource (a JobError) when no source
+    verifies (for a set: for any of its discs, when none was re-burned), DriveError when no drive can
     work; a new copy that fails, or a disc of a set with no good source, is
     recorded and reported in the result.
     """
@@ -391,16 +406,18 @@ def reburn(cfg: Config, target: str, reporter=None, now: dt.datetime | None = No
         kind, todo = lc.reburn_targets(inv, target)
         drives = jobs.open_drives(cfg)
         run = ReburnRun(target, kind)
+        errors = []
         for s, olds in todo:
             try:
                 run.images.append(_reburn_disc(cfg, inv, s, olds, drives, public_pem, ui, now))
             except jobs.JobError as exc:
                 if kind != "set":
                     raise
+                errors.append(exc)
                 run.skipped[s["set_id"]] = str(exc)
                 ui.note(f"{s['set_id']}: not re-burned: {exc}")
         if not run.images:
-            raise jobs.JobError(next(iter(run.skipped.values())))
+            raise errors[0]
         return run
 
 

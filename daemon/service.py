@@ -263,7 +263,13 @@ class Daemon:
             inv = Inventory.open(cfg.inventory_path)
             try:
                 self.answer_requests(inv, cfg, now)
-                for name in self.schedule.due(inv, now):
+                runs = self.schedule.state(inv)
+                new = [n for n in self.schedule.crontabs
+                       if not (runs.get(n) or {}).get("covered_until")]
+                due = self.schedule.due(inv, now)
+                if new:
+                    self._first_start(inv, new, now)
+                for name in due:
                     if self.stopping.is_set():
                         break
                     self._working = name
@@ -273,6 +279,15 @@ class Daemon:
                 self._working = None
             self.status("idle")
             return done
+
+    def _first_start(self, inv: Inventory, new: list[str], now: dt.datetime) -> None:
+        """Log, in one line, that jobs seen for the first time are covered up to ``now``
+        (nothing missed is run for them) and when each runs next."""
+        nxt = self.schedule.next_runs(inv, now)
+        self.log("schedule.first_start", covered_until=iso(now),
+                 next=", ".join(f"{n} {iso(nxt[n]) if nxt[n] else 'never'}" for n in new),
+                 note=f"first start: {len(new)} job(s) counted as done up to now; each runs "
+                      "at its next scheduled time")
 
     def _run(self, inv: Inventory, cfg: Config, name: str, now: dt.datetime) -> str:
         self.schedule.started(inv, name, now)
@@ -331,6 +346,10 @@ class Daemon:
                                               row["files"] or 0, None), now)
         ready = intake.ready(cfg, pending, now, deadline)
         self.log("intake.scanned", pending=len(pending), ready=len(ready))
+        deadline_at = (self.schedule.next_fire("deadline", now)
+                       if "deadline" in self.schedule.crontabs else None)
+        for batch, why in intake.waiting(cfg, pending, now, deadline, deadline_at):
+            self.log("intake.waiting", batch=batch.path, bytes=batch.bytes, why=f"waiting: {why}")
         packed = 0
         for batch in ready:
             self._check_stop()
@@ -472,17 +491,17 @@ class Daemon:
 
     def _inspect(self, inv: Inventory, disc_id: str, now: dt.datetime,
                  what: str) -> lifecycle_jobs.Inspection:
-        """Inspect one disc (:func:`daemon.lifecycle.inspect`), log it, alert a flag at once.
+        """Inspect one disc (:func:`daemon.lifecycle.inspect`, which alerts a flag at once);
+        log it.
 
         Raises what the inspection raises (HomeBusy, DriveError, JobError).
         """
-        done = lifecycle_jobs.inspect(self.cfg, disc_id, DaemonReporter(self, what), now)
+        done = lifecycle_jobs.inspect(self.cfg, disc_id, DaemonReporter(self, what), now,
+                                      self.log)
         self.log("inspection.done", disc_id=disc_id,
                  outcome="passed" if done.report.passed else "failed",
                  bad_sectors=done.row["bad_sectors"], retried_sectors=done.row["retried_sectors"],
                  slow_sectors=done.row["slow_sectors"], flag="; ".join(done.reasons) or None)
-        if done.flagged:
-            alerts.flag_alert(inv, inv.disc(disc_id), now, self.log)
         return done
 
     # -- the operator in the loop ------------------------------------------

@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Iterator
 
-from config import RETENTION_YEARS
+from config import CATEGORY_ORDER, RETENTION_YEARS
 from inventory.store import Inventory
 
 CURRENT_STATES = ("verified", "damaged")
@@ -159,6 +159,24 @@ def place(row: dict) -> str:
     return where
 
 
+def place_cn(row: dict) -> str:
+    """Where a disc row says the disc is, in Chinese words for a register a clerk signs:
+    ``防磁柜1 第2层 第3位`` (a cabinet name without 柜 gets it: ``1号柜``), off-site
+    ``异地 <site>：...``, ``未上架`` when not shelved; a checked-out copy adds who has
+    it and since when. Never a file path or a drive."""
+    if row.get("cabinet") is None:
+        where = "未上架"
+    else:
+        cab = str(row["cabinet"])
+        cab = cab if "柜" in cab else f"{cab}号柜"
+        where = f"{cab} 第{row['shelf']}层 第{row['slot']}位"
+        if row.get("site"):
+            where = f"异地 {row['site']}：{where}"
+    if row.get("out_by"):
+        where += f"（{row['out_at'][:10]}起借出：{row['out_by']}）"
+    return where
+
+
 @functools.lru_cache(maxsize=4096)
 def _natural(text: str | None) -> tuple:
     """Sort key: numbers inside names by value (cabinet 2 before cabinet 10)."""
@@ -204,12 +222,57 @@ def volume_text(row: dict) -> str:
            f"{row.get('group_id') or row.get('set_id')}"
 
 
+def _current_copies(inv: Inventory, image_id: str) -> list[str]:
+    """The IDs of an image's current copies (else every copy not superseded), A first."""
+    rows = [c for c in inv.copies(image_id) if c["state"] != "superseded"]
+    current = [c["disc_id"] for c in rows if c["state"] in CURRENT_STATES]
+    return current or [c["disc_id"] for c in rows]
+
+
+def not_a_copy(inv: Inventory, given: str) -> str:
+    """Why ``given`` names no disc copy, for a command that takes a copy ID
+    (``160-2025-S01-02-A``): the error line's text.
+
+    When ``given`` is a disc (image) ID it names that disc's copies
+    (``160-2025-S01-02 is a disc; give one of its copies: 160-2025-S01-02-A,
+    -B``); a disc set ID, the copies of its first disc; else the ID form the
+    command takes.
+    """
+    image = inv.disc_set(given)
+    if image is None:
+        images = inv.group(given)
+        if images:
+            first = _current_copies(inv, images[0]["set_id"])
+            return (f"{given} is a disc set of {len(images)} disc(s); give one disc copy, e.g. "
+                    f"{first[0] if first else images[0]['set_id'] + '-A'} (see `discarchive "
+                    "discs`)")
+        return (f"no disc {given} in the inventory: give a disc copy ID such as "
+                "160-2025-S01-02-A (see `discarchive discs`)")
+    copies = _current_copies(inv, given)
+    if not copies:
+        return f"{given} is a disc with no copy burned: burn it with `discarchive burn {given}`"
+    rest = [c[len(given):] if c.startswith(given + "-") else c for c in copies[1:]]
+    return f"{given} is a disc; give one of its copies: {', '.join([copies[0]] + rest)}"
+
+
+def not_a_set(inv: Inventory, given: str) -> str:
+    """Why ``given`` names no disc set or disc, for a command that takes one (``burn``):
+    the error line's text, naming the copy's disc when ``given`` is a copy ID."""
+    copy = inv.disc(given)
+    if copy is not None:
+        return (f"{given} is a disc copy; give its disc {copy['set_id']} (or its set "
+                f"{copy.get('group_id') or copy['set_id']}): the command takes a disc set or "
+                "disc ID")
+    return (f"no disc set {given} in the inventory: give a disc set ID (160-2025-S01) or a "
+            "disc ID (160-2025-S01-02) (see `discarchive discs`)")
+
+
 def _disc(inv: Inventory, disc_id: str) -> dict:
     row = inv.db.execute("SELECT * FROM discs WHERE disc_id = ?", [disc_id])
     names = [d[0] for d in row.description]
     found = row.fetchone()
     if found is None:
-        raise LifecycleError(f"no disc {disc_id} in the inventory: see `discarchive discs`")
+        raise LifecycleError(not_a_copy(inv, disc_id))
     return dict(zip(names, found))
 
 
@@ -226,6 +289,10 @@ def shelve(inv: Inventory, disc_id: str, cabinet: str, shelf: int, slot: int,
     site = (site or "").strip() or None
     if not cabinet or shelf < 1 or slot < 1:
         raise LifecycleError("give a cabinet name and shelf and slot numbers from 1")
+    for what, name in (("cabinet", cabinet), ("site", site or "")):
+        if not name.isprintable():
+            raise LifecycleError(f"the {what} name {name!r} holds a line break or control "
+                                 f"character: give it as one line of plain text")
     with inv._write():
         disc = _disc(inv, disc_id)
         if disc["state"] in ("burning", "failed"):
@@ -697,6 +764,7 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
     for r in items:
         r["retention_ends"] = f"{r.pop('ends')}-01-01"
         r["reason"] = f"retention {r['retention']} ended {r['retention_ends']}"
+        r["opinion"] = f"保管期限{r['retention']}已于{r['retention_ends']}届满，拟销毁"
     ended_sets = [r[0] for r in inv.db.execute(
         f"SELECT i.set_id FROM items i WHERE i.is_record = 1 GROUP BY i.set_id "
         f"HAVING sum(NOT ({_TIMED})) = 0 AND max({_ENDS}) <= ?", [year])]
@@ -713,13 +781,17 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
         until = add_years(_day(d["superseded_at"]), keep)
         if until <= at and d["disc_id"] not in listed:
             discs.append(dict(d, reason="superseded", why=f"superseded by {d['superseded_by']} "
-                              f"on {d['superseded_at'][:10]}, kept {keep} years to {until}"))
+                              f"on {d['superseded_at'][:10]}, kept {keep} years to {until}",
+                              opinion=f"已于{d['superseded_at'][:10]}由{d['superseded_by']}替代，"
+                                      f"保留{keep}年至{until}期满，拟销毁"))
     with_sets(inv, items)
     for d in with_sets(inv, discs):
         d["place"] = place(d)
+        d["place_cn"] = place_cn(d)
         if d["reason"] == "retention":
             d["why"] = (f"every record on {volume_text(d)} ended its retention by "
                         f"{year}-01-01")
+            d["opinion"] = f"盘内档案保管期限均已于{year}-01-01前届满，拟销毁"
     return {"at": at.isoformat(), "items": items, "discs": discs}
 
 
@@ -733,13 +805,18 @@ def approve(inv: Inventory, listing: dict, refs: Iterable[str], by: str,
     ``csv_sha256``, ``register_xlsx``, ``xlsx_sha256``). One transaction:
     the ``appraisals`` row, one ``appraisal_entries`` row per item or disc,
     and an ``appraisal`` event. Returns ``{"id", "items", "discs"}`` (the
-    chosen rows). Raises LifecycleError for a ref not on the list or no
-    approver. Nothing is deleted: the people who destroy the discs use the
+    chosen rows). Raises LifecycleError for a ref not on the list, no
+    approver, or a listing dated after ``now`` (a decision is judged at the
+    day it is taken, never against a future date). Nothing is deleted: the people who destroy the discs use the
     register.
     """
     by = (by or "").strip()
     if not by:
         raise LifecycleError("an appraisal decision needs who approved it (--by NAME)")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if listing["at"] > now.date().isoformat():
+        raise LifecycleError(f"the appraisal list of {listing['at']} is in the future: approve "
+                             "only what is due today")
     chosen = select(listing, refs)
     when = stamp(now)
     with inv._write():
@@ -786,12 +863,20 @@ def select(listing: dict, refs: Iterable[str]) -> dict:
     return chosen
 
 
-def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
-    """The records formed in ``year`` (交接清单 rows): (how many, the rows in 档号 order).
+def handover_rows(inv: Inventory, year: str,
+                  category_order: Iterable[str] = CATEGORY_ORDER) -> tuple[int, Iterator[dict]]:
+    """The records formed in ``year`` (交接清单 rows): (how many, the rows in archival order).
 
-    Each row has the catalog's fields, its disc (``set_id``: the image ID)
-    with its set (``group_id``, ``volume`` of ``volumes``) and ``discs``: the
-    current (verified or damaged) copies' IDs, joined by spaces. The rows are read as they are
+    Archival order is :func:`manifests.arrange.arrange`'s (DA/T 22-2015): fonds,
+    year, side (收 before 支), insured unit (``unit_code``), business category
+    in ``category_order`` (the configured one; others after it, by name),
+    件号 by value, then the path; the versions of one record (``version``
+    1, 2...: see daemon.incremental) follow each other, oldest first. Each
+    row has the catalog's fields, ``version`` (1 for rows recorded before
+    versions) and ``versions`` (how many versions of its 档号 there are),
+    its disc (``set_id``: the image ID) with its set (``group_id``,
+    ``volume`` of ``volumes``) and ``discs``: the current (verified or
+    damaged) copies' IDs, joined by spaces. The rows are read as they are
     consumed (a year of 365,000 records is never held at once). Raises
     LifecycleError when the inventory holds no record of that year.
     """
@@ -801,14 +886,27 @@ def handover_rows(inv: Inventory, year: str) -> tuple[int, Iterator[dict]]:
     if not count:
         raise LifecycleError(f"no records of {year} in the inventory: give a year that was "
                              "archived (see `discarchive discs`)")
+    order = list(category_order)
     rows = inv.db.query(
         "SELECT i.id, i.set_id, i.item_number, i.archival_code, i.responsible, i.unit_code, "
         "i.title, i.date, i.pages, i.classification, i.retention, i.remarks, i.year, "
+        "i.category, coalesce(i.version, 1) AS version, "
+        "(SELECT count(*) FROM items v WHERE v.archival_code = i.archival_code "
+        " AND v.is_record = 1) AS versions, "
         "coalesce(s.group_id, i.set_id) AS group_id, coalesce(s.volume, 1) AS volume, "
         "coalesce(s.volumes, 1) AS volumes, "
         "(SELECT group_concat(disc_id, ' ') FROM (SELECT disc_id FROM discs d WHERE "
         "d.set_id = i.set_id AND d.state IN ('verified', 'damaged') ORDER BY disc_id)) AS discs "
         "FROM items i LEFT JOIN disc_sets s ON s.set_id = i.set_id "
-        "WHERE i.is_record = 1 AND i.year = ? ORDER BY i.archival_code, i.id",
-        [year])
+        "WHERE i.is_record = 1 AND i.year = :year ORDER BY "
+        "CASE WHEN instr(i.archival_code, '-') THEN substr(i.archival_code, 1, "
+        " instr(i.archival_code, '-') - 1) ELSE '' END, "
+        "CASE s.side WHEN '收' THEN 0 WHEN '支' THEN 1 ELSE 2 END, "
+        "ifnull(i.unit_code, ''), "
+        "coalesce((SELECT CAST(key AS INTEGER) FROM json_each(:order) "
+        " WHERE value = i.category), :n), ifnull(i.category, ''), "
+        "CASE WHEN i.item_number GLOB '[0-9]*' AND NOT i.item_number GLOB '*[^0-9]*' "
+        " THEN CAST(i.item_number AS INTEGER) ELSE 1 << 40 END, "
+        "i.archival_code, coalesce(i.version, 1), i.path, i.id",
+        {"year": year, "order": json.dumps(order, ensure_ascii=False), "n": len(order)})
     return count, rows

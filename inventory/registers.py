@@ -24,11 +24,13 @@ DESTRUCTION_COLUMNS = ["序号", "类别", "档号/光盘编号", "题名", "年
                        "光盘", "存放位置", "鉴定意见", "批准人", "批准日期"]
 """Columns of the destruction register: one row per record or disc approved for destruction."""
 
-HANDOVER_COLUMNS = ["序号", "件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",
-                    "保管期限", "光盘套", "套内盘次", "光盘", "备注"]
-"""Columns of the handover list: the archival file catalog's (归档文件目录), the disc set
-(光盘套, e.g. ``160-2025-S01``), which disc of it holds the record (套内盘次, ``2/3``: disc 2
-of 3, the bag's Bag-Count) and the current copies of that disc (光盘)."""
+HANDOVER_COLUMNS = ["序号", "件号", "档号", "版本", "责任者", "代码", "题名", "日期", "页数",
+                    "密级", "保管期限", "光盘套", "套内盘次", "光盘", "备注"]
+"""Columns of the handover list: the archival file catalog's (归档文件目录), the version
+(版本: ``第2版`` for a changed record archived again, ``第1版`` for the first of a 档号
+that has later ones, empty otherwise), the disc set (光盘套, e.g. ``160-2025-S01``),
+which disc of it holds the record (套内盘次, ``2/3``: disc 2 of 3, the bag's Bag-Count)
+and the current copies of that disc (光盘)."""
 
 
 def _sha256(path: Path) -> str:
@@ -95,19 +97,21 @@ def destruction_rows(chosen: dict, by: str, day: str) -> list[list]:
     Records first (档号 order, as listed), then discs; ``day`` is the
     approval date (YYYY-MM-DD). A record's 光盘 is the disc (image) holding
     it; a disc's 题名 names its set, which disc of the set it is (Bag-Count
-    k of n) and its copy label.
+    k of n) and its copy label. 存放位置 and 鉴定意见 are in Chinese, for the
+    clerk who signs (the listing's ``place_cn`` and ``opinion``): a place by
+    柜/层/位 or 未上架, never a file path.
     """
     rows = []
     for i in chosen["items"]:
         rows.append(["档案", i["archival_code"], i["title"], i["year"], i["retention"],
-                     i["retention_ends"], f"{i['set_id']} ({_volume(i)})", "", i["reason"],
-                     by, day])
+                     i["retention_ends"], f"{i['set_id']} ({_volume(i)})", "",
+                     i.get("opinion") or i["reason"], by, day])
     for d in chosen["discs"]:
         what = "光盘" + (f" (已由 {d['superseded_by']} 替代)" if d.get("superseded_by") else "")
         rows.append([what, d["disc_id"], f"光盘套 {d.get('group_id') or d['set_id']} "
                      f"第{d.get('volume') or 1}盘/共{d.get('volumes') or 1}盘 "
-                     f"副本 {d['copy_label']}", "", "", "", d["disc_id"], d["place"], d["why"],
-                     by, day])
+                     f"副本 {d['copy_label']}", "", "", "", d["disc_id"],
+                     d.get("place_cn") or d["place"], d.get("opinion") or d["why"], by, day])
     return [[n, *r] for n, r in enumerate(rows, 1)]
 
 
@@ -119,6 +123,8 @@ def _volume(row: dict) -> str:
 def handover_table(rows: Iterable[dict]) -> Iterator[list]:
     """Rows of the handover list from :func:`inventory.lifecycle.handover_rows`, as consumed."""
     for n, r in enumerate(rows, 1):
-        yield [n, r["item_number"], r["archival_code"], r["responsible"], r["unit_code"],
+        v = r.get("version") or 1
+        version = f"第{v}版" if (r.get("versions") or 1) > 1 or v > 1 else ""
+        yield [n, r["item_number"], r["archival_code"], version, r["responsible"], r["unit_code"],
                r["title"], r["date"], r["pages"], r["classification"], r["retention"],
                r["group_id"], _volume(r), r["discs"], r["remarks"]]

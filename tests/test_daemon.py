@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import config
+from config import media_sectors
 from config.home import locked
 from daemon import service
 from daemon.log import EventLog
@@ -228,10 +229,17 @@ def test_intake_waits_for_a_full_medium_or_the_deadline_and_packs_once(
     start = dt.datetime(2025, 1, 30, 12, 0, tzinfo=SHANGHAI)
     d, clock, log = make_daemon(cfg, start)
     d.tick(start)
+    (first,) = [line for line in log.getvalue().splitlines() if "schedule.first_start" in line]
+    assert "counted as done up to now" in first and "deadline 2025-01-30T23:00:00Z" in first, \
+        "the first start says it runs nothing missed, and when each job runs next"
     assert d.tick(start + dt.timedelta(hours=1)) == {"intake": "ok"}
     (row,) = intake_rows(cfg).values()
     assert row["state"] == "pending" and row["files"] > 0 and row["bytes"] > 0
-    assert set_count(cfg) == 0            # far from 90 % of a DVD-R: it waits
+    assert set_count(cfg) == 0            # far from 90 % of a DVD-R: it waits, and says why
+    share = 100 * row["bytes"] / (media_sectors(cfg.media) * 2048)
+    assert (f'why="waiting: {share:.0f} % of a {cfg.media}, packs at 90 % or at the deadline '
+            f'2025-01-31"') in log.getvalue()
+    assert log.getvalue().count("schedule.first_start") == 1
     at_deadline = dt.datetime(2025, 1, 31, 7, 0, tzinfo=SHANGHAI)
     assert d.tick(at_deadline) == {"intake": "ok", "deadline": "ok"}
     (row,) = intake_rows(cfg).values()
@@ -514,14 +522,14 @@ def test_a_disc_superseded_while_the_inspection_runs_is_skipped(home, run, one_s
     real = lifecycle_jobs.inspect
     seen = []
 
-    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None):
+    def clerk_reburns_the_other(cfg, disc_id, reporter=None, now=None, log=None):
         if not seen:                 # meanwhile a clerk's re-burn supersedes the other copy
             inv = Inventory.open(cfg.inventory_path)
             other = next(r["disc_id"] for r in inv.discs() if r["disc_id"] != disc_id)
             inv.update_disc(other, state="superseded")
             inv.close()
         seen.append(disc_id)
-        return real(cfg, disc_id, reporter, now)
+        return real(cfg, disc_id, reporter, now, log)
 
     monkeypatch.setattr(lifecycle_jobs, "inspect", clerk_reburns_the_other)
     d, _, log = make_daemon(cfg, dt.datetime.now(UTC))

@@ -172,8 +172,14 @@ def test_a_copy_that_fails_a_later_check_becomes_damaged_and_recovers(home, run,
     res = run("verify", disc["disc_id"])
     assert res.exit_code == 1 and ": unreadable sectors " in res.stdout
     assert _discs(run)[0]["state"] == "damaged"
+    bad = run("verify", "--json", disc["disc_id"])
+    report = json.loads(bad.stdout)
+    assert bad.exit_code == 1 and not report["passed"] and report["bad_sectors"], report
     medium.write_bytes(good)
-    assert run("verify", disc["disc_id"]).exit_code == 0
+    good_run = run("verify", "--json", disc["disc_id"])
+    report = json.loads(good_run.stdout)
+    assert good_run.exit_code == 0 and report["passed"] and report["damaged"] == []
+    assert report["image_sha256"] == disc["image_sha256"] and report["files_checked"] > 0
     assert _discs(run)[0]["state"] == "verified"
 
 

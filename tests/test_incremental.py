@@ -96,6 +96,9 @@ def test_new_and_changed_items_are_archived_and_the_old_version_stays(run, home,
     found = json.loads(_ok(run("find", changed, "--json")).stdout)
     assert sorted((f["set_id"], f["version"] or 1) for f in found) == [(first_set, 1),
                                                                         (new_sets[0], 2)]
+    heads = [line for line in _ok(run("find", changed)).stdout.splitlines()
+             if not line.startswith(" ")]
+    assert sorted(" v2  " in h for h in heads) == [False, True], heads   # the text says which
     # and a third run finds nothing new again
     assert "nothing new to archive" in _ok(run("archive", str(source))).stdout
 

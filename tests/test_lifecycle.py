@@ -13,8 +13,10 @@ import openpyxl
 import pycdlib
 import pytest
 
+from config import CATEGORY_ORDER
 from conftest import flip_byte
 from inventory import lifecycle as lc
+from inventory import registers
 from inventory.store import Inventory
 from test_main_job import _discs
 
@@ -215,21 +217,27 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     assert {d["disc_id"] for d in listing["discs"]} == {A, B, f"{SET}-A2", f"{SET}-A3",
                                                         f"{SET}-B2"}
     assert all(d["reason"] == "superseded" for d in listing["discs"])
-    refused = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", f"{SET}-A4",
-                      "--by", "鉴定小组"), 2)
+    future = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", A, "--by", "赵六"), 2)
+    assert "an approval is judged at today's date" in future.stderr
+    assert future.stderr.count("\n") == 1, "one line: a future date approves nothing"
+    _drives(home, lifecycle="keep_superseded_years = 0")    # due today: approvable today
+    refused = _ok(run("appraisal", "--approve", f"{SET}-A4", "--by", "鉴定小组"), 2)
     assert "is not on the appraisal list" in refused.stderr
     assert not (home / "registers").exists(), "nothing is exported for a refused decision"
-    done = _ok(run("appraisal", "--at", keep.isoformat(), "--approve", A, "--approve", B,
-                   "--by", "鉴定小组 王五"))
+    done = _ok(run("appraisal", "--approve", A, "--approve", B, "--by", "鉴定小组 王五"))
     assert "nothing was deleted" in done.stdout
     (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
     (xlsx_path,) = (home / "registers").glob("销毁清册-*.xlsx")
     with open(csv_path, encoding="utf-8-sig", newline="") as f:
         table = list(csv.reader(f))
     assert table[0][:3] == ["序号", "类别", "档号/光盘编号"]
+    assert table[0][8:10] == ["存放位置", "鉴定意见"]
     assert [(r[0], r[2], r[8], r[10]) for r in table[1:]] == [
-        ("1", A, "cabinet 防磁柜1, shelf 1, slot 1", "鉴定小组 王五"),
-        ("2", B, "off-site at 异地库: cabinet 2, shelf 3, slot 7", "鉴定小组 王五")]
+        ("1", A, "防磁柜1 第1层 第1位", "鉴定小组 王五"),
+        ("2", B, "异地 异地库：2号柜 第3层 第7位", "鉴定小组 王五")]
+    assert [r[9] for r in table[1:]] == [
+        f"已于{today}由{SET}-A2替代，保留0年至{today}期满，拟销毁",
+        f"已于{today}由{SET}-B2替代，保留0年至{today}期满，拟销毁"], "the opinion in Chinese"
     sheet = openpyxl.load_workbook(xlsx_path).active
     cells = [[("" if v is None else str(v)) for v in r] for r in sheet.iter_rows(values_only=True)]
     assert cells[0][0] == "销毁清册" and table == cells[-3:], "the XLSX holds the CSV's table"
@@ -248,9 +256,12 @@ def test_a_disc_set_walks_through_its_lifecycle(archived, run):
     hand = _json(run, "handover", "2024")
     with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
-    records = _query(home, "SELECT archival_code FROM items WHERE is_record = 1 AND year = '2024' "
-                           "ORDER BY archival_code")
+    records = _query(home, "SELECT archival_code, unit_code, category, item_number FROM items "
+                           "WHERE is_record = 1 AND year = '2024'")
+    rank = {c: n for n, c in enumerate(CATEGORY_ORDER)}     # archival order, not 档号 text
+    records.sort(key=lambda r: (r[1], rank[r[2]], int(r[3])))
     assert [r["档号"] for r in rows] == [r[0] for r in records] and hand["records"] == len(rows)
+    assert [r["档号"] for r in rows] != sorted(r["档号"] for r in rows), "the test can tell"
     assert {r["光盘"] for r in rows} == {f"{SET}-A4 {SET}-B3"}
     assert _ok(run("audit")).stdout.startswith("event log intact")
     assert "0 entries after the last checkpoint" in run("audit").stdout
@@ -362,15 +373,15 @@ def test_a_two_disc_set_is_shelved_reburned_whole_and_registered(two_discs, run)
     assert {d["disc_id"] for d in listing["discs"]} == set(discs) - set(news)
     assert {(d["disc_id"], d["volume"], d["volumes"], d["group_id"]) for d in listing["discs"]
             if d["disc_id"] == first[d2, "B"]} == {(first[d2, "B"], 2, 2, group)}
-    _ok(run("appraisal", "--at", keep, "--approve", first[d1, "A"], "--approve",
-            first[d2, "B"], "--by", "鉴定小组"))
+    _drives(home, lifecycle="keep_superseded_years = 0")
+    _ok(run("appraisal", "--approve", first[d1, "A"], "--approve", first[d2, "B"],
+            "--by", "鉴定小组"))
     (csv_path,) = (home / "registers").glob("销毁清册-*.csv")
     with open(csv_path, encoding="utf-8-sig", newline="") as f:
         table = list(csv.reader(f))
     assert [(r[2], r[3], r[8]) for r in table[1:]] == [
-        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "cabinet 1, shelf 1, slot 1"),
-        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B",
-         "off-site at 异地库: cabinet 2, shelf 1, slot 2")]
+        (first[d1, "A"], f"光盘套 {group} 第1盘/共2盘 副本 A", "1号柜 第1层 第1位"),
+        (first[d2, "B"], f"光盘套 {group} 第2盘/共2盘 副本 B", "异地 异地库：2号柜 第1层 第2位")]
     hand = _json(run, "handover", "2024")
     with open(hand["register_csv"], encoding="utf-8-sig", newline="") as f:
         listed = {r["档号"]: (r["光盘套"], r["套内盘次"], r["光盘"]) for r in csv.DictReader(f)}
@@ -397,7 +408,7 @@ def test_a_set_reburn_goes_on_past_a_disc_without_a_good_source(two_discs, run):
                           f"replace stay current): put a good source or a new blank medium in a "
                           f"drive and run `discarchive reburn {d1}`\n")
     states = {d["disc_id"]: d["state"] for d in _discs(run)}
-    assert states == {f"{d1}-A": "verified", f"{d1}-B": "verified", f"{d2}-A": "superseded",
+    assert states == {f"{d1}-A": "damaged", f"{d1}-B": "damaged", f"{d2}-A": "superseded",
                       f"{d2}-B": "superseded", f"{d2}-A2": "verified", f"{d2}-B2": "verified"}
 
 
@@ -427,6 +438,8 @@ def test_an_unreadable_sector_fails_the_inspection_and_flags_by_threshold(archiv
     _drives(home, v1=faults, v2=faults)          # the second read, in v2, fails too
     res = run("inspect", B)
     assert res.exit_code == 1
+    raised = [(a["kind"], a["subject"], a["state"]) for a in _json(run, "alerts")]
+    assert raised == [("reburn-early", B, "open")], "the flag is alerted at once, not next day"
     (row,) = json.loads(run("inspect", "--json", A).stdout)
     assert row["reads"] == 2 and row["bad_sectors"] == 1 and not row["passed"]
     assert "1 unreadable sectors (more than 0)" in row["reasons"]
@@ -489,10 +502,19 @@ def test_an_unreadable_structure_sector_is_repaired_from_the_other_copy(archived
     (home / "images" / f"{SET}.iso").unlink()
     x_path, x = _payload(home, SET)[0]
     flip_byte(_medium(home, B), x * 2048 + 3)              # B: a payload file damaged
-    _drives(home, v1="[drives.faults]\nunreadable = [16]")   # A, in v1: its volume descriptor
+    # A's drive v1 and the next one (v3, which reads a failed read again) cannot read its
+    # volume descriptor (sector 16); B's v2 and v4 read it; the new copy is burned in v2.
+    _drives(home)
+    cfg = home / "discarchive.toml"
+    text = cfg.read_text(encoding="utf-8").split("\n[[drives]]")[0]
+    for name, fault in (("v2", ""), ("v4", ""), ("v1", "unreadable = [16]"),
+                        ("v3", "unreadable = [16]")):
+        text += (f'\n[[drives]]\nname = "{name}"\nadapter = "virtual"\nmedia_dir = '
+                 f'"media{name[1]}"\ncapacity_sectors = {DVD}\n[drives.faults]\n{fault}\n')
+    cfg.write_text(text, encoding="utf-8")
     out = _ok(run("reburn", A)).stdout
     assert f"source disc: the disc itself, {A}, repaired: sector 16 from {B}" in out
-    assert f"{SET}-A2 replaces {A}: verified" in out, "v1 cannot read 16; v2 reads it again"
+    assert f"{SET}-A2 replaces {A}: verified" in out
     assert (home / "images" / f"{SET}.iso").is_file(), "the repaired image is kept again"
     _drives(home)
     _ok(run("verify", f"{SET}-A2"))
@@ -505,11 +527,21 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
     (home / "images" / f"{SET}.iso").unlink()
     for disc in (A, B):
         flip_byte(_medium(home, disc), lba * 2048 + 3)      # the same file, on both copies
-    res = _ok(run("reburn", A), 2)
+    res = _ok(run("reburn", A), 1)          # the job ran; its reads failed (README: exit 1)
     assert "no good source to re-burn" in res.stderr and "the image is no longer kept" in res.stderr
     assert f"{A} cannot be repaired" in res.stderr
-    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "verified", B: "verified"}, \
-        "one failed read does not call a copy damaged"
+    assert {d["disc_id"]: d["state"] for d in _discs(run)} == {A: "damaged", B: "damaged"}, \
+        "each copy failed two reads, in two drives: damaged, as any read-back records it"
+    reads = _query(home, "SELECT disc_id, outcome, json_extract(detail, '$.read'), "
+                         "json_extract(detail, '$.drive') FROM events WHERE event_type = "
+                         "'fixity check' AND id > (SELECT max(id) FROM events WHERE "
+                         "event_type = 'fixity check' AND outcome = 'success')")
+    assert sorted(r[:3] for r in reads) == [(d, "failure", n) for d in (A, B) for n in (1, 2)]
+    assert all(first[3] != second[3] for first, second in zip(reads[::2], reads[1::2])), \
+        "the second read is in another drive"
+    due = _json(run, "due")
+    assert {r["disc_id"] for r in due["reburn"]} == {A, B}, "due lists the damaged copies"
+    assert all("damaged" in r["why"] for r in due["reburn"]), due["reburn"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -517,17 +549,40 @@ def test_no_good_source_is_refused_naming_what_was_tried(archived, run):
      "no disc 160-1999-S01-01-A"),
     (["shelve", "{A}", "--cabinet", " ", "--shelf", "1", "--slot", "1"], "give a cabinet name"),
     (["shelve", "{A}", "--cabinet", "1", "--shelf", "0", "--slot", "1"], "--shelf"),
+    (["shelve", "{A}", "--cabinet", "柜1\n柜2", "--shelf", "1", "--slot", "1"],
+     "holds a line break or control character"),
+    (["shelve", "{A}", "--cabinet", "1", "--shelf", "1", "--slot", "1", "--site", "a\x1bb"],
+     "the site name"),
     (["checkin", "{A}"], "is not checked out"),
     (["checkout", "{A}", "--by", "", "--reason", "x"], "give who takes the disc"),
     (["reburn", "160-1999-S01"], "no disc set, disc or copy 160-1999-S01"),
     (["due", "--at", "2027-13-01"], "--at"),
+    (["due", "--at", "2130-02-30"], "2130-02-30 is not a date"),
+    (["due", "--at", "9999-12-31"], "give a date from 1900 to 9899"),
+    (["appraisal", "--at", "31.12.2030"], "is not written YYYY-MM-DD"),
+    (["due", "--at"], "'--at' requires an argument"),
+    (["shelve", "{A}", "--cabinet", "1", "--shelf", "1", "--slot", "99999999999999999999"],
+     "--slot"),
+    (["alerts", "--ack", "99999999999999999999"], "no alert 99999999999999999999"),
+    (["show", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["verify", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["check", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["inspect", "{SET}"], "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["shelve", "{SET}", "--cabinet", "1", "--shelf", "1", "--slot", "1"],
+     "{SET} is a disc; give one of its copies: {SET}-A, -B"),
+    (["show", "{GROUP}"], "{GROUP} is a disc set of 1 disc(s); give one disc copy, e.g. {SET}-A"),
+    (["burn", "{A}"], "{A} is a disc copy; give its disc {SET} (or its set {GROUP})"),
+    (["burn", "160-1999-S01"], "no disc set 160-1999-S01 in the inventory: give a disc set ID"),
     (["appraisal", "--approve", "{A}"], "--approve needs who approved it"),
     (["handover", "24"], "is not a year"),
     (["handover", "1990"], "no records of 1990"),
 ])
 def test_bad_requests_get_one_line_and_exit_2(archived, run, args, message):
-    A = _ids(archived)[1]       # the copy A the archive run made, as the inventory names it
-    res = run(*[a.format(A=A) for a in args])
+    SET, A, _ = _ids(archived)  # the disc and its copy A the archive run made
+    ((GROUP,),) = _query(archived, "SELECT group_id FROM disc_sets")
+    ids = {"A": A, "SET": SET, "GROUP": GROUP}
+    res = run(*[a.format(**ids) for a in args])
+    message = message.format(**ids)
     assert res.exit_code == 2 and message in res.stderr, res.stderr
     assert res.stderr.startswith("discarchive: error: ") and res.stderr.count("\n") == 1
 
@@ -572,6 +627,44 @@ def _fill(inv: Inventory, discs: list[dict], items: list[dict] = ()) -> None:
                                     "tag_files": "[]"} for s in sets)
     inv.db["discs"].insert_all(dict({"state": "verified", "copy_label": "A"}, **d) for d in discs)
     inv.db["items"].insert_all(dict({"is_record": 1}, **i) for i in items)
+
+
+def test_the_handover_list_is_in_archival_order_and_marks_versions(tmp_path):
+    inv = Inventory.create(tmp_path / "i.db")
+    code = "160-SB·2024-{}-{}-{:04d}".format
+    rows = [  # (unit, category, retention, category code, 件号, version): not in 档号 text order
+        ("U2", "社保登记类", "Y", "DJ", 1, 1),
+        ("U1", "待遇类", "D30", "DY", 2, 1),
+        ("U1", "待遇类", "D30", "DY", 10, 1),
+        ("U1", "社保登记类", "Y", "DJ", 3, 1),
+        ("U1", "参保人员类", "D30", "CB", 1, 1),
+        ("U1", "社保登记类", "Y", "DJ", 3, 2),        # 件号 3 changed and archived again
+        ("U1", "待遇类", "D30", "DY", 9, 1)]
+    _fill(inv, [{"disc_id": "g-01-A", "set_id": "g-01"}], [
+        {"set_id": "g-01", "archival_code": code(ret, cc, n), "item_number": str(n),
+         "unit_code": unit, "category": cat, "year": "2024", "retention": "永久",
+         "version": v, "path": f"p{k}"} for k, (unit, cat, ret, cc, n, v) in enumerate(rows)])
+    count, got = lc.handover_rows(inv, "2024", ["社保登记类", "参保人员类", "待遇类"])
+    got = list(got)
+    assert count == 7 and [(r["unit_code"], r["category"], int(r["item_number"]), r["version"])
+                           for r in got] == [
+        ("U1", "社保登记类", 3, 1), ("U1", "社保登记类", 3, 2), ("U1", "参保人员类", 1, 1),
+        ("U1", "待遇类", 2, 1), ("U1", "待遇类", 9, 1), ("U1", "待遇类", 10, 1),
+        ("U2", "社保登记类", 1, 1)], "year -> unit -> configured category order -> 件号 by value"
+    table = list(registers.handover_table(got))
+    at = registers.HANDOVER_COLUMNS.index("版本")
+    assert [r[at] for r in table] == ["第1版", "第2版", "", "", "", "", ""]
+    assert [r[0] for r in table] == list(range(1, 8))
+    inv.close()
+
+
+def test_a_register_place_is_in_chinese_words_without_paths():
+    assert lc.place_cn({"cabinet": None, "medium_path": "/srv/media/x.medium",
+                        "drive": "v1"}) == "未上架"
+    assert lc.place_cn({"cabinet": "防磁柜3", "shelf": 2, "slot": 14}) == "防磁柜3 第2层 第14位"
+    assert lc.place_cn({"cabinet": "7", "shelf": 1, "slot": 1, "site": "市档案馆",
+                        "out_by": "张三", "out_at": "2026-03-01T08:00:00Z"}) == \
+        "异地 市档案馆：7号柜 第1层 第1位（2026-03-01起借出：张三）"
 
 
 def test_the_pull_list_takes_the_share_least_recently_checked_and_every_disc_per_cycle(tmp_path):

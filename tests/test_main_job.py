@@ -126,6 +126,12 @@ def test_show_gives_the_recorded_fields(home, run, demo_archive):
     assert data["image_sectors"] * 2048 >= data["image_bytes"] > (data["image_sectors"] - 1) * 2048
     assert {e["event_type"] for e in data["events"]} == {"replication", "fixity check"}
     assert run("show", "no-such-disc").exit_code == 2
+    text = run("show", disc_id).stdout.split("events:\n")[1].splitlines()
+    assert len(text) == len(data["events"]), "one line per event"
+    fixity = next(line for line in text if "fixity check" in line)
+    files = next(e for e in data["events"] if e["event_type"] == "fixity check")
+    assert f"files_checked={json.loads(files['detail'])['files_checked']}" in fixity
+    assert f"image_sha256={data['image_sha256'][:12]}…" in fixity and len(fixity) < 150, fixity
 
 
 def jobs_sha(path: Path) -> str:

@@ -104,3 +104,10 @@ def test_export_log_writes_what_an_auditor_needs(home, run, archived, tmp_path):
     assert len(lines) >= 5 and all(json.loads(line) for line in lines)
     assert (tmp_path / "out" / "public_key.pem").read_bytes() == \
         (home / "keys" / "signing.pub").read_bytes()
+    again = run("export-log", str(tmp_path / "out"))      # an earlier export: replaced
+    assert again.exit_code == 0 and "the earlier export in" in again.stdout
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    refused = run("export-log", str(tmp_path / "out"))
+    assert refused.exit_code == 2 and "is not empty (1 other entries, e.g. notes.txt)" in \
+        refused.stderr and refused.stderr.count("\n") == 1
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
