@@ -153,6 +153,28 @@ def growth(n_items: int) -> float:
     return time.process_time() - t
 
 
+def table_lines(t, base: Path, sizes: list[int], gib: float = 32.0,
+                items: int = 365_245) -> None:
+    """Lines 5 (fill and speed) and 7 (growth of planning) of ``make bench`` (bench/run.py),
+    added to its Table ``t``; the trees are made once under ``base``."""
+    mean = sum(s for _, s, _ in rows(20_000)) / 20_000
+    root = ensure_tree(base, int(gib * 2**30 / mean) + 1, ("2024",))
+    for media in ("dvd-r", "bd-r"):
+        plan, _, _, _ = plan_tree(root, media)
+        ok, _ = fill_report(plan)
+        fills = [d.fill for s in plan.sets for d in s.discs[:-1]]
+        t.add("5", f"plan fill, {gib:.0f} GiB of one year onto {media}",
+              f"{sum(len(s.discs) for s in plan.sets)} discs, lowest {100 * min(fills, default=1):.1f} %",
+              ">= 97 %, <= ceil+1 discs", ok)
+    plan, seconds, n, cpu = plan_tree(ensure_tree(base, items), "bd-r")
+    t.add("5", f"plan {n:,} items onto bd-r (scan by stat, arrange, pack, sizes)",
+          f"{seconds:.1f} s ({cpu:.1f} s CPU)", "< 10 s", seconds < 10)
+    figs = [growth(n) for n in sizes]
+    label = "/".join(f"{n // 1000:,}k" if n < 10**6 else f"{n // 10**6}M" for n in sizes)
+    t.add("7", f"growth: arrange + plan, {label} items",
+          " / ".join(f"{1e6 * s / n:.1f}" for s, n in zip(figs, sizes)) + " us/item", "-", None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, default=Path("build/bench"))
