@@ -238,7 +238,6 @@ def _refuse(problems: list[tuple[str, str]]) -> ScanError:
     return ScanError(f"{head}: {lines[0]}{more}: {fix}", lines)
 
 
-_by_name = operator.attrgetter("name")
 
 
 _nfc = functools.partial(unicodedata.normalize, "NFC")     # a name in NFC
@@ -294,7 +293,7 @@ def _walk(source: Path, warnings: list[str] | None = None,
         prefix, folder = folders.pop()
         try:
             with os.scandir(folder) as listing:
-                entries = sorted(listing, key=_by_name)
+                entries = list(listing)     # in no order: the paths are sorted once, at the end
         except OSError as exc:
             problems.append(("unreadable", f"{shown(prefix[:-1] or '.')} cannot be read "
                                            f"({exc.strerror})"))
@@ -305,7 +304,7 @@ def _walk(source: Path, warnings: list[str] | None = None,
         # Twins (one name in NFC and NFD, or in two cases) fold to one key; most folders
         # have none, which one set of keys tells: only then is each name looked at.
         if len(set(map(str.casefold, map(_nfc, names)))) < len(names):
-            _twins(prefix, names, problems, case_pairs)
+            _twins(prefix, sorted(names), problems, case_pairs)
         subfolders = []
         for entry, name in zip(entries, names):
             path = prefix + name
@@ -345,14 +344,14 @@ def _walk(source: Path, warnings: list[str] | None = None,
     if warnings is not None:
         if empty:
             warnings.append(f"{len(empty)} empty folder(s) not archived (a BagIt manifest "
-                            f"lists files, so a disc holds files only): {'; '.join(empty)}")
+                            f"lists files, so a disc holds files only): {'; '.join(sorted(empty))}")
         if inside_links:
             warnings.append(f"{len(inside_links)} symbolic link(s) not archived; each points "
                             "into the source, where its target is archived at its own path: "
-                            + "; ".join(inside_links))
+                            + "; ".join(sorted(inside_links)))
         if case_pairs:
             warnings.append(f"{len(case_pairs)} pair(s) of names differ only in case: "
-                            f"{'; '.join(case_pairs)}: both are archived and stay distinct "
+                            f"{'; '.join(sorted(case_pairs))}: both are archived and stay distinct "
                             "under Rock Ridge and UDF, but Windows (Joliet or UDF) and macOS "
                             "take each pair for one name, so reading or copying the disc there "
                             "may give one file for both")
@@ -469,6 +468,18 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
     return by_path
 
 
+@functools.lru_cache(maxsize=1 << 16)      # a catalog repeats the days of a few years
+def _is_date(text: str) -> bool:
+    """Whether ``text`` is a calendar date written YYYYMMDD."""
+    if not (len(text) == 8 and text.isascii() and text.isdigit()):
+        return False
+    try:
+        dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
+
+
 def _bad_values(row: dict[str, str]) -> list[str]:
     """What is wrong with a catalog row's 件号, 日期 and 页数, one line each (empty: nothing).
 
@@ -480,13 +491,8 @@ def _bad_values(row: dict[str, str]) -> list[str]:
     if number and not (number.isascii() and number.isdigit()):
         bad.append(f"件号 {number!r} is not a number: write it in digits (e.g. 0001); left so, "
                    "the record is given the next free 件号 of its class")
-    if date:
-        try:
-            if not (len(date) == 8 and date.isascii() and date.isdigit()):
-                raise ValueError
-            dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
-        except ValueError:
-            bad.append(f"日期 {date!r} is not a date written YYYYMMDD (e.g. 20240131)")
+    if date and not _is_date(date):
+        bad.append(f"日期 {date!r} is not a date written YYYYMMDD (e.g. 20240131)")
     if pages and not (pages.isascii() and pages.isdigit() and int(pages) > 0):
         bad.append(f"页数 {pages!r} is not a number of pages (a whole number from 1)")
     return bad
