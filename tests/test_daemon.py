@@ -285,14 +285,22 @@ def test_a_batch_being_written_is_left_until_it_settles(home, tmp_path, one_set_
         inv.close()
 
 
-def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
-        home, tmp_path, one_set_archive):
-    cfg, incoming = intake_home(home, tmp_path, one_set_archive)
+def _packed_at_the_deadline(home, tmp_path, archive):
+    """A daemon home whose one intake batch was packed at the 2025 deadline.
+
+    Returns (config, the batch's path, the daemon's start time)."""
+    cfg, _ = intake_home(home, tmp_path, archive)
     start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
-    d, _, log = make_daemon(cfg, start)
+    d, _, _ = make_daemon(cfg, start)
     d.tick(start)
     d.tick(start + dt.timedelta(hours=1))                     # deadline: packed
     (path,) = intake_rows(cfg)
+    return cfg, path, start
+
+
+def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
+        home, tmp_path, one_set_archive):
+    cfg, path, start = _packed_at_the_deadline(home, tmp_path, one_set_archive)
     inv = Inventory.open(cfg.inventory_path)
     burns = inv.db.execute("SELECT count(*) FROM burns").fetchone()[0]
     # as if the daemon died in the main job: the batch row still says packing
@@ -315,12 +323,7 @@ def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
 
 def test_an_interrupted_batch_that_cannot_be_finished_names_the_disc_to_burn(
         home, tmp_path, one_set_archive):
-    cfg, _ = intake_home(home, tmp_path, one_set_archive)
-    start = dt.datetime(2025, 1, 31, 6, 0, tzinfo=SHANGHAI)
-    d, _, log = make_daemon(cfg, start)
-    d.tick(start)
-    d.tick(start + dt.timedelta(hours=1))                     # deadline: packed
-    (path,) = intake_rows(cfg)
+    cfg, path, start = _packed_at_the_deadline(home, tmp_path, one_set_archive)
     inv = Inventory.open(cfg.inventory_path)
     (image,) = inv.db.query("SELECT * FROM disc_sets")
     copy = inv.copies(image["set_id"])[1]["disc_id"]
