@@ -408,9 +408,16 @@ def _from_path(item: Item) -> None:
     item.item_number, item.title = _stem_fields(file)
 
 
+Row = tuple[int, tuple[str, ...], "dict[str, str] | None"]
+"""A catalog row as :func:`read_catalog` keeps it: (line number, its values of the
+columns ``_ROW_KEYS`` in that order, "" when blank or absent, stripped; the values of
+other columns by name, or None when the header has exactly the DA/T 22-2015 columns).
+Tuples, not a dict a row: planning reads 365,245 rows."""
+
+
 def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = None
-                 ) -> dict[str, tuple[int, dict[str, str]]]:
-    """The catalog's rows by the file they describe: {path: (line number, row)}.
+                 ) -> dict[str, Row]:
+    """The catalog's rows by the file they describe: {path: :data:`Row`}.
 
     ``files`` is the set of paths in the source. Every problem is collected
     and reported at once in one ScanError: not UTF-8, no 文件 column, rows
@@ -431,7 +438,7 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
                         "each item's path relative to the source")
     errors: list[str] = []
     soft = problems if problems is not None else None
-    by_path: dict[str, tuple[int, dict[str, str]]] = {}
+    by_path: dict[str, Row] = {}
 
     def missing(line: int, text: str) -> None:
         if soft is None:
@@ -448,6 +455,10 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
     at_file, at_retention = column["文件"], column.get("保管期限", -1)
     at_number, at_date, at_pages = (column.get("件号", -1), column.get("日期", -1),
                                     column.get("页数", -1))
+    # A header of exactly the DA/T 22-2015 columns, each once: a full row's values in
+    # _ROW_KEYS order are one itemgetter call.
+    fast = len(header) == len(_KNOWN_COLUMNS) and set(header) == _KNOWN_COLUMNS
+    known_values = operator.itemgetter(*(column[k] for k in _ROW_KEYS)) if fast else None
     for line, fields in enumerate(rows, start=2):
         n = len(fields)
         if n > width:
@@ -475,7 +486,10 @@ def read_catalog(path: Path, files: set[str], problems: list[Problem] | None = N
                 and (not date or _is_date(date))
                 and (not pages or (pages.isascii() and pages.isdigit() and int(pages) > 0))):
             _check_values(number, date, pages, path.name, line, soft, errors)
-        by_path[rel] = (line, dict(zip(header, fields)))
+        if fast and n >= width:
+            by_path[rel] = (line, known_values(fields), None)
+        else:
+            by_path[rel] = (line, *_row_values(dict(zip(header, fields))))
     if errors:
         raise ScanError(f"the catalog {path.name} has {len(errors)} problem(s): "
                         f"{'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}: "
@@ -594,23 +608,26 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         if progress:
             progress(done, total)
 
-    rows_by_path: dict[str, tuple[int, dict[str, str]]] = {}
+    rows_by_path: dict[str, Row] = {}
     has_catalog = CATALOG_NAME in stats
     if has_catalog:
         rows_by_path = read_catalog(source / CATALOG_NAME, set(stats), problems)
     items = []
     if hashing:
         hashed = _hash_files(root, paths, [stats[rel].st_size for rel in paths], tick)
+        described = ((rel, size, digest, stats[rel].st_mtime_ns)
+                     for rel, (digest, size) in zip(paths, hashed))
     else:
-        hashed = (("", stats[rel].st_size) for rel in paths)
-    for rel, (digest, size) in zip(paths, hashed):
-        mtime = stats[rel].st_mtime_ns
-        item = Item(path=rel, size=size, sha256=digest, mtime_ns=mtime)
-        row = rows_by_path.get(rel)
+        described = ((rel, st.st_size, "", st.st_mtime_ns)
+                     for rel, st in zip(paths, map(stats.__getitem__, paths)))
+    get_row = rows_by_path.get
+    for rel, size, digest, mtime in described:
+        item = Item(rel, size, digest, mtime)     # path, size, sha256, mtime_ns: by position,
+        row = get_row(rel)                        # which is quicker (365,245 items a plan)
         if rel == CATALOG_NAME:
             item.is_record = False
         elif row is not None:
-            _from_row(item, row[1])
+            _from_row(item, row[1], row[2])
             item.row = row[0]
         else:
             _from_path(item)
@@ -685,19 +702,21 @@ def _hash_files(root: str, paths: list[str], sizes: list[int],
                 yield result
 _ROW_KEYS = ("件号", "题名", "档号", "代码", "类别", "保管期限", "日期", "页数", "密级",
              "责任者", "收支", "备注")
-_row_values = operator.itemgetter(*_ROW_KEYS)
 
 
-def _from_row(item: Item, row: dict[str, str]) -> None:
+def _row_values(row: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """A catalog row given by column name as :data:`Row` keeps it: (the values of
+    ``_ROW_KEYS`` in order, "" when absent; the other columns' non-blank values)."""
+    return (tuple(row.get(k, "") for k in _ROW_KEYS),
+            {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v})
+
+
+def _from_row(item: Item, values: tuple[str, ...], extra: dict[str, str] | None) -> None:
     """Fill metadata from a catalog row, the path filling what the row leaves blank.
 
-    The row's values are stripped already (:func:`read_catalog`).
+    ``values`` and ``extra`` as :data:`Row` holds them (stripped by :func:`read_catalog`);
+    ``extra`` None: no other column.
     """
-    if len(row) == len(_KNOWN_COLUMNS) and _KNOWN_COLUMNS.issuperset(row):
-        values, extra = _row_values(row), None      # every column, no other: one lookup
-    else:
-        values = tuple(row.get(k, "") for k in _ROW_KEYS)
-        extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v}
     (number, title, code, unit_code, category, retention, date, pages, classification,
      responsible, flow, remarks) = values
     number, title = number or None, title or None
