@@ -622,14 +622,16 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
                      for rel, st in zip(paths, map(stats.__getitem__, paths)))
     get_row = rows_by_path.get
     for rel, size, digest, mtime in described:
-        item = Item(rel, size, digest, mtime)     # path, size, sha256, mtime_ns: by position,
-        row = get_row(rel)                        # which is quicker (365,245 items a plan)
-        if rel == CATALOG_NAME:
-            item.is_record = False
-        elif row is not None:
-            _from_row(item, row[1], row[2])
-            item.row = row[0]
+        row = get_row(rel)
+        if row is not None and rel != CATALOG_NAME:
+            # Item's fields by position, in one call (quicker: 365,245 items a plan)
+            line, values, extra = row
+            item = Item(rel, size, digest, mtime, *_row_fields(rel, values),
+                        {} if extra is None else extra, line)
+        elif rel == CATALOG_NAME:
+            item = Item(rel, size, digest, mtime, False)
         else:
+            item = Item(rel, size, digest, mtime)
             _from_path(item)
             if has_catalog and problems is not None and _YEAR.match(rel.split("/", 1)[0]):
                 problems.append(Problem("file-without-row", rel,
@@ -711,16 +713,32 @@ def _row_values(row: dict[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
             {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k and v})
 
 
+# Item's fields that _row_fields gives, in its order (the order of Item's own fields).
+_ROW_FIELDS = ("is_record", "archival_code", "item_number", "title", "year", "unit_code",
+               "unit_name", "category", "retention", "date", "pages", "classification",
+               "responsible", "flow", "remarks")
+
+
 def _from_row(item: Item, values: tuple[str, ...], extra: dict[str, str] | None) -> None:
     """Fill metadata from a catalog row, the path filling what the row leaves blank.
 
     ``values`` and ``extra`` as :data:`Row` holds them (stripped by :func:`read_catalog`);
     ``extra`` None: no other column.
     """
+    for name, value in zip(_ROW_FIELDS, _row_fields(item.path, values)):
+        setattr(item, name, value)
+    if extra is not None:
+        item.extra = extra
+
+
+def _row_fields(path: str, values: tuple[str, ...]) -> tuple:
+    """Item's ``_ROW_FIELDS`` for the file ``path`` from its catalog row's ``values``
+    (:data:`Row`), the path filling what the row leaves blank. A tuple, so that
+    :func:`scan` makes each Item in one call (planning makes 365,245)."""
     (number, title, code, unit_code, category, retention, date, pages, classification,
      responsible, flow, remarks) = values
     number, title = number or None, title or None
-    folder, _, file = item.path.rpartition("/")
+    folder, _, file = path.rpartition("/")
     fields = _folder_fields(folder)
     if fields is None:                  # not a YEAR/UNIT/CATEGORY path: the row alone
         year = path_unit = unit_name = path_category = None
@@ -731,18 +749,6 @@ def _from_row(item: Item, values: tuple[str, ...], extra: dict[str, str] | None)
             number, title = number or path_number, title or path_title
     if date and len(date) >= 4 and date[:4].isdigit():
         year = year or date[:4]
-    item.is_record = True
-    item.year, item.unit_name = year, unit_name
-    item.archival_code = code or None
-    item.item_number, item.title = number, title
-    item.unit_code = unit_code or path_unit
-    item.category = category or path_category
-    item.retention = retention or None
-    item.date = date or None
-    item.pages = pages or None
-    item.classification = classification or None
-    item.responsible = responsible or None
-    item.flow = flow or None
-    item.remarks = remarks or None
-    if extra is not None:
-        item.extra = extra
+    return (True, code or None, number, title, year, unit_code or path_unit, unit_name,
+            category or path_category, retention or None, date or None, pages or None,
+            classification or None, responsible or None, flow or None, remarks or None)

@@ -311,3 +311,12 @@ def test_catalog_values_are_read_by_column_name_whatever_the_header(tmp_path, he
     assert a.extra == ({"馆藏位置": "库房三"} if "馆藏位置" in header else {})
     assert (b.archival_code, b.item_number, b.title, b.date, b.row) == (None, "0002", "b", None, 3)
     assert problems == []
+
+
+def test_row_fields_follow_the_item_fields_order():
+    """scan makes a catalog row's Item by position from _row_fields: their orders agree."""
+    import dataclasses
+    from manifests.catalog import _ROW_FIELDS
+    names = [f.name for f in dataclasses.fields(Item)]
+    assert names[4:4 + len(_ROW_FIELDS)] == list(_ROW_FIELDS)
+    assert names[4 + len(_ROW_FIELDS):] == ["extra", "row"]
