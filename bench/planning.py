@@ -138,13 +138,13 @@ def growth(n_items: int) -> float:
     """CPU seconds to arrange and plan ``n_items`` items held in memory (onto BD-R)."""
     import config
     from manifests.arrange import arrange
-    from manifests.catalog import CATALOG_COLUMNS, Item, _from_row
+    from manifests.catalog import CATALOG_COLUMNS, Item, _from_row, _row_values
     from manifests.plan import gc_paused, make_plan
     cfg, settings = _settings()
     items = []
     for path, size, row in rows(n_items):
         i = Item(path=path, size=size, sha256="", mtime_ns=0)
-        _from_row(i, dict(zip(CATALOG_COLUMNS, row)))
+        _from_row(i, *_row_values(dict(zip(CATALOG_COLUMNS, row))))
         items.append(i)
     t = time.process_time()
     with gc_paused():

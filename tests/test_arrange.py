@@ -275,3 +275,48 @@ def test_a_row_and_a_file_in_two_unicode_forms_are_named_as_such(source_copy, fo
     assert "only in Unicode normalization" in row.text and f"this row is {form}" in row.text
     assert file.where == unicodedata.normalize(other, new)
     assert f"{CATALOG_NAME} line 2 names it in another Unicode normalization" in file.text
+
+
+@pytest.mark.parametrize("header", [
+    ["文件", "档号", "件号", "题名", "日期", "保管期限", "馆藏位置"],        # reordered, one other
+    ["件号", "档号", "责任者", "代码", "题名", "日期", "页数", "密级",         # the 13, in order
+     "保管期限", "类别", "收支", "备注", "文件"],
+    ["文件", "件号", "题名", "题名", "日期", "保管期限", "档号"],              # a column twice
+])
+def test_catalog_values_are_read_by_column_name_whatever_the_header(tmp_path, header):
+    """A row's value goes to its column's field, however the header orders its columns;
+    a short row leaves the rest blank; a column named twice takes its last value; other
+    columns' values are kept in ``extra``. (read_catalog keeps rows as tuples by position.)"""
+    folder = tmp_path / "2024" / "U_x" / "01_社保登记类"
+    folder.mkdir(parents=True)
+    for name in ("0001_a.pdf", "0002_b.pdf"):
+        (folder / name).write_bytes(name.encode())
+    given = {"文件": "2024/U_x/01_社保登记类/0001_a.pdf", "档号": "160-SB·2024-Y-DJ-0001",
+             "件号": "0001", "题名": "登记表", "日期": "20240105", "保管期限": "永久",
+             "馆藏位置": "库房三", "责任者": "某局", "页数": "3"}
+    row = [given.get(c, "") for c in header]
+    if header.count("题名") == 2:
+        row[header.index("题名")] = "先写的题名"        # the first of two: not taken
+    short = [("2024/U_x/01_社保登记类/0002_b.pdf" if c == "文件" else "")
+             for c in header][:header.index("文件") + 1]
+    with open(tmp_path / CATALOG_NAME, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, row, short])
+    problems: list = []
+    items = {i.path: i for i in scan(tmp_path, None, problems=problems, hashing=False)}
+    a, b = items[given["文件"]], items["2024/U_x/01_社保登记类/0002_b.pdf"]
+    assert (a.archival_code, a.item_number, a.title, a.date, a.retention, a.row) == (
+        "160-SB·2024-Y-DJ-0001", "0001", "登记表", "20240105", "永久", 2)
+    assert a.responsible == ("某局" if "责任者" in header else None)
+    assert a.pages == ("3" if "页数" in header else None)
+    assert a.extra == ({"馆藏位置": "库房三"} if "馆藏位置" in header else {})
+    assert (b.archival_code, b.item_number, b.title, b.date, b.row) == (None, "0002", "b", None, 3)
+    assert problems == []
+
+
+def test_row_fields_follow_the_item_fields_order():
+    """scan makes a catalog row's Item by position from _row_fields: their orders agree."""
+    import dataclasses
+    from manifests.catalog import _ROW_FIELDS
+    names = [f.name for f in dataclasses.fields(Item)]
+    assert names[4:4 + len(_ROW_FIELDS)] == list(_ROW_FIELDS)
+    assert names[4 + len(_ROW_FIELDS):] == ["extra", "row"]
