@@ -298,12 +298,10 @@ def _packed_at_the_deadline(home, tmp_path, archive):
     return cfg, path, start
 
 
-def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
-        home, tmp_path, one_set_archive):
-    cfg, path, start = _packed_at_the_deadline(home, tmp_path, one_set_archive)
+def _restarted_after_a_killed_packing(home, cfg, path, start):
+    """Mark batch ``path`` as still packing (the daemon died in the main job), start a new
+    daemon and run the deadline job a day later. Returns (the batch's row, the new log)."""
     inv = Inventory.open(cfg.inventory_path)
-    burns = inv.db.execute("SELECT count(*) FROM burns").fetchone()[0]
-    # as if the daemon died in the main job: the batch row still says packing
     with inv.transaction():
         inv.db["intake"].update(path, {"state": "packing", "set_id": None})
     inv.close()
@@ -311,7 +309,16 @@ def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
     inv = Inventory.open(cfg.inventory_path)
     d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
     inv.close()
-    row = intake_rows(cfg)[path]
+    return intake_rows(cfg)[path], log2
+
+
+def test_packing_killed_after_the_set_was_recorded_burns_nothing_again(
+        home, tmp_path, one_set_archive):
+    cfg, path, start = _packed_at_the_deadline(home, tmp_path, one_set_archive)
+    inv = Inventory.open(cfg.inventory_path)
+    burns = inv.db.execute("SELECT count(*) FROM burns").fetchone()[0]
+    inv.close()
+    row, log2 = _restarted_after_a_killed_packing(home, cfg, path, start)
     inv = Inventory.open(cfg.inventory_path)
     (s,) = inv.db.query("SELECT * FROM disc_sets")
     assert row["state"] == "archived" and row["set_id"] == s["group_id"]
@@ -330,14 +337,8 @@ def test_an_interrupted_batch_that_cannot_be_finished_names_the_disc_to_burn(
     # as if killed while packing, with copy B failed and the image no longer kept
     inv.update_disc(copy, state="failed", failure="no blank medium")
     inv.update_set(image["set_id"], state="failed", image_path=None)
-    with inv.transaction():
-        inv.db["intake"].update(path, {"state": "packing", "set_id": None})
     inv.close()
-    d2, _, log2 = make_daemon(config.load(home), start)
-    inv = Inventory.open(cfg.inventory_path)
-    d2.job_deadline(inv, d2.cfg, start + dt.timedelta(days=1))
-    inv.close()
-    row = intake_rows(cfg)[path]
+    row, log2 = _restarted_after_a_killed_packing(home, cfg, path, start)
     assert row["state"] == "failed" and row["set_id"] == image["group_id"]
     assert row["detail"] == f"a copy failed: burn it with `discarchive burn {image['set_id']}`"
     assert f"event=recover.no_burn set_id={image['set_id']}" in log2.getvalue()
