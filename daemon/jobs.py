@@ -458,13 +458,9 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
         if strict and plan.problems:
             raise strict_refusal(plan.problems)
         warnings += problem_lines(plan.problems)
-        if delta.unfinished:
-            warnings.append(f"{len(delta.unfinished)} earlier image(s) of this source are not "
-                            f"archived yet ({', '.join(delta.unfinished[:3])}"
-                            f"{', ...' if len(delta.unfinished) > 3 else ''}): their files are "
-                            "not archived again; finish them with `discarchive burn ID`")
+        resumed = _resume(cfg, inv, delta.unfinished, drives, public_pem, ui, warnings)
         if not plan.sets:
-            return RunResult(warnings=warnings, problems=list(plan.problems),
+            return RunResult(images=resumed, warnings=warnings, problems=list(plan.problems),
                              unchanged=delta.unchanged)
         try:
             for sp in plan.sets:
@@ -476,7 +472,7 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             raise
         finally:
             shutil.rmtree(cfg.work_dir / "run", ignore_errors=True)
-        result = RunResult(warnings=warnings, problems=list(plan.problems),
+        result = RunResult(images=resumed, warnings=warnings, problems=list(plan.problems),
                            unchanged=delta.unchanged, changed=len(delta.changed))
         result.warnings += not_records_warning(items)
         by_set: dict[str, list[_Made]] = {}
@@ -639,6 +635,48 @@ def burn_set(cfg: Config, set_id: str, reporter: Reporter | None = None) -> RunR
                 eventlog.checkpoint(inv, key)
             finally:
                 inv.close()
+
+
+def _resume(cfg: Config, inv: Inventory, unfinished: list[str], drives: list,
+            public_pem: bytes, ui: Reporter, warnings: list[str]) -> list[ArchiveResult]:
+    """Finish the images of an earlier run of the same source that was stopped (killed).
+
+    ``unfinished`` are their IDs (daemon.incremental). An image still
+    ``mastered`` whose image file is kept is finished as the daemon does
+    after a restart: each copy left ``burning`` or ``burned`` is read back
+    from its medium first (a good burn is kept, not repeated), then the
+    copies with no verified medium are burned from the image. An image
+    that ``failed`` (a copy failed for a reason the operator must see to)
+    or whose image is gone gets a warning naming ``discarchive burn``.
+    Returns one ArchiveResult per finished image.
+    """
+    done, left = [], []
+    for set_id in unfinished:
+        s = inv.disc_set(set_id)
+        if s["state"] != "mastered" or not s["image_path"] or not Path(s["image_path"]).is_file():
+            left.append(set_id)
+            continue
+        for c in inv.copies(set_id):
+            if c["state"] in ("burning", "burned"):
+                try:
+                    disc, drive = disc_in_drive(cfg, inv, c["disc_id"])
+                    read_recorded(cfg, inv, disc, drive, public_pem, ui)
+                except (JobError, burners.DriveError):
+                    pass                      # not readable now: burned again below
+        s = inv.disc_set(set_id)
+        labels = _unverified(inv, s)
+        if labels:
+            done.append(_burn_again(cfg, inv, s, labels, drives, public_pem, ui))
+        else:
+            settle_set(inv, set_id)
+    if done:
+        warnings.append(f"{len(done)} image(s) of an earlier run of this source were recorded "
+                        "but not all burned (that run was stopped): finished now")
+    if left:
+        warnings.append(f"{len(left)} earlier image(s) of this source are not archived yet "
+                        f"({', '.join(left[:3])}{', ...' if len(left) > 3 else ''}): their "
+                        "files are not archived again; finish them with `discarchive burn ID`")
+    return done
 
 
 def _unverified(inv: Inventory, s: dict) -> list[str]:

@@ -166,3 +166,23 @@ def test_discs_lists_the_copies_of_an_image_recorded_but_never_burned(run, home)
     listed = json.loads(_ok(run("discs", "--json")).stdout)
     assert [(d["disc_id"], d["state"]) for d in listed] == [
         ("160-2024-S01-01-A", "not burned"), ("160-2024-S01-01-B", "not burned")]
+
+
+def test_a_second_run_finishes_the_images_a_stopped_run_recorded(run, home, source,
+                                                                   monkeypatch):
+    import daemon.jobs
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt      # as a kill between recording the images and the burns
+
+    monkeypatch.setattr(daemon.jobs, "_burn", stopped)
+    assert run("archive", str(source)).exit_code == 130
+    assert _rows(home, "SELECT state FROM disc_sets") == [("mastered",)]
+    assert _rows(home, "SELECT count(*) FROM discs") == [(0,)]
+    monkeypatch.undo()
+    res = _ok(run("archive", str(source)))
+    assert "recorded but not all burned (that run was stopped): finished now" in res.stderr
+    assert "nothing new to archive" not in res.stdout
+    assert _rows(home, "SELECT state FROM disc_sets") == [("archived",)]
+    assert _rows(home, "SELECT count(*), min(state), max(state) FROM discs") == [
+        (2, "verified", "verified")]
