@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from . import CONFIG_NAME, INVENTORY_NAME, ConfigError, defaults_text
 
@@ -80,6 +81,28 @@ class HomeBusy(ConfigError):
 
 
 @contextmanager
+def pid_file_lock(path: Path, busy: Callable[[str], Exception], mode: int = 0o640):
+    """Hold an advisory flock on ``path`` with this process's PID written in it.
+
+    The lock dies with its process, so a killed holder never leaves it stuck.
+    When another process holds it, raises ``busy(pid)``: the exception to
+    raise, given that holder's PID as written in the file ("unknown" if none).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise busy(pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def locked(home: Path):
     """Hold the home's job lock (``HOME/lock``, an advisory flock) for one job.
 
@@ -87,17 +110,7 @@ def locked(home: Path):
     the lock dies with its process, so a killed job never leaves it stuck.
     Raises HomeBusy naming the PID that holds it.
     """
-    path = Path(home) / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise HomeBusy(f"another discarchive job (PID {pid}) is using {home}: wait for it "
-                           "to finish, then run this again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    with pid_file_lock(Path(home) / "lock", lambda pid: HomeBusy(
+            f"another discarchive job (PID {pid}) is using {home}: wait for it to finish, "
+            "then run this again")):
         yield
-    finally:
-        os.close(fd)

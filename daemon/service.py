@@ -57,7 +57,6 @@ jobs; a configuration that does not load is logged and the old one kept.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import math
 import os
 import select
@@ -72,7 +71,7 @@ from typing import Callable
 import config
 from burners import DriveError
 from config import Config, ConfigError
-from config.home import HomeBusy
+from config.home import HomeBusy, pid_file_lock
 from inventory import lifecycle as lc
 from inventory.store import Inventory
 
@@ -98,21 +97,11 @@ def pid_lock(home: Path):
     while a job works. The lock dies with the process. Raises DaemonRunning
     naming the PID of the daemon that holds it.
     """
-    path = Path(home) / "daemon.pid"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise DaemonRunning(f"a discarchive daemon (PID {pid}) is already running for "
-                                f"{home}: stop it first (systemctl stop discarchive, or "
-                                f"kill {pid}); only one may run per archive home") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    with pid_file_lock(Path(home) / "daemon.pid", lambda pid: DaemonRunning(
+            f"a discarchive daemon (PID {pid}) is already running for {home}: stop it first "
+            f"(systemctl stop discarchive, or kill {pid}); only one may run per archive home"),
+            mode=0o644):
         yield
-    finally:
-        os.close(fd)
 
 
 def _burn_hint(images: list[str]) -> str:
