@@ -617,9 +617,15 @@ def validate_bag_command(path, as_json):
 
 # -- the disc lifecycle: cabinet, inspections, re-burns, appraisal ------------------------
 
-def _at(value) -> dt.date:
-    """``--at`` as a date (today, UTC, when not given)."""
-    return value.date() if value else dt.datetime.now(dt.timezone.utc).date()
+def _today(cfg) -> dt.date:
+    """Today in the archive's time zone (``[daemon] timezone``, else the computer's),
+    the day the daemon's due checks and alerts count from."""
+    return dt.datetime.now(dt.timezone.utc).astimezone(cfg.daemon.zone()).date()
+
+
+def _at(value, cfg) -> dt.date:
+    """``--at`` as a date; without it, today in the archive's time zone (:func:`_today`)."""
+    return value.date() if value else _today(cfg)
 
 
 @contextmanager
@@ -794,7 +800,7 @@ def due(home, at, as_json):
         cfg = _config(home)
         inv = Inventory.open(cfg.inventory_path)
         try:
-            answer = lifecycle.due(inv, _at(at), cfg.lifecycle, cfg.reburn_years)
+            answer = lifecycle.due(inv, _at(at, cfg), cfg.lifecycle, cfg.reburn_years)
         finally:
             inv.close()
     if as_json:
@@ -857,13 +863,13 @@ def _approve(cfg, inv, listing: dict, refs, by: str, out) -> dict:
     """Export the destruction register for the chosen rows, then record the decision."""
     chosen = lifecycle.select(listing, refs)
     now = dt.datetime.now(dt.timezone.utc)
-    day = now.date().isoformat()
+    day = _today(cfg).isoformat()
     files = registers.write_register(
         _register_dir(cfg, out), f"销毁清册-{now:%Y%m%dT%H%M%SZ}", "销毁清册",
         [f"批准人: {by}", f"批准日期: {day}", f"鉴定基准日: {listing['at']}",
          f"全宗号: {cfg.fonds}"],
         registers.DESTRUCTION_COLUMNS, registers.destruction_rows(chosen, by, day))
-    decided = lifecycle.approve(inv, listing, refs, by, files)
+    decided = lifecycle.approve(inv, listing, refs, by, files, today=_today(cfg))
     decided["register"] = files
     return decided
 
@@ -892,13 +898,13 @@ def appraisal(home, at, refs, by, out, as_json):
             cfg = _config(home)
             inv = Inventory.open(cfg.inventory_path)
             try:
-                listing = lifecycle.appraisal_list(inv, _at(at), cfg.lifecycle)
+                listing = lifecycle.appraisal_list(inv, _at(at, cfg), cfg.lifecycle)
             finally:
                 inv.close()
             decided = None
         else:
             with _signed_inventory(home) as (cfg, inv):
-                listing = lifecycle.appraisal_list(inv, _at(at), cfg.lifecycle)
+                listing = lifecycle.appraisal_list(inv, _at(at, cfg), cfg.lifecycle)
                 decided = _approve(cfg, inv, listing, refs, by, out)
     if as_json:
         _emit_json(dict(listing, decision=decided))
@@ -934,7 +940,7 @@ def handover(home, year, out, as_json):
         inv = Inventory.open(cfg.inventory_path)
         try:
             count, rows = lifecycle.handover_rows(inv, year, cfg.category_order)
-            day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+            day = _today(cfg).isoformat()
             files = registers.write_register(
                 _register_dir(cfg, out), f"交接清单-{year}-{day}", f"{year}年度 交接清单",
                 [f"全宗号: {cfg.fonds}", f"移交单位: {cfg.source_organization}",

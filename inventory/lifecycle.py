@@ -796,7 +796,8 @@ def appraisal_list(inv: Inventory, at: dt.date, settings: LifecycleSettings) -> 
 
 
 def approve(inv: Inventory, listing: dict, refs: Iterable[str], by: str,
-            register: dict | None = None, now: dt.datetime | None = None) -> dict:
+            register: dict | None = None, now: dt.datetime | None = None,
+            today: dt.date | None = None) -> dict:
     """Record an appraisal decision: destroy what ``refs`` names from ``listing``.
 
     ``listing`` is :func:`appraisal_list`'s answer; ``refs`` are disc IDs and
@@ -806,15 +807,16 @@ def approve(inv: Inventory, listing: dict, refs: Iterable[str], by: str,
     the ``appraisals`` row, one ``appraisal_entries`` row per item or disc,
     and an ``appraisal`` event. Returns ``{"id", "items", "discs"}`` (the
     chosen rows). Raises LifecycleError for a ref not on the list, no
-    approver, or a listing dated after ``now`` (a decision is judged at the
-    day it is taken, never against a future date). Nothing is deleted: the people who destroy the discs use the
+    approver, or a listing dated after ``today`` (the archive's local date;
+    ``now``'s UTC date when None): a decision is judged at the day it is
+    taken, never against a future date. Nothing is deleted: the people who destroy the discs use the
     register.
     """
     by = (by or "").strip()
     if not by:
         raise LifecycleError("an appraisal decision needs who approved it (--by NAME)")
     now = now or dt.datetime.now(dt.timezone.utc)
-    if listing["at"] > now.date().isoformat():
+    if listing["at"] > (today or now.date()).isoformat():
         raise LifecycleError(f"the appraisal list of {listing['at']} is in the future: approve "
                              "only what is due today")
     chosen = select(listing, refs)

@@ -771,3 +771,35 @@ def test_a_register_is_written_as_csv_and_xlsx_with_progress(tmp_path):
     assert cells[:2] == [("销毁清册",), ("批准人: 王五",)]
     assert [[("" if v is None else str(v)) for v in r] for r in cells[3:]] == table
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["清册.csv", "清册.xlsx"]
+
+
+def test_due_and_appraisal_count_today_in_the_archives_time_zone(home, run):
+    """Without --at, "today" is the day in [daemon] timezone, as the daemon's alerts count it."""
+    from test_daemon import append_config
+    now = dt.datetime.now(dt.timezone.utc)
+    # a zone whose date differs from UTC's right now (UTC+14 late in the UTC day, UTC-12 early)
+    zone = "Pacific/Kiritimati" if now.hour >= 10 else "Etc/GMT+12"
+    append_config(home, f'[daemon]\ntimezone = "{zone}"\n')
+    import zoneinfo
+    local = dt.datetime.now(dt.timezone.utc).astimezone(zoneinfo.ZoneInfo(zone)).date()
+    assert local != dt.datetime.now(dt.timezone.utc).date()
+    for cmd in (("due", "--json"), ("appraisal", "--json")):
+        r = run(*cmd)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["at"] == local.isoformat(), cmd
+
+
+def test_an_approval_is_judged_at_the_archives_local_date(home):
+    """A listing dated today in a zone ahead of UTC is not "in the future" (it is today there)."""
+    from config import INVENTORY_NAME
+    inv = Inventory.open(home / INVENTORY_NAME)
+    try:
+        utc_now = dt.datetime(2030, 3, 1, 20, 0, tzinfo=dt.timezone.utc)
+        local = dt.date(2030, 3, 2)                 # e.g. Asia/Shanghai, UTC+8, at 04:00
+        listing = {"at": local.isoformat(), "items": [], "discs": []}
+        with pytest.raises(lc.LifecycleError, match="in the future"):
+            lc.approve(inv, listing, ["all"], "鉴定小组", now=utc_now)
+        with pytest.raises(lc.LifecycleError, match="nothing to approve"):
+            lc.approve(inv, listing, ["all"], "鉴定小组", now=utc_now, today=local)
+    finally:
+        inv.close()
