@@ -56,6 +56,18 @@ class PassResult:
     missing: list[str] = field(default_factory=list)
 
 
+class _Skipped:
+    """``n`` bytes of the image before the first file: hashed for the image, not handed on."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class _ImageReader:
     """Reads the image's chunks and hashes them for the image, in two threads of its own.
 
@@ -64,22 +76,31 @@ class _ImageReader:
     hashes every chunk for the image (``image-sha256``) and the caller's
     hashes the files. hashlib and file reads release the GIL, so on two
     cores the pass takes about as long as hashing the image once, the
-    operating system sharing the cores among the three. When the caller
-    falls behind (2 chunks or more waiting for it), the reading thread also
-    hashes the files wholly inside the chunk it has just read, through
-    ``helper(pos, chunk)``, which returns how far (in the caller's order of
-    files) it got, or None. At most 8 chunks wait for each of the two
-    hashing threads (16 MiB at most with 1 MiB chunks). Iterating gives
-    (chunk, how far the helper got or None), once. An error while reading
-    is raised again in the caller's thread; when the caller stops early
-    (an exception, a closed generator) both threads stop and are joined.
+    operating system sharing the cores among the three.
+
+    ``helper(pos, chunk)``: when the caller falls behind (2 chunks or more
+    waiting for it), the reading thread also hashes the files wholly inside
+    the chunk it has just read through it; it returns how far (in the
+    caller's order of files) it got, or None. It may be set later
+    (``reader.helper = ...``). Chunks that end at or before byte ``skip``
+    (no file lies in them) go to the image's hash only: the caller gets a
+    :class:`_Skipped` of the same length instead, so it may still be
+    preparing while they are read. ``idle()`` is called in the caller's
+    thread whenever no chunk is waiting for it, until it returns False.
+
+    At most 8 chunks wait for each of the two hashing threads (16 MiB at
+    most with 1 MiB chunks). Iterating gives (chunk, how far the helper got
+    or None), once. An error while reading is raised again in the caller's
+    thread; when the caller stops early (an exception, a closed generator,
+    :meth:`close`) both threads stop and are joined.
     """
 
     DEPTH = 8
 
     def __init__(self, chunks: Iterable[bytes],
-                 helper: Callable[[int, bytes], int | None] | None = None):
-        self._chunks, self._helper = chunks, helper
+                 helper: Callable[[int, bytes], int | None] | None = None,
+                 skip: int = 0, idle: Callable[[], bool] | None = None):
+        self._chunks, self.helper, self._skip, self._idle = chunks, helper, skip, idle
         self._h = hashlib.sha256()
         # Hand-offs: SimpleQueue (in C) for the chunks, and one for the free
         # slots of each hashing thread, so that the reading thread blocks
@@ -103,7 +124,7 @@ class _ImageReader:
             free(True)
 
     def _read(self) -> None:
-        q, qi, helper, pos = self._q, self._qi, self._helper, 0
+        q, qi, pos, skip = self._q, self._qi, 0, self._skip
         slot, slot_i = self._free.get, self._free_i.get
         try:
             for chunk in self._chunks:
@@ -111,6 +132,11 @@ class _ImageReader:
                 if self._stop:
                     break
                 qi.put(chunk)
+                if pos + len(chunk) <= skip:
+                    q.put((_Skipped(len(chunk)), None))     # takes no slot: holds no bytes
+                    pos += len(chunk)
+                    continue
+                helper = self.helper
                 done = helper(pos, chunk) if helper and q.qsize() >= 2 else None
                 slot()
                 if self._stop:
@@ -124,18 +150,29 @@ class _ImageReader:
             q.put(None)
 
     def __iter__(self) -> Iterator[tuple[bytes, int | None]]:
-        q, free = self._q, self._free.put
+        q, free, idle = self._q, self._free.put, self._idle
         try:
-            while (item := q.get()) is not None:
+            while True:
+                while idle is not None and q.empty():
+                    if not idle():
+                        idle = None
+                item = q.get()
+                if item is None:
+                    break
                 yield item
-                free(True)
+                if item[0].__class__ is not _Skipped:
+                    free(True)
         finally:
-            self._stop = True
-            free(True)                 # the reading thread may wait for a slot
-            self._t.join()
-            self._ti.join()
+            self.close()
         if self._error is not None:
             raise self._error
+
+    def close(self) -> None:
+        """Stop reading and hashing, and wait for both threads to end."""
+        self._stop = True
+        self._free.put(True)           # the reading thread may wait for a slot
+        self._t.join()
+        self._ti.join()
 
     def hexdigest(self) -> str:
         """The image's SHA-256 (hex) over every byte read; valid once iterating has ended."""
@@ -163,7 +200,7 @@ _hexdigest = type(hashlib.sha256()).hexdigest
 
 def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence[int],
                  capture: Collection[int] = (), progress: Callable[[int, int], None] | None = None,
-                 length: int = 0) -> Measured:
+                 length: int = 0, idle: Callable[[], bool] | None = None) -> Measured:
     """Hash a stream of image bytes and the files in it, in one pass.
 
     File ``k`` is ``sizes[k]`` bytes from byte ``starts[k]`` (files may come
@@ -171,30 +208,41 @@ def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence
     bytes in order from byte 0 (a file read or a drive's read-back, which
     gives zeros for unreadable sectors); files whose index is in
     ``capture`` also have their bytes kept. ``progress(done, length)`` is
-    called per chunk when given. Memory: a hex digest a file, a few
-    integers a file, the files begun but not ended, the captured bytes,
-    at most 16 chunks; never a whole chunk list. The files wholly inside a
-    chunk are hashed together, the loop over them running in C
+    called per chunk when given; ``idle()``, when given, whenever this
+    thread waits for the image's bytes, until it returns False (work that
+    can be done meanwhile, in small steps). Memory: a hex digest a file, a
+    few integers a file, the files begun but not ended, the captured
+    bytes, at most 16 chunks; never a whole chunk list. The files wholly
+    inside a chunk are hashed together, the loop over them running in C
     (``map``), so that many small files cost little more than their bytes.
     """
     n = len(starts)
-    digests: list[str | None] = [None] * n
-    captured: dict[int, bytes] = {}
-    order = list(compress(range(n), map(gt, sizes, repeat(0))))     # files with bytes
-    for k in range(n) if len(order) < n else ():
-        if sizes[k] <= 0:
-            digests[k] = EMPTY_SHA256
-            if k in capture:
-                captured[k] = b""
-    first = list(map(starts.__getitem__, order))
-    if not all(map(le, first, islice(first, 1, None))):
-        order.sort(key=starts.__getitem__)
+    has_bytes = list(map(gt, sizes, repeat(0)))
+    # The reading and the image's hash start at once: the bytes before the
+    # first file (an image's file system structures) need no table.
+    image = _ImageReader(chunks, skip=min(compress(starts, has_bytes), default=0), idle=idle)
+    try:
+        digests: list[str | None] = [None] * n
+        captured: dict[int, bytes] = {}
+        order = list(compress(range(n), has_bytes))     # the files with bytes
+        for k in range(n) if len(order) < n else ():
+            if not has_bytes[k]:
+                digests[k] = EMPTY_SHA256
+                if k in capture:
+                    captured[k] = b""
         first = list(map(starts.__getitem__, order))
-    last = list(map(add, first, map(sizes.__getitem__, order)))
-    total = len(order)
-    identity = total == n and all(map(eq, order, range(n)))
-    out = digests if identity else [None] * total      # digests in image order
-    take = sorted(j for j, k in enumerate(order) if k in capture) if capture else []
+        if not all(map(le, first, islice(first, 1, None))):
+            order.sort(key=starts.__getitem__)
+            first = list(map(starts.__getitem__, order))
+        last = list(map(add, first, map(sizes.__getitem__, order)))
+        total = len(order)
+        identity = total == n and all(map(eq, order, range(n)))
+        out = digests if identity else [None] * total      # digests in image order
+        take = sorted(order.index(k) for k in capture if has_bytes[k]) if capture else []
+        apart = all(map(le, last, islice(first, 1, None)))   # else files overlap: one by one
+    except BaseException:
+        image.close()
+        raise
     sha256 = hashlib.sha256
 
     def whole(view, at: int, lo: int, hi: int) -> None:
@@ -215,12 +263,17 @@ def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence
         whole(memoryview(chunk), at, lo, hi)
         return hi
 
-    apart = all(map(le, last, islice(first, 1, None)))   # else files overlap: one by one, no help
-    image = _ImageReader(chunks, whole_files if apart else None)
+    if apart:
+        image.helper = whole_files
     pos, nxt = 0, 0
     active: list[list] = []     # [image-order index, end, hasher, buffer]: begun in an earlier chunk
     for chunk, done in image:
         end = pos + len(chunk)
+        if chunk.__class__ is _Skipped:
+            pos = end
+            if progress:
+                progress(pos, length or pos)
+            continue
         view = memoryview(chunk)
         if done is not None and done > nxt:            # the reading thread hashed them
             nxt = done

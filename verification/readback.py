@@ -21,6 +21,7 @@ the file system structures (directories, volume descriptors) or padding.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
@@ -224,8 +225,9 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
     is_data = list(map(str.startswith, paths, repeat("data/")))
     tag_index = list(compress(range(n), map(not_, is_data)))
     tags = {k for k in tag_index if keep_catalog or paths[k] != CATALOG_NAME}  # the catalog can be large
+    recorded = _RecordedManifest(paths, wants, is_data)
     m = hash_extents(chunks, list(map(mul, table.lbas, repeat(SECTOR))), table.sizes, tags,
-                     progress, expected.length)
+                     progress, expected.length, idle=recorded.step)
     got = m.digests
     report.image_sha256 = m.image_sha256
     report.file_sha256 = FileDigests(paths, got)
@@ -238,8 +240,8 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
         bad = list(getattr(chunks, "bad", None) or [])   # a drive's reader lists them
     hit, elsewhere = files_hit(bad, (e for e, _ in table)) if bad else ({}, [])
     # Only files whose measured hash differs from the record, or was not measured, need a look.
-    suspects = range(n) if hit else compress(range(n), map(or_, map(ne, got, wants),
-                                                            map(is_, got, repeat(None))))
+    suspects = range(n) if hit else list(compress(range(n), map(or_, map(ne, got, wants),
+                                                                 map(is_, got, repeat(None)))))
     for k in suspects:
         path, want, have = paths[k], wants[k], got[k]
         if have is None:
@@ -258,10 +260,69 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
         else:
             report.problems.append("image SHA-256 differs from the record while every file "
                                    "matches: the file system structures are damaged")
+    # The manifest is as written when every payload file matches its record
+    # and the manifest's own SHA-256 is that of the lines written from the records.
+    manifest = next((k for k in tag_index if paths[k] == MANIFEST), None)
+    as_written = (not hit and manifest is not None and got[manifest] is not None
+                  and not any(map(is_data.__getitem__, suspects)) and None not in got
+                  and got[manifest] == recorded.hexdigest()) or None
     _check_bag(table, got, report.tag_bytes, report, already={p for p, _ in report.damaged},
-               is_data=is_data, tag_index=tag_index)
+               is_data=is_data, tag_index=tag_index, as_written=as_written)
     _check_signature(report.tag_bytes, public_key_pem, report)
     return report
+
+
+class _RecordedManifest:
+    """SHA-256 of the payload manifest as written from the recorded hashes, a block at a time.
+
+    The bytes :func:`_manifest_as_written` compares with, made from the
+    inventory's hashes (``wants``) instead of the measured ones, so that
+    they can be hashed while the pass waits for the image's bytes
+    (:meth:`step`, given to :func:`~verification.onepass.hash_extents` as
+    ``idle``). When every payload file's measured hash equals its record,
+    the manifest on the disc is as written exactly when its measured SHA-256
+    equals :meth:`hexdigest`. Not possible (None) when a payload file has no
+    recorded hash.
+    """
+
+    BLOCK = 1024   # lines a step: well under a millisecond
+
+    def __init__(self, paths: list[str], wants: list[str | None], is_data: list[bool]):
+        self._source = paths, wants, is_data
+        self._paths: list[str] = []
+        self._wants: list[str | None] = []
+        self._h: "hashlib._Hash | None" = None
+        self._k = 0
+        self._done = False
+
+    def step(self) -> bool:
+        """Hash the next block of lines; False when there is nothing more to do."""
+        if self._done:
+            return False
+        if self._h is None:
+            paths, wants, is_data = self._source
+            self._paths, self._wants = list(compress(paths, is_data)), list(compress(wants, is_data))
+            self._h = hashlib.sha256()
+            if None in self._wants:
+                self._done, self._h = True, None
+                self._source = None
+                return False
+            return True
+        k, some = self._k, self._paths[self._k:self._k + self.BLOCK]
+        wants = self._wants[k:k + self.BLOCK]
+        text = "".join(chain.from_iterable(zip(wants, repeat("  "), some, repeat("\n"))))
+        if "%" in text or "\r" in text or text.count("\n") != len(some):   # rare: encode
+            text = "".join(f"{d}  {encode_manifest_path(p)}\n" for p, d in zip(some, wants))
+        self._h.update(text.encode("utf-8"))
+        self._k += self.BLOCK
+        self._done = self._k >= len(self._paths)
+        return not self._done
+
+    def hexdigest(self) -> str | None:
+        """The SHA-256 (hex), finishing the blocks not yet hashed; None when not possible."""
+        while self.step():
+            pass
+        return self._h.hexdigest() if self._h is not None else None
 
 
 def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None],
@@ -297,12 +358,14 @@ def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None
 
 def _check_bag(table: FileTable, got: list[str | None], tags: dict[str, bytes],
                report: Report, already: set[str], is_data: list[bool] | None = None,
-               tag_index: list[int] | None = None) -> None:
+               tag_index: list[int] | None = None, as_written: bool | None = None) -> None:
     """RFC 8493 checks from the measured hashes and the tag files' bytes.
 
     Files in ``already`` (reported damaged) are not reported again here.
     ``is_data`` (per file, whether its path starts with ``data/``) and
-    ``tag_index`` (the indices of the others) are worked out when not given.
+    ``tag_index`` (the indices of the others) are worked out when not given;
+    ``as_written`` True says the manifest is known to be the measured
+    hashes as written (see :func:`_manifest_as_written`).
     """
     before = len(report.problems)
     if is_data is None:
@@ -314,7 +377,7 @@ def _check_bag(table: FileTable, got: list[str | None], tags: dict[str, bytes],
     payload_files = sum(is_data)
     payload_bytes = sum(compress(table.sizes, is_data))
     manifest = tags.get(MANIFEST, b"")
-    if not _manifest_as_written(manifest, table, got, is_data):
+    if not (as_written or _manifest_as_written(manifest, table, got, is_data)):
         measured = report.file_sha256
         unlisted = {p for p in table.paths if p.startswith("data/")}   # shares the strings
         for path, digest in manifest_lines(manifest, MANIFEST, report.problems):
