@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Collection
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
@@ -477,8 +478,9 @@ def hash_rate() -> float:
 
 # -- the benchmarks ----------------------------------------------------------
 
-def bench_pack(t: Table, base: Path, corpora: dict, rounds: int, keys: dict) -> dict:
-    """Lines 1, 2 and 3: pack+master vs hashlib and xorriso; verify vs hashlib."""
+def bench_pack(t: Table, base: Path, corpora: dict, rounds: int, keys: dict,
+               skip: Collection[str] = ()) -> dict:
+    """Lines 1, 2 and (unless ``verify`` is in ``skip``) 3: pack+master vs hashlib and xorriso; verify vs hashlib."""
     out = base / "out"
     out.mkdir(exist_ok=True)
     images = {}
@@ -511,7 +513,39 @@ def bench_pack(t: Table, base: Path, corpora: dict, rounds: int, keys: dict) -> 
             t.add("2c", "image size, discarchive vs xorriso (small files)",
                   f"{runs['master'][0]['image_bytes'] / MB:,.0f} vs "
                   f"{runs['xorriso'][0]['image_bytes'] / MB:,.0f} MB", "-", None)
-    for label, (image, _) in images.items():
+    if "verify" not in skip:
+        bench_verify(t, {label: image for label, (image, _) in images.items()}, rounds, keys)
+    for image, _ in images.values():
+        image.unlink(missing_ok=True)
+        for suffix in (".items", ".db", ".db-wal", ".db-shm"):
+            Path(str(image) + suffix).unlink(missing_ok=True)
+    return images
+
+
+def made_images(base: Path, corpora: dict, keys: dict) -> dict[str, Path]:
+    """The images of line 3 without line 1-2's timed runs: each mastered once, untimed.
+
+    For ``--skip pack``: an image already in ``base/out`` (with its
+    ``.items``) is reused and kept, so that verify can be measured again
+    and again; delete ``base/out`` to make them anew.
+    """
+    out = base / "out"
+    out.mkdir(exist_ok=True)
+    images = {}
+    for label, (source, files) in corpora.items():
+        image = out / f"{label}.iso"
+        if not (image.is_file() and Path(str(image) + ".items").is_file()):
+            print(f"{label}: mastering the image once (untimed)", file=sys.stderr, flush=True)
+            warm(files)
+            child("master", source=str(source), image=str(image), work=str(out / f"work-{label}"),
+                  **keys)
+        images[label] = image
+    return images
+
+
+def bench_verify(t: Table, images: dict[str, Path], rounds: int, keys: dict) -> None:
+    """Lines 3 and 4a: verifying each image vs hashing it with hashlib; the verify's peak RSS."""
+    for label, image in images.items():
         image_inventory(image)   # made once, untimed
         sides = {"verify": ([image], [], lambda: child("verify", image=str(image), **keys)),
                  "hash": ([image], [], lambda: child("hash_image", image=str(image)))}
@@ -527,10 +561,6 @@ def bench_pack(t: Table, base: Path, corpora: dict, rounds: int, keys: dict) -> 
             t.add("4a", f"verify peak RSS ({n:,}-file image)",
                   f"{peak:,.0f} MB ({per_file(runs['verify']):.2f} KB/file over baseline)",
                   "< 200 MB", peak < 200)
-        image.unlink()
-        for suffix in (".items", ".db", ".db-wal", ".db-shm"):
-            Path(str(image) + suffix).unlink(missing_ok=True)
-    return images
 
 
 def bench_memory(t: Table, base: Path, small_runs: list[dict], twin: tuple, keys: dict) -> None:
@@ -592,8 +622,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="runs of each side (median)")
     ap.add_argument("--items", type=int, default=1_000_000, help="largest synthetic inventory")
     ap.add_argument("--base", type=Path, default=ROOT / "build" / "bench")
-    ap.add_argument("--skip", action="append", default=[], choices=["pack", "memory", "inventory"],
-                    help="leave a group out (for trying things; the table says so)")
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=["pack", "verify", "memory", "inventory"],
+                    help="leave a group out (for trying things; the table says so); with pack "
+                         "left out, verify masters its images once, untimed, and keeps them")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if "pack" in a.skip and "memory" not in a.skip:
@@ -616,7 +648,8 @@ def main() -> int:
              "twin": corpus.small(a.small, 12 * 1024, 20 * 1024)}
     trees = {}
     for label, spec in specs.items():
-        if label == "twin" and "memory" in a.skip or label != "twin" and "pack" in a.skip:
+        if (label == "twin" and "memory" in a.skip
+                or label != "twin" and "pack" in a.skip and "verify" in a.skip):
             continue
         print(f"corpus {spec.name}...", file=sys.stderr, flush=True)
         root = corpus.ensure(base, spec).resolve()   # xorriso -map would take a link as it is
@@ -627,7 +660,11 @@ def main() -> int:
           "-", None)
     images = {}
     if "pack" not in a.skip:
-        images = bench_pack(t, base, {k: trees[k] for k in ("bureau", "small")}, a.rounds, keys)
+        images = bench_pack(t, base, {k: trees[k] for k in ("bureau", "small")}, a.rounds, keys,
+                            a.skip)
+    elif "verify" not in a.skip:
+        bench_verify(t, made_images(base, {k: trees[k] for k in ("bureau", "small")}, keys),
+                     a.rounds, keys)
     if "memory" not in a.skip and "small" in images:
         bench_memory(t, base, images["small"][1], trees["twin"], keys)
     if "inventory" not in a.skip:
