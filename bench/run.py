@@ -120,6 +120,15 @@ def op_master(job: dict) -> dict:
                                (b - a for a, b in zip(stages, stages[1:]))))}
 
 
+def _publish(inv, part: Path, path: Path) -> Path:
+    """Close an inventory made at ``part`` and move it (with its -wal, -shm) to ``path``."""
+    inv.close()
+    for suffix in ("", "-wal", "-shm"):
+        if Path(str(part) + suffix).exists():
+            os.replace(str(part) + suffix, str(path) + suffix)
+    return path
+
+
 def image_inventory(image: Path) -> Path:
     """A real inventory next to ``image`` holding its set as ``_archive`` records it.
 
@@ -152,11 +161,7 @@ def image_inventory(image: Path) -> Path:
               "sha256": sha, "is_record": 1, "extent_lba": int(lba), **dict.fromkeys(ITEM_COLUMNS)}
              for rel, n, sha, lba in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)),
             batch_size=2000)
-    inv.close()
-    for suffix in ("", "-wal", "-shm"):
-        if Path(str(part) + suffix).exists():
-            os.replace(str(part) + suffix, str(path) + suffix)
-    return path
+    return _publish(inv, part, path)
 
 
 def op_verify(job: dict) -> dict:
@@ -361,11 +366,7 @@ def inventory(base: Path, n_items: int) -> Path:
                             for s, sid in enumerate(sets) for c in "AB"), batch_size=1000)
     db["items"].insert_all((row for s, sid in enumerate(sets) for row in items(s, sid)),
                            batch_size=2000)
-    inv.close()
-    for suffix in ("", "-wal", "-shm"):
-        if Path(str(part) + suffix).exists():
-            os.replace(str(part) + suffix, str(path) + suffix)
-    return path
+    return _publish(inv, part, path)
 
 
 def time_find(path: Path, reps: int = 5) -> dict[str, tuple[float, int]]:
