@@ -157,3 +157,66 @@ def test_the_reading_thread_helps_a_slow_caller_and_every_hash_is_right():
     f5 = extents[5]
     assert result.captured["data/f5"] == data[f5.lba * SECTOR:f5.lba * SECTOR + f5.size]
     assert result.captured["data/f401"] == data[extents[401].lba * SECTOR:][:9000]
+
+
+def test_bytes_before_the_first_file_are_hashed_for_the_image_only():
+    """Chunks that end before the first file reach the caller as lengths, not bytes."""
+    import verification.onepass as op
+
+    data, extents = _image([5000, 3000])        # 20 sectors of 'structures' first
+    seen, progress = [], []
+    real = op._ImageReader
+
+    class Watching(real):
+        def __iter__(self):
+            for chunk, done in super().__iter__():
+                seen.append(type(chunk).__name__)
+                yield chunk, done
+
+    try:
+        op._ImageReader = Watching
+        result = hash_pass(_chunks(data, [4096] * 40), extents,
+                           progress=lambda done, total: progress.append(done))
+    finally:
+        op._ImageReader = real
+    skipped = extents[0].lba * SECTOR // 4096        # chunks wholly before the first file
+    assert seen[:skipped] == ["_Skipped"] * skipped and "_Skipped" not in seen[skipped:]
+    assert progress[:skipped] == [4096 * (i + 1) for i in range(skipped)]
+    assert result.image_sha256 == hashlib.sha256(data).hexdigest()
+    for e in extents:
+        assert result.sha256[e.path] == hashlib.sha256(
+            data[e.lba * SECTOR:e.lba * SECTOR + e.size]).hexdigest()
+
+
+def test_idle_work_runs_while_the_pass_waits_and_stops_when_done():
+    import time
+
+    from verification.onepass import hash_extents
+
+    data, extents = _image([3000] * 20)
+    steps = []
+
+    def slow():
+        for i in range(0, len(data), 8192):
+            time.sleep(0.003)
+            yield data[i:i + 8192]
+
+    def idle():
+        steps.append(1)
+        return len(steps) < 5
+
+    m = hash_extents(slow(), [e.lba * SECTOR for e in extents], [e.size for e in extents],
+                     idle=idle)
+    assert len(steps) == 5             # called until it said it had nothing more to do
+    assert m.image_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_the_switch_interval_is_short_during_a_pass_and_restored_after():
+    import sys
+
+    data, extents = _image([100_000] * 4)
+    before, during = sys.getswitchinterval(), []
+    hash_pass(_chunks(data, [65536] * 10), extents,
+              progress=lambda done, total: during.append(sys.getswitchinterval()))
+    assert during and max(during) <= 0.0005 < before
+    assert sys.getswitchinterval() == before

@@ -91,3 +91,30 @@ def test_expected_from_rows_and_from_pairs_agree():
     assert list(a.files) == list(b.files) == [(Extent("bagit.txt", 20, 55), None),
                                               (Extent("data/a", 21, 5), "ab" * 32)]
     assert replace(a, sha256="00" * 32).files is a.files
+
+
+def test_a_manifest_as_recorded_is_known_without_rebuilding_it(monkeypatch):
+    """Payload as recorded + manifest hashing to the lines from the records: no line-by-line build."""
+    import verification.readback as rb
+
+    calls = []
+    real = rb._manifest_as_written
+    monkeypatch.setattr(rb, "_manifest_as_written", lambda *a: calls.append(1) or real(*a))
+    p = {"data/a": b"alpha", "data/b": b"beta" * 1000}
+    report = _verify(p, p)
+    assert report.bag_ok and calls == []
+    report = _verify(p, {"data/a": b"alpha", "data/b": b"other"})       # the manifest lies
+    assert "bag: data/b does not match manifest-sha256.txt" in report.problems and calls == [1]
+
+
+def test_the_recorded_manifest_digest_is_that_of_the_lines_as_written():
+    from verification.readback import _RecordedManifest
+
+    paths = ["bagit.txt", "data/a", "data/100%\n.pdf"] + [f"data/f{i}" for i in range(2500)]
+    wants = [None] + [hashlib.sha256(p.encode()).hexdigest() for p in paths[1:]]
+    is_data = [p.startswith("data/") for p in paths]
+    lines = "".join(f"{d}  {p.replace('%', '%25').replace(chr(10), '%0A')}\n"
+                    for p, d in zip(paths[1:], wants[1:]))
+    assert _RecordedManifest(paths, wants, is_data).hexdigest() == \
+        hashlib.sha256(lines.encode()).hexdigest()
+    assert _RecordedManifest(paths, wants[:2] + [None] + wants[3:], is_data).hexdigest() is None

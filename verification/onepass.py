@@ -14,9 +14,12 @@ from __future__ import annotations
 import hashlib
 import io
 import queue
+import sys
 import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import compress, islice, repeat
+from operator import add, eq, gt, le, sub
 from typing import BinaryIO, Callable, Collection, Iterable, Iterator, Sequence
 
 SECTOR = 2048
@@ -54,62 +57,162 @@ class PassResult:
     missing: list[str] = field(default_factory=list)
 
 
-class _ImageReader:
-    """Reads the image's chunks in a thread of its own and hashes them for the image.
+class _Skipped:
+    """``n`` bytes of the image before the first file: hashed for the image, not handed on."""
 
-    Every byte is hashed twice, once for the image and once for its file.
-    The reading and the image's hash run in this thread, the files' hashes
-    in the caller's: hashlib and file reads release the GIL, so on two
-    cores the pass takes about as long as the larger of the two. When the
-    caller falls behind (2 chunks or more waiting), this thread also hashes
-    the files wholly inside the chunk it has just read, through ``helper(pos,
-    chunk)``, which returns how far (in the caller's order of files) it got,
-    or None. At most 8 chunks wait between the threads (8 MiB with 1 MiB
-    chunks). Iterating gives (chunk, how far the helper got or None). An
-    error while reading is raised again in the caller's thread.
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class _SwitchInterval:
+    """The interpreter's thread switch interval, shortened while any pass runs.
+
+    A thread waiting for the GIL asks for it only after the switch interval
+    (5 ms by default); the pass's threads each need it for a moment per
+    chunk while the caller's thread releases and takes it per small file,
+    so a waiting hasher could idle for most of that. 0.5 ms keeps them
+    moving (a few per cent on 100,000 small files); restored when the last
+    pass ends.
     """
 
+    SHORT = 0.0005
+    _lock = threading.Lock()
+    _users = 0
+    _saved = 0.0
+
+    @classmethod
+    def enter(cls) -> None:
+        with cls._lock:
+            if cls._users == 0:
+                cls._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(cls.SHORT, cls._saved))
+            cls._users += 1
+
+    @classmethod
+    def leave(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                sys.setswitchinterval(cls._saved)
+
+
+class _ImageReader:
+    """Reads the image's chunks and hashes them for the image, in two threads of its own.
+
+    Every byte is hashed twice, once for the image and once for its file,
+    so the pass uses three threads: one reads (it iterates ``chunks``), one
+    hashes every chunk for the image (``image-sha256``) and the caller's
+    hashes the files. hashlib and file reads release the GIL, so on two
+    cores the pass takes about as long as hashing the image once, the
+    operating system sharing the cores among the three.
+
+    ``helper(pos, chunk)``: when the caller falls behind (2 chunks or more
+    waiting for it), the reading thread also hashes the files wholly inside
+    the chunk it has just read through it; it returns how far (in the
+    caller's order of files) it got, or None. It may be set later
+    (``reader.helper = ...``). Chunks that end at or before byte ``skip``
+    (no file lies in them) go to the image's hash only: the caller gets a
+    :class:`_Skipped` of the same length instead, so it may still be
+    preparing while they are read. ``idle()`` is called in the caller's
+    thread whenever no chunk is waiting for it, until it returns False.
+
+    At most 8 chunks wait for each of the two hashing threads (16 MiB at
+    most with 1 MiB chunks). Iterating gives (chunk, how far the helper got
+    or None), once. An error while reading is raised again in the caller's
+    thread; when the caller stops early (an exception, a closed generator,
+    :meth:`close`) both threads stop and are joined.
+    """
+
+    DEPTH = 8
+
     def __init__(self, chunks: Iterable[bytes],
-                 helper: Callable[[int, bytes], int | None] | None = None):
-        self._chunks, self._helper = chunks, helper
+                 helper: Callable[[int, bytes], int | None] | None = None,
+                 skip: int = 0, idle: Callable[[], bool] | None = None):
+        self._chunks, self.helper, self._skip, self._idle = chunks, helper, skip, idle
         self._h = hashlib.sha256()
-        self._q: queue.Queue = queue.Queue(maxsize=8)
+        # Hand-offs: SimpleQueue (in C) for the chunks, and one for the free
+        # slots of each hashing thread, so that the reading thread blocks
+        # without Python-level condition variables.
+        self._q, self._qi = queue.SimpleQueue(), queue.SimpleQueue()
+        self._free, self._free_i = queue.SimpleQueue(), queue.SimpleQueue()
+        for _ in range(self.DEPTH):
+            self._free.put(True)
+            self._free_i.put(True)
         self._error: BaseException | None = None
-        self._stop = False
-        self._t = threading.Thread(target=self._run, name="image-sha256", daemon=True)
+        self._stop = self._closed = False
+        _SwitchInterval.enter()
+        self._ti = threading.Thread(target=self._hash_image, name="image-sha256", daemon=True)
+        self._t = threading.Thread(target=self._read, name="image-read", daemon=True)
+        self._ti.start()
         self._t.start()
 
-    def _run(self) -> None:
-        q, helper, pos = self._q, self._helper, 0
+    def _hash_image(self) -> None:
+        get, update, free = self._qi.get, self._h.update, self._free_i.put
+        while (chunk := get()) is not None:
+            update(chunk)
+            free(True)
+
+    def _read(self) -> None:
+        q, qi, pos, skip = self._q, self._qi, 0, self._skip
+        slot, slot_i = self._free.get, self._free_i.get
         try:
             for chunk in self._chunks:
+                slot_i()
                 if self._stop:
                     break
+                qi.put(chunk)
+                if pos + len(chunk) <= skip:
+                    q.put((_Skipped(len(chunk)), None))     # takes no slot: holds no bytes
+                    pos += len(chunk)
+                    continue
+                helper = self.helper
                 done = helper(pos, chunk) if helper and q.qsize() >= 2 else None
+                slot()
+                if self._stop:
+                    break
                 q.put((chunk, done))
-                self._h.update(chunk)
                 pos += len(chunk)
         except BaseException as exc:   # handed to the caller's thread
             self._error = exc
         finally:
+            qi.put(None)
             q.put(None)
 
     def __iter__(self) -> Iterator[tuple[bytes, int | None]]:
+        q, free, idle = self._q, self._free.put, self._idle
         try:
-            while (item := self._q.get()) is not None:
+            while True:
+                while idle is not None and q.empty():
+                    if not idle():
+                        idle = None
+                item = q.get()
+                if item is None:
+                    break
                 yield item
+                if item[0].__class__ is not _Skipped:
+                    free(True)
         finally:
-            self._stop = True
-            while self._t.is_alive():          # let the thread see the stop and end
-                try:
-                    self._q.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            self._t.join()
+            self.close()
         if self._error is not None:
             raise self._error
 
+    def close(self) -> None:
+        """Stop reading and hashing, and wait for both threads to end."""
+        self._stop = True
+        self._free.put(True)           # the reading thread may wait for a slot
+        self._t.join()
+        self._ti.join()
+        if not self._closed:
+            self._closed = True
+            _SwitchInterval.leave()
+
     def hexdigest(self) -> str:
+        """The image's SHA-256 (hex) over every byte read; valid once iterating has ended."""
         return self._h.hexdigest()
 
 
@@ -129,9 +232,12 @@ class Measured:
     captured: dict[int, bytes]
 
 
+_hexdigest = type(hashlib.sha256()).hexdigest
+
+
 def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence[int],
                  capture: Collection[int] = (), progress: Callable[[int, int], None] | None = None,
-                 length: int = 0) -> Measured:
+                 length: int = 0, idle: Callable[[], bool] | None = None) -> Measured:
     """Hash a stream of image bytes and the files in it, in one pass.
 
     File ``k`` is ``sizes[k]`` bytes from byte ``starts[k]`` (files may come
@@ -139,80 +245,110 @@ def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence
     bytes in order from byte 0 (a file read or a drive's read-back, which
     gives zeros for unreadable sectors); files whose index is in
     ``capture`` also have their bytes kept. ``progress(done, length)`` is
-    called per chunk when given. Memory: a hex digest a file,
-    the files begun but not ended, the captured bytes; never a whole chunk
-    list. The per-file work is a slice and one hashlib call, so that many
-    small files cost little more than their bytes.
+    called per chunk when given; ``idle()``, when given, whenever this
+    thread waits for the image's bytes, until it returns False (work that
+    can be done meanwhile, in small steps). Memory: a hex digest a file, a
+    few integers a file, the files begun but not ended, the captured
+    bytes, at most 16 chunks; never a whole chunk list. The files wholly
+    inside a chunk are hashed together, the loop over them running in C
+    (``map``), so that many small files cost little more than their bytes.
     """
     n = len(starts)
-    digests: list[str | None] = [None] * n
-    captured: dict[int, bytes] = {}
-    order = sorted((k for k in range(n) if sizes[k] > 0), key=starts.__getitem__)
-    first = [starts[k] for k in order]
-    last = [starts[k] + sizes[k] for k in order]
-    for k in range(n):
-        if sizes[k] <= 0:
-            digests[k] = EMPTY_SHA256
-            if k in capture:
-                captured[k] = b""
+    has_bytes = list(map(gt, sizes, repeat(0)))
+    # The reading and the image's hash start at once: the bytes before the
+    # first file (an image's file system structures) need no table.
+    image = _ImageReader(chunks, skip=min(compress(starts, has_bytes), default=0), idle=idle)
+    try:
+        digests: list[str | None] = [None] * n
+        captured: dict[int, bytes] = {}
+        order = list(compress(range(n), has_bytes))     # the files with bytes
+        for k in range(n) if len(order) < n else ():
+            if not has_bytes[k]:
+                digests[k] = EMPTY_SHA256
+                if k in capture:
+                    captured[k] = b""
+        first = list(map(starts.__getitem__, order))
+        if not all(map(le, first, islice(first, 1, None))):
+            order.sort(key=starts.__getitem__)
+            first = list(map(starts.__getitem__, order))
+        last = list(map(add, first, map(sizes.__getitem__, order)))
+        total = len(order)
+        identity = total == n and all(map(eq, order, range(n)))
+        out = digests if identity else [None] * total      # digests in image order
+        take = sorted(order.index(k) for k in capture if has_bytes[k]) if capture else []
+        apart = all(map(le, last, islice(first, 1, None)))   # else files overlap: one by one
+    except BaseException:
+        image.close()
+        raise
     sha256 = hashlib.sha256
-    total = len(order)
+
+    def whole(view, at: int, lo: int, hi: int) -> None:
+        """Hash files ``lo``..``hi - 1`` (image order), all inside ``view`` at byte ``at``."""
+        pieces = map(view.__getitem__, map(slice, map(sub, first[lo:hi], repeat(at)),
+                                           map(sub, last[lo:hi], repeat(at))))
+        out[lo:hi] = map(_hexdigest, map(sha256, pieces))
+        if take:
+            for j in take[bisect_left(take, lo):bisect_left(take, hi)]:
+                captured[order[j]] = bytes(view[first[j] - at:last[j] - at])
 
     def whole_files(at: int, chunk: bytes) -> int | None:
         """In the reading thread: hash the files wholly inside the chunk at byte ``at``."""
-        lo, hi = bisect_left(first, at), bisect_right(last, at + len(chunk))
+        lo = bisect_left(first, at)
+        hi = bisect_right(last, at + len(chunk), lo)
         if hi <= lo:
             return None
-        view = memoryview(chunk)
-        for j in range(lo, hi):
-            k = order[j]
-            piece = view[first[j] - at:last[j] - at]
-            digests[k] = sha256(piece).hexdigest()
-            if k in capture:
-                captured[k] = bytes(piece)
+        whole(memoryview(chunk), at, lo, hi)
         return hi
 
-    apart = all(last[j] <= first[j + 1] for j in range(total - 1))   # else no help
-    image = _ImageReader(chunks, whole_files if apart else None)
+    if apart:
+        image.helper = whole_files
     pos, nxt = 0, 0
-    active: list[list] = []     # [index, end, hasher, buffer]: files begun in an earlier chunk
+    active: list[list] = []     # [image-order index, end, hasher, buffer]: begun in an earlier chunk
     for chunk, done in image:
         end = pos + len(chunk)
+        if chunk.__class__ is _Skipped:
+            pos = end
+            if progress:
+                progress(pos, length or pos)
+            continue
         view = memoryview(chunk)
-        if done is not None:                            # the reading thread hashed them
+        if done is not None and done > nxt:            # the reading thread hashed them
             nxt = done
         if active:
             still = []
             for f in active:
-                k, stop, h, buf = f
+                j, stop, h, buf = f
                 hi = min(stop, end) - pos
                 h.update(view[:hi])
                 if buf is not None:
                     buf += view[:hi]
                 if stop <= end:
-                    digests[k] = h.hexdigest()
+                    out[j] = h.hexdigest()
                     if buf is not None:
-                        captured[k] = bytes(buf)
+                        captured[order[j]] = bytes(buf)
                 else:
                     still.append(f)
             active = still
+        if apart and nxt < total and last[nxt] <= end:   # files wholly inside: together
+            hi = bisect_right(last, end, nxt)
+            whole(view, pos, nxt, hi)
+            nxt = hi
         while nxt < total:                              # files that begin in this chunk
             a = first[nxt]
             if a >= end:
                 break
-            b, k = last[nxt], order[nxt]
+            b, j = last[nxt], nxt
             nxt += 1
             if b <= end:                                # wholly inside: hash it at once
-                piece = view[a - pos:b - pos]
-                digests[k] = sha256(piece).hexdigest()
-                if k in capture:
-                    captured[k] = bytes(piece)
+                whole(view, pos, j, j + 1)
             else:
-                buf = bytearray(view[a - pos:]) if k in capture else None
-                active.append([k, b, sha256(view[a - pos:]), buf])
+                buf = bytearray(view[a - pos:]) if take and order[j] in capture else None
+                active.append([j, b, sha256(view[a - pos:]), buf])
         pos = end
         if progress:
             progress(pos, length or pos)
+    if not identity:
+        any(map(digests.__setitem__, order, out))     # back to the caller's order
     return Measured(image.hexdigest(), pos, digests, captured)
 
 

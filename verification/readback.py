@@ -21,12 +21,15 @@ the file system structures (directories, volume descriptors) or padding.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
+from operator import is_, mul, ne, not_, or_
 from typing import Callable, Iterable, Iterator
 
 from manifests import signing
@@ -215,11 +218,16 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
     """
     report = Report()
     table = expected.files
-    paths = table.paths
-    tags = {k for k, p in enumerate(paths) if not p.startswith("data/")
-            and (keep_catalog or p != CATALOG_NAME)}     # the catalog can be large
-    m = hash_extents(chunks, [lba * SECTOR for lba in table.lbas], table.sizes, tags,
-                     progress, expected.length)
+    paths, wants = table.paths, table.sha256
+    n = len(paths)
+    # Whole-table work is done in C (map, compress): for 100,000 files a
+    # loop in Python would cost as much as hashing a tenth of the image.
+    is_data = list(map(str.startswith, paths, repeat("data/")))
+    tag_index = list(compress(range(n), map(not_, is_data)))
+    tags = {k for k in tag_index if keep_catalog or paths[k] != CATALOG_NAME}  # the catalog can be large
+    recorded = _RecordedManifest(paths, wants, is_data)
+    m = hash_extents(chunks, list(map(mul, table.lbas, repeat(SECTOR))), table.sizes, tags,
+                     progress, expected.length, idle=recorded.step)
     got = m.digests
     report.image_sha256 = m.image_sha256
     report.file_sha256 = FileDigests(paths, got)
@@ -231,7 +239,11 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
     if bad is None:
         bad = list(getattr(chunks, "bad", None) or [])   # a drive's reader lists them
     hit, elsewhere = files_hit(bad, (e for e, _ in table)) if bad else ({}, [])
-    for path, want, have in zip(paths, table.sha256, got):
+    # Only files whose measured hash differs from the record, or was not measured, need a look.
+    suspects = range(n) if hit else list(compress(range(n), map(or_, map(ne, got, wants),
+                                                                 map(is_, got, repeat(None)))))
+    for k in suspects:
+        path, want, have = paths[k], wants[k], got[k]
         if have is None:
             report.damaged.append((path, "not read: the image ends before it"))
         elif path in hit:
@@ -248,28 +260,96 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
         else:
             report.problems.append("image SHA-256 differs from the record while every file "
                                    "matches: the file system structures are damaged")
-    _check_bag(table, got, report.tag_bytes, report, already={p for p, _ in report.damaged})
+    # The manifest is as written when every payload file matches its record
+    # and the manifest's own SHA-256 is that of the lines written from the records.
+    manifest = next((k for k in tag_index if paths[k] == MANIFEST), None)
+    as_written = (not hit and manifest is not None and got[manifest] is not None
+                  and not any(map(is_data.__getitem__, suspects)) and None not in got
+                  and got[manifest] == recorded.hexdigest()) or None
+    _check_bag(table, got, report.tag_bytes, report, already={p for p, _ in report.damaged},
+               is_data=is_data, tag_index=tag_index, as_written=as_written)
     _check_signature(report.tag_bytes, public_key_pem, report)
     return report
 
 
-def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None]) -> bool:
+class _RecordedManifest:
+    """SHA-256 of the payload manifest as written from the recorded hashes, a block at a time.
+
+    The bytes :func:`_manifest_as_written` compares with, made from the
+    inventory's hashes (``wants``) instead of the measured ones, so that
+    they can be hashed while the pass waits for the image's bytes
+    (:meth:`step`, given to :func:`~verification.onepass.hash_extents` as
+    ``idle``). When every payload file's measured hash equals its record,
+    the manifest on the disc is as written exactly when its measured SHA-256
+    equals :meth:`hexdigest`. Not possible (None) when a payload file has no
+    recorded hash.
+    """
+
+    BLOCK = 1024   # lines a step: well under a millisecond
+
+    def __init__(self, paths: list[str], wants: list[str | None], is_data: list[bool]):
+        self._source = paths, wants, is_data
+        self._paths: list[str] = []
+        self._wants: list[str | None] = []
+        self._h: "hashlib._Hash | None" = None
+        self._k = 0
+        self._done = False
+
+    def step(self) -> bool:
+        """Hash the next block of lines; False when there is nothing more to do."""
+        if self._done:
+            return False
+        if self._h is None:
+            paths, wants, is_data = self._source
+            self._paths, self._wants = list(compress(paths, is_data)), list(compress(wants, is_data))
+            self._h = hashlib.sha256()
+            if None in self._wants:
+                self._done, self._h = True, None
+                self._source = None
+                return False
+            return True
+        k, some = self._k, self._paths[self._k:self._k + self.BLOCK]
+        wants = self._wants[k:k + self.BLOCK]
+        text = "".join(chain.from_iterable(zip(wants, repeat("  "), some, repeat("\n"))))
+        if "%" in text or "\r" in text or text.count("\n") != len(some):   # rare: encode
+            text = "".join(f"{d}  {encode_manifest_path(p)}\n" for p, d in zip(some, wants))
+        self._h.update(text.encode("utf-8"))
+        self._k += self.BLOCK
+        self._done = self._k >= len(self._paths)
+        return not self._done
+
+    def hexdigest(self) -> str | None:
+        """The SHA-256 (hex), finishing the blocks not yet hashed; None when not possible."""
+        while self.step():
+            pass
+        return self._h.hexdigest() if self._h is not None else None
+
+
+def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None],
+                         is_data: list[bool] | None = None) -> bool:
     """Whether ``manifest`` is, byte for byte, the payload's measured hashes as written.
 
     The manifest write_tag_files makes: ``<hex>  <path>`` per payload file
-    in the table's order. True means every line matches its file and every
-    payload file is listed, with no need to parse it; False says nothing
-    (the full check then finds what differs). Compared 4,096 lines at a time.
+    in the table's order, paths percent-encoded where RFC 8493 asks.
+    True means every line matches its file and every payload file is
+    listed, with no need to parse it; False says nothing (the full check
+    then finds what differs). Compared 4,096 lines at a time; ``is_data``
+    (whether each path starts with ``data/``) is worked out when not given.
     """
     if None in got:
         return False
-    lines = [f"{d}  {p}\n" for p, d in zip(table.paths, got) if p.startswith("data/")]
-    if any("%" in p or "\r" in p or "\n" in p for p in table.paths):
-        lines = [f"{d}  {encode_manifest_path(p)}\n"
-                 for p, d in zip(table.paths, got) if p.startswith("data/")]
+    if is_data is None:
+        is_data = list(map(str.startswith, table.paths, repeat("data/")))
+    paths, digests = list(compress(table.paths, is_data)), list(compress(got, is_data))
     pos = 0
-    for k in range(0, len(lines), 4096):
-        block = "".join(lines[k:k + 4096]).encode("utf-8")
+    for k in range(0, len(paths), 4096):
+        some = paths[k:k + 4096]
+        text = "".join(chain.from_iterable(zip(digests[k:k + 4096], repeat("  "), some,
+                                               repeat("\n"))))
+        if "%" in text or "\r" in text or text.count("\n") != len(some):   # rare: encode
+            text = "".join(f"{d}  {encode_manifest_path(p)}\n"
+                           for p, d in zip(some, digests[k:k + 4096]))
+        block = text.encode("utf-8")
         if not manifest.startswith(block, pos):
             return False
         pos += len(block)
@@ -277,21 +357,27 @@ def _manifest_as_written(manifest: bytes, table: FileTable, got: list[str | None
 
 
 def _check_bag(table: FileTable, got: list[str | None], tags: dict[str, bytes],
-               report: Report, already: set[str]) -> None:
+               report: Report, already: set[str], is_data: list[bool] | None = None,
+               tag_index: list[int] | None = None, as_written: bool | None = None) -> None:
     """RFC 8493 checks from the measured hashes and the tag files' bytes.
 
     Files in ``already`` (reported damaged) are not reported again here.
+    ``is_data`` (per file, whether its path starts with ``data/``) and
+    ``tag_index`` (the indices of the others) are worked out when not given;
+    ``as_written`` True says the manifest is known to be the measured
+    hashes as written (see :func:`_manifest_as_written`).
     """
     before = len(report.problems)
+    if is_data is None:
+        is_data = list(map(str.startswith, table.paths, repeat("data/")))
+    if tag_index is None:
+        tag_index = list(compress(range(len(is_data)), map(not_, is_data)))
     if tags.get("bagit.txt", b"").splitlines()[:1] != [b"BagIt-Version: 1.0"]:
         report.problems.append("bag: bagit.txt is missing or does not declare BagIt 1.0")
-    payload_bytes = payload_files = 0
-    for path, size in zip(table.paths, table.sizes):
-        if path.startswith("data/"):
-            payload_bytes += size
-            payload_files += 1
+    payload_files = sum(is_data)
+    payload_bytes = sum(compress(table.sizes, is_data))
     manifest = tags.get(MANIFEST, b"")
-    if not _manifest_as_written(manifest, table, got):
+    if not (as_written or _manifest_as_written(manifest, table, got, is_data)):
         measured = report.file_sha256
         unlisted = {p for p in table.paths if p.startswith("data/")}   # shares the strings
         for path, digest in manifest_lines(manifest, MANIFEST, report.problems):
@@ -303,8 +389,7 @@ def _check_bag(table: FileTable, got: list[str | None], tags: dict[str, bytes],
                 report.problems.append(f"bag: {path} is in {MANIFEST} but not on the disc")
         for path in sorted(unlisted):
             report.problems.append(f"bag: {path} is on the disc but not in {MANIFEST}")
-    tag_digests = {p: d for p, d in zip(table.paths, got)
-                   if d is not None and not p.startswith("data/")}
+    tag_digests = {table.paths[k]: got[k] for k in tag_index if got[k] is not None}
     tagmanifest = parse_manifest(tags.get(TAG_MANIFEST, b""), TAG_MANIFEST, report.problems)
     for path, digest in tagmanifest.items():
         mine = report.file_sha256.get(path) if path.startswith("data/") else tag_digests.get(path)
