@@ -106,6 +106,9 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # included), no surrogate (a byte that is not UTF-8), no white space (as
 # str.isspace tells it, which \s follows) first or last. Others take the full checks.
 _PLAIN_NAME = re.compile(r"(?!\s)[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,63}(?<!\s)")
+# A folder's names joined by NUL (which no name holds), each followed by one: all of them
+# plain names, in one match (the walk asks this once a folder, not once a name).
+_PLAIN_NAMES = re.compile(r"(?:(?!\s)[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,63}(?<!\s)\x00)*")
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,6 @@ def _refuse(problems: list[tuple[str, str]]) -> ScanError:
 
 
 
-_nfc = functools.partial(unicodedata.normalize, "NFC")     # a name in NFC
 
 
 def _twins(prefix: str, names: list[str], problems: list[tuple[str, str]],
@@ -266,7 +268,7 @@ def _twins(prefix: str, names: list[str], problems: list[tuple[str, str]],
 
 
 def _walk(source: Path, warnings: list[str] | None = None,
-          stats: dict[str, os.stat_result] | None = None) -> list[str]:
+          stats: dict[str, tuple[int, int]] | None = None) -> list[str]:
     """Every regular file below ``source`` as sorted POSIX relative paths.
 
     The tree policy of docs/NAMES.md, applied to the whole tree before a
@@ -278,8 +280,9 @@ def _walk(source: Path, warnings: list[str] | None = None,
     with a line in ``warnings``: empty folders, and symbolic links to
     something inside the source (archived at its own path). Archived, with
     a warning: names of one folder that differ only in case. ``stats``,
-    when given, gets each regular file's ``lstat`` result (one system call
-    a file: the folder listing tells files, folders and links apart).
+    when given, gets each regular file's (size in bytes, modification time
+    in ns) from its ``lstat`` (one system call a file: the folder listing
+    tells files, folders and links apart).
     """
     found: list[str] = []
     problems: list[tuple[str, str]] = []      # (kind, line)
@@ -288,7 +291,8 @@ def _walk(source: Path, warnings: list[str] | None = None,
     case_pairs: list[str] = []
     real_source = os.path.realpath(source)
     folders = [("", os.fspath(source))]        # (relative path + "/", or "" at the root; path)
-    plain = _PLAIN_NAME.fullmatch               # looked up once: called for every name
+    all_plain = _PLAIN_NAMES.fullmatch
+    nfc = unicodedata.normalize
     while folders:
         prefix, folder = folders.pop()
         try:
@@ -301,14 +305,20 @@ def _walk(source: Path, warnings: list[str] | None = None,
         if not entries and prefix:
             empty.append(shown(prefix[:-1]))
         names = [entry.name for entry in entries]
+        # The folder's names at once, joined by NUL: NFC and case folding map each
+        # character apart, and NUL, which no name holds, joins with no neighbour.
+        joined = "\0".join(names)
         # Twins (one name in NFC and NFD, or in two cases) fold to one key; most folders
         # have none, which one set of keys tells: only then is each name looked at.
-        if len(set(map(str.casefold, map(_nfc, names)))) < len(names):
+        if len(set(nfc("NFC", joined).casefold().split("\0"))) < len(names):
             _twins(prefix, sorted(names), problems, case_pairs)
+        # Most folders hold plain names only (name_problem's own first test): then no
+        # name is looked at alone.
+        check_names = names and not all_plain(joined + "\0")
         subfolders = []
         for entry, name in zip(entries, names):
             path = prefix + name
-            if not plain(name):        # name_problem's own first test, inline
+            if check_names:
                 why = name_problem(name)
                 if why:
                     problems.append(("long" if why.startswith(("is longer", "is too long"))
@@ -317,7 +327,8 @@ def _walk(source: Path, warnings: list[str] | None = None,
                 if entry.is_file(follow_symlinks=False):       # the most, so asked first
                     found.append(path)
                     if stats is not None:
-                        stats[path] = entry.stat(follow_symlinks=False)
+                        st = entry.stat(follow_symlinks=False)
+                        stats[path] = (st.st_size, st.st_mtime_ns)
                 elif entry.is_symlink():
                     full = entry.path
                     target = os.path.realpath(full)
@@ -585,20 +596,20 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         raise ScanError(f"source {source} does not exist: give the folder that holds the records")
     if not source.is_dir():
         raise ScanError(f"source {source} is not a folder: give the folder that holds the records")
-    stats: dict[str, os.stat_result] = {}
+    stats: dict[str, tuple[int, int]] = {}      # path -> (size, mtime_ns)
     paths = _walk(source, warnings, stats)
     if not paths:
         raise ScanError(f"source {source} holds no files: nothing to archive")
     if max_file_bytes is not None:
-        too_big = [f"{shown(rel)} ({st.st_size} bytes)" for rel, st in stats.items()
-                   if st.st_size > max_file_bytes]
+        too_big = [f"{shown(rel)} ({size} bytes)" for rel, (size, _) in stats.items()
+                   if size > max_file_bytes]
         if too_big:
             more = f" (and {len(too_big) - 1} more)" if len(too_big) > 1 else ""
             raise ScanError(f"{len(too_big)} file(s) are larger than one {medium} medium holds "
                             f"(a file of at most {max_file_bytes} bytes, {max_file_bytes // 2048} "
                             f"sectors): {too_big[0]}{more}: archive them "
                             "on a larger medium (--media)", too_big)
-    total = sum(st.st_size for st in stats.values())
+    total = sum(size for size, _ in stats.values())
     root = os.fspath(source)
     done = 0
 
@@ -614,12 +625,12 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
         rows_by_path = read_catalog(source / CATALOG_NAME, set(stats), problems)
     items = []
     if hashing:
-        hashed = _hash_files(root, paths, [stats[rel].st_size for rel in paths], tick)
-        described = ((rel, size, digest, stats[rel].st_mtime_ns)
+        hashed = _hash_files(root, paths, [stats[rel][0] for rel in paths], tick)
+        described = ((rel, size, digest, stats[rel][1])
                      for rel, (digest, size) in zip(paths, hashed))
     else:
-        described = ((rel, st.st_size, "", st.st_mtime_ns)
-                     for rel, st in zip(paths, map(stats.__getitem__, paths)))
+        described = ((rel, size, "", mtime)
+                     for rel, (size, mtime) in zip(paths, map(stats.__getitem__, paths)))
     get_row = rows_by_path.get
     for rel, size, digest, mtime in described:
         row = get_row(rel)
