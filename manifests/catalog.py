@@ -295,60 +295,70 @@ def _walk(source: Path, warnings: list[str] | None = None,
     nfc = unicodedata.normalize
     while folders:
         prefix, folder = folders.pop()
+        fd = -1
         try:
-            with os.scandir(folder) as listing:
-                entries = list(listing)     # in no order: the paths are sorted once, at the end
+            # Listed through a descriptor of the folder: each entry's lstat then looks up
+            # its name in the folder, not its whole path (a tenth of the walk's time)
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            with os.scandir(fd) as listing:
+                entries = list(listing)     # in no order: the paths are sorted at the end
         except OSError as exc:
+            if fd >= 0:
+                os.close(fd)
             problems.append(("unreadable", f"{shown(prefix[:-1] or '.')} cannot be read "
                                            f"({exc.strerror})"))
             continue
-        if not entries and prefix:
-            empty.append(shown(prefix[:-1]))
-        names = [entry.name for entry in entries]
-        # The folder's names at once, joined by NUL: NFC and case folding map each
-        # character apart, and NUL, which no name holds, joins with no neighbour.
-        joined = "\0".join(names)
-        # Twins (one name in NFC and NFD, or in two cases) fold to one key; most folders
-        # have none, which one set of keys tells: only then is each name looked at.
-        if len(set(nfc("NFC", joined).casefold().split("\0"))) < len(names):
-            _twins(prefix, sorted(names), problems, case_pairs)
-        # Most folders hold plain names only (name_problem's own first test): then no
-        # name is looked at alone.
-        check_names = names and not all_plain(joined + "\0")
-        subfolders = []
-        for entry, name in zip(entries, names):
-            path = prefix + name
-            if check_names:
-                why = name_problem(name)
-                if why:
-                    problems.append(("long" if why.startswith(("is longer", "is too long"))
-                                     else "name", f"{shown(path)} {why}"))
-            try:
-                if entry.is_file(follow_symlinks=False):       # the most, so asked first
-                    found.append(path)
-                    if stats is not None:
-                        st = entry.stat(follow_symlinks=False)
-                        stats[path] = (st.st_size, st.st_mtime_ns)
-                elif entry.is_symlink():
-                    full = entry.path
-                    target = os.path.realpath(full)
-                    inside = target == real_source or target.startswith(real_source + os.sep)
-                    if not os.path.exists(full):
-                        problems.append(("link", f"{shown(path)} is a symbolic link to nothing "
-                                                 f"({shown(os.readlink(full))})"))
-                    elif not inside:
-                        problems.append(("link", f"{shown(path)} is a symbolic link to "
-                                                 f"{shown(target)}, outside the source"))
+        try:
+            if not entries and prefix:
+                empty.append(shown(prefix[:-1]))
+            names = [entry.name for entry in entries]
+            # The folder's names at once, joined by NUL: NFC and case folding map each
+            # character apart, and NUL, which no name holds, joins with no neighbour.
+            joined = "\0".join(names)
+            # Twins (one name in NFC and NFD, or in two cases) fold to one key; most folders
+            # have none, which one set of keys tells: only then is each name looked at.
+            if len(set(nfc("NFC", joined).casefold().split("\0"))) < len(names):
+                _twins(prefix, sorted(names), problems, case_pairs)
+            # Most folders hold plain names only (name_problem's own first test): then no
+            # name is looked at alone.
+            check_names = names and not all_plain(joined + "\0")
+            subfolders = []
+            for entry, name in zip(entries, names):
+                path = prefix + name
+                if check_names:
+                    why = name_problem(name)
+                    if why:
+                        problems.append(("long" if why.startswith(("is longer", "is too long"))
+                                         else "name", f"{shown(path)} {why}"))
+                try:
+                    if entry.is_file(follow_symlinks=False):       # the most, so asked first
+                        found.append(path)
+                        if stats is not None:
+                            st = entry.stat(follow_symlinks=False)
+                            stats[path] = (st.st_size, st.st_mtime_ns)
+                    elif entry.is_symlink():
+                        full = os.path.join(folder, name)
+                        target = os.path.realpath(full)
+                        inside = target == real_source or target.startswith(real_source + os.sep)
+                        if not os.path.exists(full):
+                            problems.append(("link", f"{shown(path)} is a symbolic link to "
+                                                     f"nothing ({shown(os.readlink(full))})"))
+                        elif not inside:
+                            problems.append(("link", f"{shown(path)} is a symbolic link to "
+                                                     f"{shown(target)}, outside the source"))
+                        else:
+                            inside_links.append(f"{shown(path)} -> "
+                                                f"{shown(os.path.relpath(target, real_source))}")
+                    elif entry.is_dir(follow_symlinks=False):
+                        subfolders.append((path + "/", os.path.join(folder, name)))
                     else:
-                        inside_links.append(f"{shown(path)} -> "
-                                            f"{shown(os.path.relpath(target, real_source))}")
-                elif entry.is_dir(follow_symlinks=False):
-                    subfolders.append((path + "/", entry.path))
-                else:
-                    mode = entry.stat(follow_symlinks=False).st_mode
-                    problems.append(("special", f"{shown(path)} is {_special_kind(mode)}"))
-            except OSError as exc:
-                problems.append(("unreadable", f"{shown(path)} cannot be read ({exc.strerror})"))
+                        mode = entry.stat(follow_symlinks=False).st_mode
+                        problems.append(("special", f"{shown(path)} is {_special_kind(mode)}"))
+                except OSError as exc:
+                    problems.append(("unreadable",
+                                     f"{shown(path)} cannot be read ({exc.strerror})"))
+        finally:
+            os.close(fd)
         folders.extend(reversed(subfolders))
     if problems:
         raise _refuse(problems)
