@@ -210,15 +210,17 @@ class _Block:
     dirs: dict[str, float]        # folder -> Bound.dir_cost
 
 
-def _block(items: list[Item], cache: Sizes) -> _Block:
+def _block(items: list[Item]) -> _Block:
+    """A packing block of ``items`` (a run of a group): their packing cost, their folders.
+
+    Each item is measured here and not kept (:data:`Sizes` would hold one entry an
+    item, only to be read back for the few that are blocked again, category by
+    category or item by item)."""
     cost, dirs = 0.0, {}
-    get = cache.get
+    measure = _measure
     last = None
     for i in items:
-        got = get(id(i))
-        if got is None:
-            got = cache[id(i)] = _measure(i)
-        cost += got[3]
+        cost += measure(i)[3]
         folder = i.path.rpartition("/")[0]
         if folder == last:          # the previous item's folder: counted already
             continue
@@ -255,7 +257,7 @@ class _Disc:
         self.blocks.append(b)
 
 
-def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Block]:
+def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
     """The group's packing blocks: whole units, else their categories, else their items."""
     empty = _Disc()
     out: list[_Block] = []
@@ -263,7 +265,7 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
     for i in group.items:
         units.setdefault(i.unit_code or "", []).append(i)
     for unit in units.values():
-        b = _block(unit, cache)
+        b = _block(unit)
         if empty.fits(b, capacity):
             out.append(b)
             continue
@@ -271,12 +273,12 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
         for i in unit:
             cats.setdefault(i.category or "", []).append(i)
         for cat in cats.values():
-            b = _block(cat, cache)
+            b = _block(cat)
             if empty.fits(b, capacity):
                 out.append(b)
                 continue
             for i in cat:
-                b = _block([i], cache)
+                b = _block([i])
                 if not empty.fits(b, capacity):
                     raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
                                     f"holds ({capacity} sectors of 2048 bytes with the bag): "
@@ -285,24 +287,21 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
     return out
 
 
-def pack(group: Group, others: list[Item], capacity: int, media: str,
-         cache: Sizes | None = None) -> list[list[Item]]:
+def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[list[Item]]:
     """The group's items disc by disc (see the module docstring for the rules).
 
     Raises PlanError when one item, or the source's non-record files, cannot
     fit on an empty disc.
     """
-    return [items for items, _ in _pack(group, others, capacity, media, cache)]
+    return [items for items, _ in _pack(group, others, capacity, media)]
 
 
 def _pack(group: Group, others: list[Item], capacity: int, media: str,
-          cache: Sizes | None, order: dict[int, int] | None = None
-          ) -> list[tuple[list[Item], int]]:
+          order: dict[int, int] | None = None) -> list[tuple[list[Item], int]]:
     """:func:`pack`, each disc with its upper bound in sectors. ``order`` maps
     id(item) to its place in the group (made here when None)."""
-    cache = {} if cache is None else cache
-    pending = _blocks(group, capacity, media, cache)
-    extra = _block(others, cache) if others else None
+    pending = _blocks(group, capacity, media)
+    extra = _block(others) if others else None
     discs: list[_Disc] = []
     while pending or not discs:
         disc = _Disc()
@@ -413,7 +412,7 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
         order = {id(i): n for n, i in enumerate(g.items)}
-        packed = _pack(g, arrangement.others, capacity, media, cache, order)
+        packed = _pack(g, arrangement.others, capacity, media, order)
         discs = []
         for v, (items, bound) in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"
