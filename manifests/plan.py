@@ -51,12 +51,20 @@ def gc_paused():
     items the collector alone costs more than the planning (see
     docs/BENCHMARKS.md). Reference counting still frees everything; the
     collector runs again afterwards.
+
+    What the paused block made and still holds (the items, the plan) is
+    long-lived: on leaving, every tracked object is moved to the oldest
+    generation at once (``gc.freeze()`` then ``gc.unfreeze()``), so that the
+    next young collection does not walk each of them (0.3 s for 365,245
+    items); a full collection still looks at them, cycles included.
     """
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()         # every generation into the permanent one...
+        gc.unfreeze()       # ...and that into the oldest
         if was:
             gc.enable()
 
