@@ -183,23 +183,28 @@ def _measure(i: Item) -> tuple[int, int, float, float]:
     tests/test_plan.py checks both ways give the writers' lengths.
     """
     path = i.path
-    data_path = len(path.encode("utf-8")) + 5             # "data/" + path
+    path_bytes = len(path.encode("utf-8"))
+    data_path = path_bytes + 5                             # "data/" + path
     digest = len(i.sha256) if i.sha256 else 64            # hex: one byte a character
-    if "%" in path or "\r" in path or "\n" in path:
+    odd_path = "%" in path or "\r" in path or "\n" in path
+    if odd_path:
         manifest = len(manifest_line(i).encode("utf-8"))
     else:
         manifest = digest + 2 + data_path + 1              # "<sha256>  data/<path>\n"
     row = 0
     if i.is_record:
-        # catalog_row's text fields in its order; \x1f stands for the comma (one byte each)
+        # catalog_row's text fields in its order but the path (counted already);
+        # \x1f stands for the comma (one byte each)
         text = "\x1f".join((i.item_number or "", i.archival_code or "", i.responsible or "",
                              i.unit_code or "", i.title or "", i.date or "", i.pages or "",
                              i.classification or "", i.retention or "", i.category or "",
-                             i.flow or "", i.remarks or "", path))
-        if "," in text or '"' in text or "\n" in text or "\r" in text:
+                             i.flow or "", i.remarks or ""))
+        if (odd_path or "," in path or '"' in path
+                or "," in text or '"' in text or "\n" in text or "\r" in text):
             row = csv_bytes(catalog_row(i))
-        else:     # + ",data/<path>,<size>,<sha256>\n"
-            row = len(text.encode("utf-8")) + 1 + data_path + 1 + len(str(i.size)) + 1 + digest + 1
+        else:     # + ",<path>,data/<path>,<size>,<sha256>\n"
+            row = (len(text.encode("utf-8")) + 1 + path_bytes + 1 + data_path + 1
+                   + len(str(i.size)) + 1 + digest + 1)
     file_cost = Bound.file_cost(path.rpartition("/")[2], i.size)
     return manifest, row, file_cost, file_cost + (manifest + row) / SECTOR
 
