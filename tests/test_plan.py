@@ -434,3 +434,12 @@ def test_what_planning_made_leaves_the_pause_in_the_oldest_generation():
         assert not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize("name", ["申请表", "养老保险关系转移接续申请表.pdf", "Ωμέγα.pdf", "ÿ" * 3 + "Ā",
+                                  "表" + "é" * 10, "𠀀.tif", "a\u0800"])
+def test_a_files_bound_tells_16_bit_udf_names_by_their_utf8_length(name):
+    """Bound.file_cost's shortcuts (an ASCII name; one of over 2 UTF-8 bytes a character,
+    so beyond Latin-1) give name_info's cost, as do the names left to the full test."""
+    for size in (0, 2049, 2 ** 32):
+        test_a_files_bound_is_its_name_info_cost(name, size)
