@@ -110,7 +110,8 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
     keyed = []
     retention_of, sides, fonds_default = s.retention.get, s.sides.get, s.fonds
     cat_keys: dict[str, str] = {}       # category -> its part of the sort key
-    number_keys: dict[str | None, int] = {}     # 件号 -> its number (none: after all)
+    number_keys: dict[str | None, str] = {}     # 件号 -> its part of the sort key
+    side_keys = {side: str(rank) for side, rank in _SIDE_RANK.items()}
     for i in records:
         cat = i.category or ""
         if not i.retention:
@@ -119,22 +120,25 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
         if flow and flow not in SIDE_WORDS:
             found.append(Problem("malformed-code", where(i),
                                  f"收支 {flow!r} is neither 收 nor 支"))
-        if not i.year:
+        year = i.year
+        if not year:
             found.append(Problem("unarranged", where(i), f"has no year: put in {year_now}"))
-            i.year = year_now
+            year = i.year = year_now
         number = i.item_number
         code = i.archival_code
-        fonds = code.split("-", 1)[0] if code and "-" in code else fonds_default
+        dash = code.find("-") if code else -1
+        fonds = code[:dash] if dash >= 0 else fonds_default      # Item.fonds, inline
         side = SIDE_WORDS[flow] if flow in SIDE_WORDS else sides(cat, "收")    # side_of(i, s), inline
         cat_key = cat_keys.get(cat)
         if cat_key is None:
             cat_key = cat_keys[cat] = f"{rank.get(cat, len(rank)):04d}{cat}"
-        n = number_keys.get(number)
-        if n is None:
-            n = number_keys[number] = int(number) if number and number.isdigit() else 1 << 30
+        number_key = number_keys.get(number)
+        if number_key is None:          # none: after all
+            n = int(number) if number and number.isdigit() else 1 << 30
+            number_key = number_keys[number] = f"{n:010d}"
         # one string compares fastest: fonds, year, side, unit, category rank, 件号, path
-        keyed.append((f"{fonds}\0{i.year}\0{_SIDE_RANK[side]}\0{i.unit_code or ''}\0"
-                      f"{cat_key}\0{n:010d}\0{i.path}", fonds, i.year, side, i))
+        keyed.append((f"{fonds}\0{year}\0{side_keys[side]}\0{i.unit_code or ''}\0"
+                      f"{cat_key}\0{number_key}\0{i.path}", fonds, year, side, i))
     keyed.sort(key=itemgetter(0))
     records = [k[4] for k in keyed]
     assigned = _codes(records, s, found)
@@ -174,7 +178,7 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
                                      "全宗号-门类代码·年度-保管期限-机构(问题)代码-件号 "
                                      "(e.g. 160-SB·2023-Y-DJ-0001)"))
                 continue
-            year, retention, number = m.group("year", "retention", "number")
+            _, _, year, retention, _, number = m.groups()     # by position: quicker
             n = int(number)
             wrong = []
             if i.year and year != i.year:
@@ -187,7 +191,7 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
                 found.append(Problem("malformed-code", where(i), f"档号 {code}: {'; '.join(wrong)}"))
             if not i.item_number:
                 i.item_number = number
-            klass = code[:m.start("number") - 1]
+            klass = code[:m.start(6) - 1]         # the code before "-<number>"
             numbered = classes.get(klass)
             if numbered is None:
                 numbered = classes[klass] = []
