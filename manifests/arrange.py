@@ -180,16 +180,22 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
                 continue
             _, _, year, retention, _, number = m.groups()     # by position: quicker
             n = int(number)
-            wrong = []
-            if i.year and year != i.year:
-                wrong.append(f"year {year} but the record is of {i.year}")
-            if i.retention and RETENTION_CODES.get(i.retention) != retention:
-                wrong.append(f"retention {retention} but 保管期限 is {i.retention}")
-            if i.item_number and i.item_number.isdigit() and int(i.item_number) != n:
-                wrong.append(f"件号 {number} but the row says {i.item_number}")
-            if wrong:
-                found.append(Problem("malformed-code", where(i), f"档号 {code}: {'; '.join(wrong)}"))
-            if not i.item_number:
+            own_year, own_retention, own_number = i.year, i.retention, i.item_number
+            # the code agrees with its row (as most do) when each field is absent or equal
+            if ((own_year and year != own_year)
+                    or (own_retention and RETENTION_CODES.get(own_retention) != retention)
+                    or (own_number and own_number != number and own_number.isdigit())):
+                wrong = []
+                if own_year and year != own_year:
+                    wrong.append(f"year {year} but the record is of {own_year}")
+                if own_retention and RETENTION_CODES.get(own_retention) != retention:
+                    wrong.append(f"retention {retention} but 保管期限 is {own_retention}")
+                if own_number and own_number.isdigit() and int(own_number) != n:
+                    wrong.append(f"件号 {number} but the row says {own_number}")
+                if wrong:
+                    found.append(Problem("malformed-code", where(i),
+                                         f"档号 {code}: {'; '.join(wrong)}"))
+            if not own_number:
                 i.item_number = number
             klass = code[:m.start(6) - 1]         # the code before "-<number>"
             numbered = classes.get(klass)
