@@ -450,7 +450,7 @@ def read_catalog(path: Path, files: Container[str], problems: list[Problem] | No
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = [r for r in csv.reader(f) if r]      # blank lines skipped, as DictReader does
+            rows = list(filter(None, csv.reader(f)))   # blank lines skipped, as DictReader does
         header = rows.pop(0) if rows else []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ScanError(f"cannot read the catalog {path.name}: {exc}; "

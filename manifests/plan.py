@@ -231,14 +231,14 @@ def _block(items: list[Item]) -> _Block:
     category or item by item)."""
     cost, dirs = 0.0, {}
     measure = _measure
-    last = None
+    last = None                     # the previous item's folder and its "/" ("" at the root)
     for i in items:
         cost += measure(i)[3]
-        folder = i.path.rpartition("/")[0]
-        if folder == last:          # the previous item's folder: counted already
-            continue
-        last = folder
-        parent = ("data/" + i.path).rpartition("/")[0]
+        path = i.path
+        if last is not None and path.startswith(last) and path.find("/", len(last)) < 0:
+            continue                # in the previous item's folder: counted already
+        last = path[:path.rfind("/") + 1]
+        parent = ("data/" + path).rpartition("/")[0]
         while parent and parent not in dirs:
             dirs[parent] = Bound.dir_cost(parent)
             parent = parent.rpartition("/")[0]
