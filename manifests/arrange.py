@@ -110,7 +110,8 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
     keyed = []
     retention_of, sides, fonds_default = s.retention.get, s.sides.get, s.fonds
     cat_keys: dict[str, str] = {}       # category -> its part of the sort key
-    number_keys: dict[str | None, int] = {}     # 件号 -> its number (none: after all)
+    number_keys: dict[str | None, str] = {}     # 件号 -> its part of the sort key
+    side_keys = {side: str(rank) for side, rank in _SIDE_RANK.items()}
     for i in records:
         cat = i.category or ""
         if not i.retention:
@@ -119,22 +120,25 @@ def arrange(items: list[Item], s: Settings, problems: list[Problem] | None = Non
         if flow and flow not in SIDE_WORDS:
             found.append(Problem("malformed-code", where(i),
                                  f"收支 {flow!r} is neither 收 nor 支"))
-        if not i.year:
+        year = i.year
+        if not year:
             found.append(Problem("unarranged", where(i), f"has no year: put in {year_now}"))
-            i.year = year_now
+            year = i.year = year_now
         number = i.item_number
         code = i.archival_code
-        fonds = code.split("-", 1)[0] if code and "-" in code else fonds_default
+        dash = code.find("-") if code else -1
+        fonds = code[:dash] if dash >= 0 else fonds_default      # Item.fonds, inline
         side = SIDE_WORDS[flow] if flow in SIDE_WORDS else sides(cat, "收")    # side_of(i, s), inline
         cat_key = cat_keys.get(cat)
         if cat_key is None:
             cat_key = cat_keys[cat] = f"{rank.get(cat, len(rank)):04d}{cat}"
-        n = number_keys.get(number)
-        if n is None:
-            n = number_keys[number] = int(number) if number and number.isdigit() else 1 << 30
+        number_key = number_keys.get(number)
+        if number_key is None:          # none: after all
+            n = int(number) if number and number.isdigit() else 1 << 30
+            number_key = number_keys[number] = f"{n:010d}"
         # one string compares fastest: fonds, year, side, unit, category rank, 件号, path
-        keyed.append((f"{fonds}\0{i.year}\0{_SIDE_RANK[side]}\0{i.unit_code or ''}\0"
-                      f"{cat_key}\0{n:010d}\0{i.path}", fonds, i.year, side, i))
+        keyed.append((f"{fonds}\0{year}\0{side_keys[side]}\0{i.unit_code or ''}\0"
+                      f"{cat_key}\0{number_key}\0{i.path}", fonds, year, side, i))
     keyed.sort(key=itemgetter(0))
     records = [k[4] for k in keyed]
     assigned = _codes(records, s, found)
@@ -174,20 +178,26 @@ def _codes(records: list[Item], s: Settings, found: list[Problem]) -> int:
                                      "全宗号-门类代码·年度-保管期限-机构(问题)代码-件号 "
                                      "(e.g. 160-SB·2023-Y-DJ-0001)"))
                 continue
-            year, retention, number = m.group("year", "retention", "number")
+            _, _, year, retention, _, number = m.groups()     # by position: quicker
             n = int(number)
-            wrong = []
-            if i.year and year != i.year:
-                wrong.append(f"year {year} but the record is of {i.year}")
-            if i.retention and RETENTION_CODES.get(i.retention) != retention:
-                wrong.append(f"retention {retention} but 保管期限 is {i.retention}")
-            if i.item_number and i.item_number.isdigit() and int(i.item_number) != n:
-                wrong.append(f"件号 {number} but the row says {i.item_number}")
-            if wrong:
-                found.append(Problem("malformed-code", where(i), f"档号 {code}: {'; '.join(wrong)}"))
-            if not i.item_number:
+            own_year, own_retention, own_number = i.year, i.retention, i.item_number
+            # the code agrees with its row (as most do) when each field is absent or equal
+            if ((own_year and year != own_year)
+                    or (own_retention and RETENTION_CODES.get(own_retention) != retention)
+                    or (own_number and own_number != number and own_number.isdigit())):
+                wrong = []
+                if own_year and year != own_year:
+                    wrong.append(f"year {year} but the record is of {own_year}")
+                if own_retention and RETENTION_CODES.get(own_retention) != retention:
+                    wrong.append(f"retention {retention} but 保管期限 is {own_retention}")
+                if own_number and own_number.isdigit() and int(own_number) != n:
+                    wrong.append(f"件号 {number} but the row says {own_number}")
+                if wrong:
+                    found.append(Problem("malformed-code", where(i),
+                                         f"档号 {code}: {'; '.join(wrong)}"))
+            if not own_number:
                 i.item_number = number
-            klass = code[:m.start("number") - 1]
+            klass = code[:m.start(6) - 1]         # the code before "-<number>"
             numbered = classes.get(klass)
             if numbered is None:
                 numbered = classes[klass] = []

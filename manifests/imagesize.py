@@ -292,15 +292,24 @@ class Bound:
     @staticmethod
     def file_cost(name: str, size: int) -> float:
         """Sectors a file adds at most: data, File Entry, its records in three trees."""
-        ucs2 = len(name.encode("utf-16-be"))
+        n = len(name)
+        nbytes = len(name.encode("utf-8"))
+        # UCS-2 bytes: "utf-16" (a byte order mark, then the native order) is encoded
+        # without a codec lookup, unlike "utf-16-be", and has as many bytes but the mark
+        ucs2 = len(name.encode("utf-16")) - 2
         if ucs2 <= 2 * JOLIET_MAX and not _JOLIET_FORBIDDEN.search(name):
             jol = ucs2              # name_info's Joliet identifier, measured without the cache
         else:                       # (file names are nearly all distinct: it would only churn)
             jol = len(joliet_name(name).encode("utf-16-be"))
-        fid = ucs2 if _BEYOND_LATIN1.search(name) else len(name)
+        # UDF's 16 bits a character when one is beyond Latin-1: not so for an ASCII name,
+        # surely so when UTF-8 takes over 2 bytes a character (3 from U+0800 on)
+        if nbytes == n:
+            fid = n
+        else:
+            fid = ucs2 if nbytes > 2 * n or _BEYOND_LATIN1.search(name) else n
         extents = 1 if size <= _MULTI_EXTENT else -(-size // _MULTI_EXTENT)
         # the terms in the order they were always added in, so that sums stay bit for bit
-        a, b, c, d, e = _file_terms(len(name.encode("utf-8")), jol, fid, extents)
+        a, b, c, d, e = _file_terms(nbytes, jol, fid, extents)
         return -(-size // SECTOR) + 1 + a + b + c + d + e
 
     @staticmethod

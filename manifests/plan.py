@@ -51,12 +51,20 @@ def gc_paused():
     items the collector alone costs more than the planning (see
     docs/BENCHMARKS.md). Reference counting still frees everything; the
     collector runs again afterwards.
+
+    What the paused block made and still holds (the items, the plan) is
+    long-lived: on leaving, every tracked object is moved to the oldest
+    generation at once (``gc.freeze()`` then ``gc.unfreeze()``), so that the
+    next young collection does not walk each of them (0.3 s for 365,245
+    items); a full collection still looks at them, cycles included.
     """
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()         # every generation into the permanent one...
+        gc.unfreeze()       # ...and that into the oldest
         if was:
             gc.enable()
 
@@ -175,23 +183,28 @@ def _measure(i: Item) -> tuple[int, int, float, float]:
     tests/test_plan.py checks both ways give the writers' lengths.
     """
     path = i.path
-    data_path = len(path.encode("utf-8")) + 5             # "data/" + path
+    path_bytes = len(path.encode("utf-8"))
+    data_path = path_bytes + 5                             # "data/" + path
     digest = len(i.sha256) if i.sha256 else 64            # hex: one byte a character
-    if "%" in path or "\r" in path or "\n" in path:
+    odd_path = "%" in path or "\r" in path or "\n" in path
+    if odd_path:
         manifest = len(manifest_line(i).encode("utf-8"))
     else:
         manifest = digest + 2 + data_path + 1              # "<sha256>  data/<path>\n"
     row = 0
     if i.is_record:
-        # catalog_row's text fields in its order; \x1f stands for the comma (one byte each)
+        # catalog_row's text fields in its order but the path (counted already);
+        # \x1f stands for the comma (one byte each)
         text = "\x1f".join((i.item_number or "", i.archival_code or "", i.responsible or "",
                              i.unit_code or "", i.title or "", i.date or "", i.pages or "",
                              i.classification or "", i.retention or "", i.category or "",
-                             i.flow or "", i.remarks or "", path))
-        if "," in text or '"' in text or "\n" in text or "\r" in text:
+                             i.flow or "", i.remarks or ""))
+        if (odd_path or "," in path or '"' in path
+                or "," in text or '"' in text or "\n" in text or "\r" in text):
             row = csv_bytes(catalog_row(i))
-        else:     # + ",data/<path>,<size>,<sha256>\n"
-            row = len(text.encode("utf-8")) + 1 + data_path + 1 + len(str(i.size)) + 1 + digest + 1
+        else:     # + ",<path>,data/<path>,<size>,<sha256>\n"
+            row = (len(text.encode("utf-8")) + 1 + path_bytes + 1 + data_path + 1
+                   + len(str(i.size)) + 1 + digest + 1)
     file_cost = Bound.file_cost(path.rpartition("/")[2], i.size)
     return manifest, row, file_cost, file_cost + (manifest + row) / SECTOR
 
@@ -210,20 +223,22 @@ class _Block:
     dirs: dict[str, float]        # folder -> Bound.dir_cost
 
 
-def _block(items: list[Item], cache: Sizes) -> _Block:
+def _block(items: list[Item]) -> _Block:
+    """A packing block of ``items`` (a run of a group): their packing cost, their folders.
+
+    Each item is measured here and not kept (:data:`Sizes` would hold one entry an
+    item, only to be read back for the few that are blocked again, category by
+    category or item by item)."""
     cost, dirs = 0.0, {}
-    get = cache.get
-    last = None
+    measure = _measure
+    last = None                     # the previous item's folder and its "/" ("" at the root)
     for i in items:
-        got = get(id(i))
-        if got is None:
-            got = cache[id(i)] = _measure(i)
-        cost += got[3]
-        folder = i.path.rpartition("/")[0]
-        if folder == last:          # the previous item's folder: counted already
-            continue
-        last = folder
-        parent = ("data/" + i.path).rpartition("/")[0]
+        cost += measure(i)[3]
+        path = i.path
+        if last is not None and path.startswith(last) and path.find("/", len(last)) < 0:
+            continue                # in the previous item's folder: counted already
+        last = path[:path.rfind("/") + 1]
+        parent = ("data/" + path).rpartition("/")[0]
         while parent and parent not in dirs:
             dirs[parent] = Bound.dir_cost(parent)
             parent = parent.rpartition("/")[0]
@@ -255,7 +270,7 @@ class _Disc:
         self.blocks.append(b)
 
 
-def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Block]:
+def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
     """The group's packing blocks: whole units, else their categories, else their items."""
     empty = _Disc()
     out: list[_Block] = []
@@ -263,7 +278,7 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
     for i in group.items:
         units.setdefault(i.unit_code or "", []).append(i)
     for unit in units.values():
-        b = _block(unit, cache)
+        b = _block(unit)
         if empty.fits(b, capacity):
             out.append(b)
             continue
@@ -271,12 +286,12 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
         for i in unit:
             cats.setdefault(i.category or "", []).append(i)
         for cat in cats.values():
-            b = _block(cat, cache)
+            b = _block(cat)
             if empty.fits(b, capacity):
                 out.append(b)
                 continue
             for i in cat:
-                b = _block([i], cache)
+                b = _block([i])
                 if not empty.fits(b, capacity):
                     raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
                                     f"holds ({capacity} sectors of 2048 bytes with the bag): "
@@ -285,24 +300,21 @@ def _blocks(group: Group, capacity: int, media: str, cache: Sizes) -> list[_Bloc
     return out
 
 
-def pack(group: Group, others: list[Item], capacity: int, media: str,
-         cache: Sizes | None = None) -> list[list[Item]]:
+def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[list[Item]]:
     """The group's items disc by disc (see the module docstring for the rules).
 
     Raises PlanError when one item, or the source's non-record files, cannot
     fit on an empty disc.
     """
-    return [items for items, _ in _pack(group, others, capacity, media, cache)]
+    return [items for items, _ in _pack(group, others, capacity, media)]
 
 
 def _pack(group: Group, others: list[Item], capacity: int, media: str,
-          cache: Sizes | None, order: dict[int, int] | None = None
-          ) -> list[tuple[list[Item], int]]:
+          order: dict[int, int] | None = None) -> list[tuple[list[Item], int]]:
     """:func:`pack`, each disc with its upper bound in sectors. ``order`` maps
     id(item) to its place in the group (made here when None)."""
-    cache = {} if cache is None else cache
-    pending = _blocks(group, capacity, media, cache)
-    extra = _block(others, cache) if others else None
+    pending = _blocks(group, capacity, media)
+    extra = _block(others) if others else None
     discs: list[_Disc] = []
     while pending or not discs:
         disc = _Disc()
@@ -413,7 +425,7 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
         order = {id(i): n for n, i in enumerate(g.items)}
-        packed = _pack(g, arrangement.others, capacity, media, cache, order)
+        packed = _pack(g, arrangement.others, capacity, media, order)
         discs = []
         for v, (items, bound) in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"

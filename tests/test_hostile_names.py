@@ -521,3 +521,22 @@ def test_the_description_names_what_sha256sum_cannot_check(hostile, tmp_path):
     plain = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=bag,
                            capture_output=True).stdout.decode()
     assert not any(f"data/{p}: OK" in plain for p in odd if "%" in p and p not in breaks)
+
+
+def test_the_walk_closes_every_folder_it_opens(tmp_path):
+    """The walk lists each folder through a descriptor of it: none is left open, after
+    a scan that succeeds or one the tree policy refuses (a link to nothing)."""
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    for n in range(30):
+        folder = tmp_path / "src" / "2024" / f"U{n}_单位" / "01_社保登记类"
+        folder.mkdir(parents=True)
+        (folder / "0001_表.pdf").write_bytes(b"x" * n)
+    before = open_fds()
+    items = scan(tmp_path / "src", None, problems=[], hashing=False)
+    assert len(items) == 30 and open_fds() == before
+    (tmp_path / "src" / "2024" / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ScanError):
+        scan(tmp_path / "src", None, problems=[], hashing=False)
+    assert open_fds() == before

@@ -396,3 +396,50 @@ def test_a_files_bound_is_its_name_info_cost(name, size):
     assert Bound.file_cost(name, size) == (-(-size // 2048) + 1 + extents * rec / _ISO_FILL
                                            + 2 * ce / 2048 + (34 + len(jol)) / _JOLIET_FILL
                                            + fid / 2048 + 2 * (extents - 1))
+
+
+def test_what_planning_made_leaves_the_pause_in_the_oldest_generation():
+    """gc_paused hands what the block made and keeps to the oldest generation, so that
+    the next young collection does not walk every item; the collector is on again after
+    (or stays off when it was off), and a cycle made inside is still collected."""
+    import gc
+    import weakref
+
+    from manifests.plan import gc_paused
+
+    class Node:
+        pass
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with gc_paused():
+            assert not gc.isenabled()
+            kept = [Node() for _ in range(1000)]
+            cycle = Node()
+            cycle.self = cycle
+            gone = weakref.ref(cycle)
+            del cycle
+        assert gc.isenabled()
+        young = {id(o) for o in gc.get_objects(generation=0)}
+        assert not any(id(n) in young for n in kept)
+        oldest = {id(o) for o in gc.get_objects(generation=2)}
+        assert all(id(n) in oldest for n in kept)
+        assert gone() is not None          # cyclic garbage waits for a full collection...
+        gc.collect()
+        assert gone() is None              # ...and is freed by it
+        gc.disable()
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize("name", ["申请表", "养老保险关系转移接续申请表.pdf", "Ωμέγα.pdf", "ÿ" * 3 + "Ā",
+                                  "表" + "é" * 10, "𠀀.tif", "a\u0800"])
+def test_a_files_bound_tells_16_bit_udf_names_by_their_utf8_length(name):
+    """Bound.file_cost's shortcuts (an ASCII name; one of over 2 UTF-8 bytes a character,
+    so beyond Latin-1) give name_info's cost, as do the names left to the full test."""
+    for size in (0, 2049, 2 ** 32):
+        test_a_files_bound_is_its_name_info_cost(name, size)
