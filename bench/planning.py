@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -120,6 +121,26 @@ def plan_tree(root: Path, media: str):
     return plan, time.perf_counter() - t, len(items), time.process_time() - cpu
 
 
+def timed_runs(root: Path, media: str = "bd-r", rounds: int = 3) -> tuple[float, float, int]:
+    """Plan ``root`` in ``rounds`` fresh processes after one untimed warm-up run:
+    (median wall seconds, median CPU seconds, items).
+
+    As for the other lines of ``make bench`` (docs/BENCHMARKS.md, "Method"),
+    each timed run is a child process that times only the work, and the
+    input is read once before (here: the tree's folders and inodes, which
+    earlier stages may have pushed out of the kernel's caches).
+    """
+    runs = []
+    for n in range(rounds + 1):
+        out = subprocess.run([sys.executable, "-m", "bench.planning", "--child", str(root), media],
+                             check=True, capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent.parent).stdout
+        if n:
+            runs.append(json.loads(out))
+    mid = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    return mid["seconds"], mid["cpu"], mid["items"]
+
+
 def fill_report(plan) -> tuple[bool, list[str]]:
     """Check the fill rules on every set: (all pass, one line per set)."""
     ok, lines = True, []
@@ -166,9 +187,9 @@ def table_lines(t, base: Path, sizes: list[int], gib: float = 32.0,
         t.add("5", f"plan fill, {gib:.0f} GiB of one year onto {media}",
               f"{sum(len(s.discs) for s in plan.sets)} discs, lowest {100 * min(fills, default=1):.1f} %",
               ">= 97 %, <= ceil+1 discs", ok)
-    plan, seconds, n, cpu = plan_tree(ensure_tree(base, items), "bd-r")
+    seconds, cpu, n = timed_runs(ensure_tree(base, items), "bd-r")
     t.add("5", f"plan {n:,} items onto bd-r (scan by stat, arrange, pack, sizes)",
-          f"{seconds:.1f} s ({cpu:.1f} s CPU)", "< 10 s", seconds < 10)
+          f"{seconds:.1f} s ({cpu:.1f} s CPU), median of 3", "< 10 s", seconds < 10)
     figs = [growth(n) for n in sizes]
     label = "/".join(f"{n // 1000:,}k" if n < 10**6 else f"{n // 10**6}M" for n in sizes)
     t.add("7", f"growth: arrange + plan, {label} items",
@@ -176,6 +197,10 @@ def table_lines(t, base: Path, sizes: list[int], gib: float = 32.0,
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--child"]:       # one timed run for timed_runs()
+        _, seconds, n, cpu = plan_tree(Path(sys.argv[2]), sys.argv[3])
+        print(json.dumps({"seconds": seconds, "cpu": cpu, "items": n}))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, default=Path("build/bench"))
     ap.add_argument("--gib", type=float, default=32.0, help="size of the fill archive, GiB")
@@ -199,11 +224,11 @@ def main() -> int:
               "the last >= 97 % full, <= ceil(payload/capacity)+1 discs a set)")
         print("\n".join(lines))
     root = ensure_tree(a.base, a.items)
-    plan, seconds, n, cpu = plan_tree(root, "bd-r")
+    seconds, cpu, n = timed_runs(root, "bd-r")
     ok = seconds < 10
     failed |= not ok
-    print(f"2. speed: plan {n} files ({len(YEARS)} years) onto bd-r "
-          f"({sum(len(s.discs) for s in plan.sets)} discs): {seconds:.2f} s wall, {cpu:.2f} s CPU "
+    print(f"2. speed: plan {n} files ({len(YEARS)} years) onto bd-r: {seconds:.2f} s wall, "
+          f"{cpu:.2f} s CPU, median of 3 fresh processes after a warm-up "
           f"(target < 10 s) {'PASS' if ok else 'FAIL'}")
     print("3. growth (arrange + plan, items in memory, bd-r, CPU seconds):")
     for n in (int(x) for x in a.growth.split(",")):
