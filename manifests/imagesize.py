@@ -156,8 +156,16 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
     ``entries`` are (path in the image, size in bytes), in the order the
     bag gives them to Layout (generated ISO 9660 names depend on it). Exact
     for trees at most 8 folders deep with files under 4 GiB; an upper bound
-    otherwise. Raises nothing for names Layout refuses (check them first).
+    otherwise (:func:`image_size` tells which). Raises nothing for names
+    Layout refuses (check them first).
     """
+    return image_size(entries)[0]
+
+
+def image_size(entries: Iterable[tuple[str, int]]) -> tuple[int, bool]:
+    """:func:`image_sectors` and whether it is exact: (sectors, exact). Not exact
+    (an upper bound) when a folder is deeper than 8 levels (Rock Ridge relocation)
+    or a file is of 4 GiB or more (multi-extent)."""
     dirs: dict[str, _Dir] = {"": _Dir(b"", b"", 0)}
     counter = [0]
     data = files = ce_total = 0
@@ -237,7 +245,7 @@ def image_sectors(entries: Iterable[tuple[str, int]]) -> int:
         margin += 2 + -(-deep * 130 // _ISO_FILL)
     tables = 2 * _path_table(pt_iso) + 2 * _path_table(pt_jol)
     return (_FIXED + udf + files + tables + iso_dirs + len(ce_blocks) + jol_dirs + data
-            + margin)
+            + margin), margin == 0
 
 
 _ISO_FILL = SECTOR - _MAX_DR          # a full directory sector holds more than this

@@ -39,7 +39,7 @@ from .bag import (DESCRIPTION_NAME, DiscInfo, bag_info, catalog_row, csv_bytes, 
                   tag_files, tag_sizes)
 from .catalog import CATALOG_NAME, Item
 from .imagesize import _FIXED as IMAGE_FIXED
-from .imagesize import SECTOR, Bound, image_sectors
+from .imagesize import SECTOR, Bound, image_size
 
 
 @contextmanager
@@ -270,16 +270,19 @@ class _Disc:
         self.blocks.append(b)
 
 
-def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
-    """The group's packing blocks: whole units, else their categories, else their items."""
-    empty = _Disc()
+def _blocks(group: Group, capacity: int, media: str,
+            exact: Callable[[list[Item]], int] | None = None) -> list[_Block]:
+    """The group's packing blocks: whole units, else their categories, else their items.
+
+    A block fits when it fits an empty disc (see :func:`_alone`).
+    """
     out: list[_Block] = []
     units: dict[str, list[Item]] = {}
     for i in group.items:
         units.setdefault(i.unit_code or "", []).append(i)
     for unit in units.values():
         b = _block(unit)
-        if empty.fits(b, capacity):
+        if _alone(b, capacity, exact):
             out.append(b)
             continue
         cats: dict[str, list[Item]] = {}
@@ -287,12 +290,12 @@ def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
             cats.setdefault(i.category or "", []).append(i)
         for cat in cats.values():
             b = _block(cat)
-            if empty.fits(b, capacity):
+            if _alone(b, capacity, exact):
                 out.append(b)
                 continue
             for i in cat:
                 b = _block([i])
-                if not empty.fits(b, capacity):
+                if not _alone(b, capacity, exact):
                     raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
                                     f"holds ({capacity} sectors of 2048 bytes with the bag): "
                                     "use a larger medium (--media)")
@@ -300,25 +303,42 @@ def _blocks(group: Group, capacity: int, media: str) -> list[_Block]:
     return out
 
 
-def pack(group: Group, others: list[Item], capacity: int, media: str) -> list[list[Item]]:
+def _alone(b: _Block, capacity: int, exact: Callable[[list[Item]], int] | None) -> bool:
+    """Whether block ``b`` fits an empty disc of ``capacity`` sectors: by the bound,
+    else (when ``exact`` is given) by the exact image size of a disc holding only
+    ``b``. The bound's margin for folders is large beside a small medium (a deep
+    tree on a test's ``custom:`` size), so it alone must not refuse a block."""
+    if _Disc().fits(b, capacity):
+        return True
+    return exact is not None and exact(b.items) <= capacity
+
+
+def pack(group: Group, others: list[Item], capacity: int, media: str,
+         exact: Callable[[list[Item]], int] | None = None) -> list[list[Item]]:
     """The group's items disc by disc (see the module docstring for the rules).
 
-    Raises PlanError when one item, or the source's non-record files, cannot
-    fit on an empty disc.
+    ``exact(items)`` gives the exact image sectors of a disc holding only
+    ``items``; with it, a block the bound alone would refuse is checked
+    exactly and, when it fits, gets a disc of its own. Raises PlanError when
+    one item, or the source's non-record files, cannot fit on an empty disc.
     """
-    return [items for items, _ in _pack(group, others, capacity, media)]
+    return [items for items, _ in _pack(group, others, capacity, media, exact=exact)]
 
 
 def _pack(group: Group, others: list[Item], capacity: int, media: str,
-          order: dict[int, int] | None = None) -> list[tuple[list[Item], int]]:
+          order: dict[int, int] | None = None,
+          exact: Callable[[list[Item]], int] | None = None) -> list[tuple[list[Item], int]]:
     """:func:`pack`, each disc with its upper bound in sectors. ``order`` maps
     id(item) to its place in the group (made here when None)."""
-    pending = _blocks(group, capacity, media)
+    pending = _blocks(group, capacity, media, exact)
     extra = _block(others) if others else None
     discs: list[_Disc] = []
     while pending or not discs:
         disc = _Disc()
         n = 0
+        if pending and not disc.fits(pending[0], capacity):   # fits alone, exactly (_alone)
+            disc.add(pending[0])
+            n = 1
         while n < len(pending) and disc.fits(pending[n], capacity):
             disc.add(pending[n])
             n += 1
@@ -331,11 +351,12 @@ def _pack(group: Group, others: list[Item], capacity: int, media: str,
         pending = rest
         discs.append(disc)
     if extra is not None:
-        if not _Disc().fits(extra, capacity):
+        if not _alone(extra, capacity, exact):
             raise PlanError(f"the files that are not records ({len(others)}, "
                             f"{sum(i.size for i in others)} bytes) do not fit on a {media} "
                             "disc: move them out of the source")
-        home = next((d for d in discs if d.fits(extra, capacity)), None)
+        # an empty disc takes it: it fits alone (_alone)
+        home = next((d for d in discs if not d.blocks or d.fits(extra, capacity)), None)
         if home is None:
             home = _Disc()
             discs.append(home)
@@ -390,11 +411,20 @@ def ranges(items: list[Item], group: Group, order: dict[int, int] | None = None
 def predict(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,
             side: str = "", key: Ed25519PrivateKey | None = None,
             bagging_date: dt.date | None = None, cache: Sizes | None = None) -> int:
-    """The exact image size in sectors of the disc holding ``items`` (tag files included).
-
-    With ``key`` the tag files are rendered and signed as the bag will be;
+    """The image size in sectors of the disc holding ``items`` (tag files included):
+    exact, or an upper bound for the trees :func:`manifests.imagesize.image_size` names
+    (:func:`predict_size` tells which). With ``key`` the tag files are rendered and signed as the bag will be;
     without, their sizes are computed (:func:`manifests.bag.tag_sizes`).
     """
+    return predict_size(items, disc, source_organization, fonds, side, key, bagging_date,
+                        cache)[0]
+
+
+def predict_size(items: list[Item], disc: DiscInfo, source_organization: str, fonds: str,
+                 side: str = "", key: Ed25519PrivateKey | None = None,
+                 bagging_date: dt.date | None = None, cache: Sizes | None = None
+                 ) -> tuple[int, bool]:
+    """:func:`predict` and whether it is exact: (sectors, exact)."""
     info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
     if key is not None:
         tags = {name: len(data) for name, data in tag_files(items, info, key).items()}
@@ -402,7 +432,7 @@ def predict(items: list[Item], disc: DiscInfo, source_organization: str, fonds: 
         cache = {} if cache is None else cache
         sizes = [_sizes(i, cache) for i in items]
         tags = tag_sizes(items, info, sum(s[0] for s in sizes), sum(s[1] for s in sizes))
-    return image_sectors(list(tags.items()) + [("data/" + i.path, i.size) for i in items])
+    return image_size(list(tags.items()) + [("data/" + i.path, i.size) for i in items])
 
 
 def make_plan(arrangement: Arrangement, media: str, capacity: int,
@@ -425,7 +455,11 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
         used[k] = used[k] + 1 if k in used else next_number(*k)
         group_id = f"{g.fonds}-{g.year}-{g.letter}{used[k]:02d}"
         order = {id(i): n for n, i in enumerate(g.items)}
-        packed = _pack(g, arrangement.others, capacity, media, order)
+        # a disc holding only the given items, with the longest Bag-Count a set can give
+        def alone_sectors(items, g=g, group_id=group_id):
+            return predict(items, DiscInfo(group_id, f"{group_id}-99", 99, 99),
+                           source_organization, g.fonds, g.side, None, bagging_date, cache)
+        packed = _pack(g, arrangement.others, capacity, media, order, alone_sectors)
         discs = []
         for v, (items, bound) in enumerate(packed, 1):
             disc_id = f"{group_id}-{v:02d}"
@@ -433,9 +467,8 @@ def make_plan(arrangement: Arrangement, media: str, capacity: int,
                 sectors, exact = bound, False
             else:
                 info = DiscInfo(group_id, disc_id, v, len(packed))
-                sectors = predict(items, info, source_organization, g.fonds, g.side, None,
-                                  bagging_date, cache)
-                exact = True
+                sectors, exact = predict_size(items, info, source_organization, g.fonds, g.side,
+                                              None, bagging_date, cache)
             discs.append(DiscPlan(v, items, sectors, capacity, disc_id,
                                   ranges(items, g, order), exact))
         sets.append(SetPlan(g, group_id, discs))

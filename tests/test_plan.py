@@ -443,3 +443,52 @@ def test_a_files_bound_tells_16_bit_udf_names_by_their_utf8_length(name):
     so beyond Latin-1) give name_info's cost, as do the names left to the full test."""
     for size in (0, 2049, 2 ** 32):
         test_a_files_bound_is_its_name_info_cost(name, size)
+
+
+def _folders_of_notes(source: Path, depth: int, files: int = 6) -> None:
+    for n in range(files):
+        folder = source.joinpath(*[f"第{k}层-{n}" for k in range(1, depth + 1)])
+        folder.mkdir(parents=True)
+        (folder / f"说明{n}.txt").write_bytes(b"not a record\n" * (n + 1))
+
+
+def _planned_discs(run, source: Path, media: str) -> list[dict]:
+    res = run("plan", str(source), "--media", media, "--json")
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout)["sets"][0]["discs"]
+
+
+def test_a_tree_on_a_small_medium_is_refused_by_its_exact_size_only(home, run, tmp_path):
+    """The packing bound's margin for folders is large beside a tiny medium; a block it
+    would refuse is measured exactly: it is planned and archived on a medium of exactly
+    its image's sectors, and refused one sector below."""
+    source = tmp_path / "notes"
+    _folders_of_notes(source, depth=6)
+    (disc,) = _planned_discs(run, source, "cd-r")
+    sectors = disc["sectors"]
+    assert disc["sectors_exact"]
+    bound = Bound()
+    for p in source.rglob("*.txt"):
+        bound.add("data/" + p.relative_to(source).as_posix(), p.stat().st_size)
+    assert bound.sectors() > sectors, "the bound alone would refuse this tree at its size"
+    tight = f"custom:{sectors}"
+    assert [d["sectors"] for d in _planned_discs(run, source, tight)] == [sectors]
+    refused = run("plan", str(source), "--media", f"custom:{sectors - 1}")
+    assert refused.exit_code == 2 and "do not fit on a custom:" in refused.stderr
+    archived = run("archive", str(source), "--media", tight, "--copies", "1")
+    assert archived.exit_code == 0, archived.stderr
+    (image,) = (home / "images").glob("*.iso")
+    assert image.stat().st_size == sectors * 2048
+
+
+def test_a_deep_trees_size_is_called_an_upper_bound(home, run, tmp_path):
+    """Past 8 folder levels (Rock Ridge relocation) the prediction carries a margin:
+    the plan says the size is not exact, and the image is not larger."""
+    source = tmp_path / "deep"
+    _folders_of_notes(source, depth=11)
+    (disc,) = _planned_discs(run, source, "cd-r")
+    assert disc["sectors_exact"] is False
+    archived = run("archive", str(source), "--media", f"custom:{disc['sectors']}", "--copies", "1")
+    assert archived.exit_code == 0, archived.stderr
+    (image,) = (home / "images").glob("*.iso")
+    assert image.stat().st_size <= disc["sectors"] * 2048
