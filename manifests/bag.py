@@ -300,8 +300,8 @@ def tag_file_parts(items: list[Item], info: dict[str, str],
 def tag_files(items: list[Item], info: dict[str, str], key: Ed25519PrivateKey) -> dict[str, bytes]:
     """The bag's tag files as {name: bytes}, in the order they go onto the disc.
 
-    ``items`` carry the SHA-256 measured when the source was scanned (an
-    empty one, when planning, counts as 64 characters). See
+    ``items`` carry their SHA-256 (an empty one, when planning or before
+    the payload is hashed, is written as 64 zeros: the same length). See
     :func:`tag_file_parts` for the same files piece by piece.
     """
     return {name: b"".join(parts) for name, parts in tag_file_parts(items, info, key)}

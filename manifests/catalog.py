@@ -60,8 +60,9 @@ class Item:
     """One payload file and its archival description.
 
     ``path`` is the file's POSIX path relative to the source root (and, under
-    ``data/``, on the disc). ``size`` is in bytes; ``sha256`` is hex;
-    ``mtime_ns`` is the modification time seen when it was hashed.
+    ``data/``, on the disc). ``size`` is in bytes; ``sha256`` is hex (empty
+    until hashed: an archive run hashes most files as it writes the image);
+    ``mtime_ns`` is the modification time the scan saw.
     ``is_record`` is False for files that are not records (the source's own
     catalog, a README): they are archived too, but carry no archival code.
     """
