@@ -74,40 +74,46 @@ def _files(source: Path) -> list[Path]:
 
 
 def op_master(job: dict) -> dict:
-    """Pack and master as daemon/jobs.py ``_archive`` does, up to the image's tag-file list.
+    """Pack and master as daemon/jobs.py ``_archive`` and ``_master`` do, up to the image check.
 
-    scan (hash every file) -> write_tag_files -> Layout -> capacity check ->
-    Layout.write (fsynced) -> tag files' extents and hashes, each stage
-    timed too (seconds). Then, untimed, writes ``<image>.items`` (TSV) for
-    the verify run.
+    ``scan`` as an archive run of a source with nothing recorded calls it
+    (no file recorded with the same size, so none hashed first; every file
+    opened once), then ``jobs.pack``: placeholder tag files, Layout,
+    capacity check, Layout.write (metadata by pycdlib, every payload file
+    read once, hashed as it is written, tag files rendered into the image,
+    fsynced). Stages (seconds): scan; tags and layout (until ``pack``'s
+    first progress call, when writing starts); write. Then, untimed,
+    writes ``<image>.items`` (TSV) for the verify run.
     """
     import tomllib
 
     import config
+    from daemon import incremental, jobs
     from manifests import signing
-    from manifests.bag import write_tag_files
+    from manifests.bag import DiscInfo
     from manifests.catalog import scan
-    from mastering.iso import Layout, sha256_file
 
     source, image_path, work = Path(job["source"]), Path(job["image"]), Path(job["work"])
     key, _ = signing.load_keypair(Path(job["key"]), Path(job["pub"]))
     retention = tomllib.loads(config.defaults_text())["archive"]["retention"]
     capacity = config.media_sectors("bd-r-xl")
-    quiet = lambda done, total: None   # what the job's QuietReporter hands out
+    writing: list[float] = []
+
+    def progress(done: int, total: int) -> None:     # as cheap as the QuietReporter's
+        if not writing:
+            writing.append(time.perf_counter())
+
     base = _rss()
     stages = [time.perf_counter()]
-    items = scan(source, retention, quiet, [])
+    items = scan(source, retention, lambda done, total: None, [],
+                 hashing=incremental.hashed_first({}),
+                 check_readable=True)
     stages.append(time.perf_counter())
-    bag = write_tag_files(work / "tags", source, items, SET_ID, "区社会保险局", "160", key)
+    packed = jobs.pack(work / "tags", image_path, source, items, DiscInfo(SET_ID, SET_ID),
+                       "区社会保险局", "160", "", key, capacity, "bd-r-xl", 0, progress)
     stages.append(time.perf_counter())
-    layout = Layout(bag.entries, SET_ID)
-    if layout.sectors > capacity:
-        raise SystemExit(f"corpus too large for one disc: {layout.sectors} sectors")
-    stages.append(time.perf_counter())
-    image = layout.write(image_path, quiet)
-    tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
-                 for name, host in bag.entries if not name.startswith("data/")]
-    stages.append(time.perf_counter())
+    image, tag_files = packed.image, packed.tag_files
+    stages[-1:-1] = writing
     seconds = stages[-1] - stages[0]
     peak = _peak_rss()
     with open(str(image_path) + ".items", "w", encoding="utf-8") as f:
@@ -116,7 +122,7 @@ def op_master(job: dict) -> dict:
             f.write(f"{i.path}\t{i.size}\t{i.sha256}\t{image.extents['data/' + i.path]}\n")
     return {"seconds": seconds, "bytes": sum(i.size for i in items), "files": len(items),
             "image_bytes": image.size, "base_rss": base, "peak_rss": peak,
-            "stages": dict(zip(("scan", "tags", "layout", "write"),
+            "stages": dict(zip(("scan", "tags+layout", "write"),
                                (b - a for a, b in zip(stages, stages[1:]))))}
 
 

@@ -17,13 +17,15 @@ folder). Against the latest recorded version of that path an item is:
 Sets that are not yet archived are named in :attr:`Delta.unfinished` so the
 operator is told to finish them rather than seeing their items archived
 twice. Only SHA-256 decides "changed": a file touched but not changed is
-not archived again.
+not archived again. A run hashes before comparing only the files recorded
+with the same size (:func:`hashed_first`); every other file is hashed once,
+as it is written into its image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from inventory.store import Inventory
 from manifests.arrange import Arrangement, Group
@@ -84,9 +86,33 @@ def recorded_versions(db, source: str) -> dict[str, Recorded]:
     return latest
 
 
-def split(inv: Inventory, source: str, items: list[Item]) -> Delta:
-    """Sort scanned (hashed) ``items`` of ``source`` into new, changed and unchanged."""
-    latest = recorded_versions(inv.db, source)
+def hashed_first(latest: dict[str, Recorded]) -> Callable[[str, int], bool]:
+    """Which files an archive run hashes before :func:`split`, as ``scan``'s ``hashing``.
+
+    ``latest`` is :func:`recorded_versions`. Only a path recorded from
+    this source with the same size needs its SHA-256 to tell unchanged
+    from changed; a new path, or one whose size changed, is archived
+    whatever its content, and is hashed once, as its bytes are written
+    into the image (mastering.iso.Layout.write). Returns ``f(path,
+    size_in_bytes) -> bool``.
+    """
+    def wanted(path: str, size: int) -> bool:
+        known = latest.get(path)
+        return known is not None and known.size == size
+    return wanted
+
+
+def split(inv: Inventory, source: str, items: list[Item],
+          latest: dict[str, Recorded] | None = None) -> Delta:
+    """Sort scanned ``items`` of ``source`` into new, changed and unchanged.
+
+    An item needs its SHA-256 only where :func:`hashed_first` says so; one
+    without (``sha256`` empty) is new, or changed when its path is
+    recorded. ``latest`` is :func:`recorded_versions` when the caller
+    has it already.
+    """
+    if latest is None:
+        latest = recorded_versions(inv.db, source)
     delta = Delta()
     unfinished: set[str] = set()
     for n, item in enumerate(items):

@@ -44,11 +44,11 @@ from inventory import lifecycle as lc
 from inventory.store import ITEM_COLUMNS, Inventory, utcnow
 from manifests import signing
 from manifests.arrange import Settings, arrange
-from manifests.bag import DiscInfo, item_range, write_tag_files
+from manifests.bag import DiscInfo, item_range, tag_file_parts, write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
 from manifests.plan import DiscPlan, Plan, PlanError, SetPlan, gc_paused, make_plan
 from manifests.validate import validate_bag
-from mastering.iso import Image, Layout, max_file_bytes, sha256_file
+from mastering.iso import Image, Layout, max_file_bytes
 from verification.onepass import Extent, file_chunks
 from verification.readback import Expected, Report, verify
 
@@ -447,11 +447,16 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
     try:
         warnings: list[str] = []
         problems: list = []
+        latest = incremental.recorded_versions(inv.db, str(source.resolve()))
+        # Only files recorded from this source with the same size are hashed now (to tell
+        # unchanged from changed); the rest are hashed once, as they are written (_master).
         items = scan(source, cfg.retention, ui.progress("scan"), warnings, problems,
+                     hashing=incremental.hashed_first(latest), check_readable=True,
                      max_file_bytes=max_file_bytes(capacity), medium=media)
         # The scanned item list is final here: arrangement and planning start from `items`;
         # only what is new or changed since earlier runs of this source goes onto discs.
-        delta = incremental.split(inv, str(source.resolve()), items)
+        delta = incremental.split(inv, str(source.resolve()), items, latest)
+        del latest
         with gc_paused():
             plan = plan_source(cfg, source, media, capacity, items, problems, inv,
                                wanted=set(delta.versions))
@@ -491,30 +496,89 @@ def _archive(cfg: Config, source: Path, media: str, capacity: int, copies: int,
             inv.close()
 
 
+@dataclass
+class Packed:
+    """One disc packed and mastered, not yet checked: see :func:`pack`.
+
+    ``tag_files`` lists each tag file as [path in the bag, first sector,
+    bytes, SHA-256 hex] (the ``disc_sets.tag_files`` column); ``info`` is
+    bag-info.txt's fields; ``changed`` the paths of items hashed before
+    (incremental runs) whose bytes in the image have another SHA-256.
+    """
+
+    image: Image
+    tag_files: list
+    info: dict
+    changed: list[str]
+
+
+def pack(tag_dir: Path, out: Path, source: Path, items: list[Item], disc: DiscInfo,
+         organization: str, fonds: str, side: str, key, capacity: int, media: str,
+         predicted: int, progress: Callable[[int, int], None] | None = None) -> Packed:
+    """Bag and master one planned disc into the image file ``out``; nothing recorded.
+
+    The tag files' exact sizes are known before any payload hash (a hash
+    is always 64 hex digits): they are written into ``tag_dir`` as
+    placeholders (zeros) of those sizes, laid out with the payload
+    (:class:`mastering.iso.Layout`) and the image's sectors checked against
+    ``capacity``; :meth:`Layout.write` then reads every payload file once,
+    hashing it as it is written, and the tag files (manifest, catalog, tag
+    manifest, signature: RFC 8493) are rendered from those hashes straight
+    into their places in the image before it is fsynced and renamed (the
+    scratch copies in ``tag_dir`` stay placeholders).
+    Every item's ``sha256`` becomes that of its bytes in the image (an
+    earlier value that differs is listed in ``Packed.changed``). The image
+    is not checked here (see :func:`_master`). ``predicted`` is the plan's
+    sectors, for the message. Raises JobError when the image would not fit,
+    MasteringError when it cannot be written.
+    """
+    bag = write_tag_files(tag_dir, source, items, disc, organization, fonds, key, side=side,
+                          placeholders=True)
+    layout = Layout(bag.entries, disc.disc_id)
+    if layout.sectors > capacity:
+        raise JobError(
+            f"disc {disc.disc_id} would need {layout.sectors} sectors but a {media} medium holds "
+            f"{capacity} (the plan predicted {predicted}): report this as a bug, and "
+            "archive with a larger medium (--media) meanwhile")
+    changed: list[str] = []
+
+    def finish(digests: dict[str, str]):
+        for i in items:
+            digest = digests["data/" + i.path]
+            if i.sha256 and i.sha256 != digest:
+                changed.append(i.path)
+            i.sha256 = digest
+        return tag_file_parts(items, bag.info, key)
+
+    image = layout.write(out, progress, finish)
+    tag_files = [[name, image.extents[name], host.stat().st_size, image.digests[name]]
+                 for name, host in bag.entries if not name.startswith("data/")]
+    return Packed(image, tag_files, bag.info, changed)
+
+
 def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, capacity: int,
             key, public_pem: bytes, ui: Reporter) -> _Made:
-    """Tag files, image and image check of one planned disc; nothing recorded. Raises JobError."""
+    """Tag files, image and image check of one planned disc; nothing recorded. Raises JobError.
+
+    The check reads the whole image once (verification.onepass): it gives the
+    image's SHA-256 and proves the image holds the bytes :func:`pack` hashed.
+    A file whose size or modification time changed since the scan, or whose
+    bytes differ from an earlier hash of this run, changed while it was packed.
+    """
     set_id, items = dp.disc_id, dp.items
     work = cfg.work_dir / "run" / set_id
     shutil.rmtree(work, ignore_errors=True)
-    disc = DiscInfo(sp.group_id, set_id, dp.volume, len(sp.discs))
-    bag = write_tag_files(work / "tags", source, items, disc, cfg.source_organization,
-                          sp.group.fonds, key, side=sp.group.side)
-    layout = Layout(bag.entries, set_id)
-    if layout.sectors > capacity:
-        raise JobError(
-            f"disc {set_id} would need {layout.sectors} sectors but a {media} medium holds "
-            f"{capacity} (the plan predicted {dp.sectors}): report this as a bug, and "
-            "archive with a larger medium (--media) meanwhile")
     cfg.images_dir.mkdir(parents=True, exist_ok=True)
-    image = layout.write(cfg.images_dir / f"{set_id}.iso", ui.progress("master"))
-    tag_files = [[name, image.extents[name], host.stat().st_size, sha256_file(host)]
-                 for name, host in bag.entries if not name.startswith("data/")]
+    packed = pack(work / "tags", cfg.images_dir / f"{set_id}.iso", source, items,
+                  DiscInfo(sp.group_id, set_id, dp.volume, len(sp.discs)),
+                  cfg.source_organization, sp.group.fonds, sp.group.side, key, capacity, media,
+                  dp.sectors, ui.progress("master"))
+    image, tag_files = packed.image, packed.tag_files
     expected = Expected(image.size, None, tuple(
         [(Extent(name, lba, size), sha) for name, lba, size, sha in tag_files]
         + [(Extent("data/" + i.path, image.extents["data/" + i.path], i.size), i.sha256)
            for i in items]))
-    changed = _changed_files(source, items)
+    changed = packed.changed + _changed_files(source, items)
     check = verify(file_chunks(image.path, image.size), expected, public_pem,
                    ui.progress("check image"))
     image = replace(image, sha256=check.image_sha256)
@@ -528,7 +592,7 @@ def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, ca
                            "run again when nothing is writing to the source")
         raise JobError(f"the new image {set_id} failed its check ({check.summary()}): "
                        "nothing was burned; report this as a bug")
-    return _Made(sp, dp, image, expected, tag_files, bag.info)
+    return _Made(sp, dp, image, expected, tag_files, packed.info)
 
 
 def _record(source: Path, m: _Made, media: str, capacity: int, copies: int,

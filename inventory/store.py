@@ -21,7 +21,7 @@ read with any SQLite tool. Tables:
 ``items``
     One row per payload file of a set: 档号 (``archival_code``), 件号
     (``item_number``), title, path in the source and on the disc, size in
-    bytes, SHA-256 measured when the source was scanned, and ``extent_lba``:
+    bytes, SHA-256 of its bytes as written into the image, and ``extent_lba``:
     the 2048-byte sector where its data starts in the image (the data is
     contiguous), so a read-back can hash files in one pass and name the
     files an unreadable sector hits. ``version`` counts the versions of one

@@ -34,6 +34,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -111,14 +112,31 @@ def manifest_line(i: Item) -> str:
     return f"{i.sha256 or _NO_HASH}  {encode_manifest_path('data/' + i.path)}\n"
 
 
-def _catalog_csv(items: list[Item]) -> bytes:
+_LINES = 4096
+"""Manifest lines or catalog rows rendered at a time (each piece of a tag file a few 100 KB)."""
+
+
+def _manifest_parts(items: list[Item]) -> Iterator[bytes]:
+    """manifest-sha256.txt in pieces of up to _LINES lines (UTF-8)."""
+    for n in range(0, len(items), _LINES):
+        yield "".join(manifest_line(i) for i in items[n:n + _LINES]).encode("utf-8")
+
+
+def _catalog_parts(items: list[Item]) -> Iterator[bytes]:
+    """The disc's catalog (归档文件目录.csv) in pieces of up to _LINES rows (UTF-8)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CATALOG_HEADER)
+    rows = 0
     for i in items:
         if i.is_record:
             w.writerow(catalog_row(i))
-    return out.getvalue().encode("utf-8")
+            rows += 1
+            if rows % _LINES == 0:
+                yield out.getvalue().encode("utf-8")
+                out.seek(0)
+                out.truncate()
+    yield out.getvalue().encode("utf-8")
 
 
 def csv_bytes(row: list) -> int:
@@ -240,25 +258,53 @@ def bag_info(items: list[Item], disc: DiscInfo, source_organization: str, fonds:
     return info
 
 
+BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+
+def tag_file_parts(items: list[Item], info: dict[str, str],
+                   key: Ed25519PrivateKey) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """The bag's tag files, in the order they go onto the disc, each as (name, its pieces).
+
+    The same bytes as :func:`tag_files`, rendered a few hundred KB at a
+    time, so a bag of 100,000 files never holds its 60 MB of manifest and
+    catalog at once. Consume each file's pieces before asking for the next
+    file: the tag manifest (RFC 8493 section 2.2.1) holds the SHA-256 of
+    the files before it, measured as their pieces go by, and is signed
+    (Ed25519) as it is made. Raises RuntimeError if a file was skipped.
+    """
+    sums: list[tuple[str, str]] = []
+
+    def hashed(name: str, parts) -> Iterator[bytes]:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+            yield part
+        sums.append((name, h.hexdigest()))
+
+    files = (("bagit.txt", [BAGIT_TXT]),
+             ("bag-info.txt", ["".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8")]),
+             ("manifest-sha256.txt", _manifest_parts(items)),
+             (CATALOG_NAME, _catalog_parts(items)),
+             (DESCRIPTION_NAME, [_description(info, items)]),
+             (PUBLIC_KEY_NAME, [signing.public_pem(key)]))
+    for name, parts in files:
+        yield name, hashed(name, parts)
+    if len(sums) != len(files):
+        raise RuntimeError("a tag file's pieces were not all taken before the tag manifest")
+    tagmanifest = "".join(f"{sha}  {encode_manifest_path(name)}\n"
+                          for name, sha in sums).encode("utf-8")
+    yield "tagmanifest-sha256.txt", iter([tagmanifest])
+    yield SIGNATURE_NAME, iter([signing.sign(key, tagmanifest)])
+
+
 def tag_files(items: list[Item], info: dict[str, str], key: Ed25519PrivateKey) -> dict[str, bytes]:
     """The bag's tag files as {name: bytes}, in the order they go onto the disc.
 
-    ``items`` carry the SHA-256 measured when the source was scanned (an
-    empty one, when planning, counts as 64 characters).
+    ``items`` carry their SHA-256 (an empty one, when planning or before
+    the payload is hashed, is written as 64 zeros: the same length). See
+    :func:`tag_file_parts` for the same files piece by piece.
     """
-    files: dict[str, bytes] = {
-        "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
-        "bag-info.txt": "".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8"),
-        "manifest-sha256.txt": "".join(manifest_line(i) for i in items).encode("utf-8"),
-        CATALOG_NAME: _catalog_csv(items),
-        DESCRIPTION_NAME: _description(info, items),
-        PUBLIC_KEY_NAME: signing.public_pem(key),
-    }
-    tagmanifest = "".join(f"{hashlib.sha256(data).hexdigest()}  {encode_manifest_path(name)}\n"
-                          for name, data in files.items()).encode("utf-8")
-    files["tagmanifest-sha256.txt"] = tagmanifest
-    files[SIGNATURE_NAME] = signing.sign(key, tagmanifest)
-    return files
+    return {name: b"".join(parts) for name, parts in tag_file_parts(items, info, key)}
 
 
 def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
@@ -271,7 +317,7 @@ def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
     and the public key (PEM of an Ed25519 key) have fixed sizes.
     """
     sizes = {
-        "bagit.txt": 55,
+        "bagit.txt": len(BAGIT_TXT),
         "bag-info.txt": len("".join(f"{k}: {v}\n" for k, v in info.items()).encode("utf-8")),
         "manifest-sha256.txt": manifest_bytes,
         CATALOG_NAME: csv_bytes(CATALOG_HEADER) + catalog_bytes,
@@ -287,23 +333,32 @@ def tag_sizes(items: list[Item], info: dict[str, str], manifest_bytes: int,
 def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscInfo | str,
                     source_organization: str, fonds: str,
                     key: Ed25519PrivateKey, bagging_date: dt.date | None = None,
-                    side: str = "") -> Bag:
+                    side: str = "", placeholders: bool = False) -> Bag:
     """Write the tag files of the bag for ``items`` into ``tag_dir``.
 
     ``disc`` places the bag in its set (Bag-Group-Identifier, Bag-Count
     "k of n"); a plain ID means a set of this one disc. ``items`` carry
-    the SHA-256 measured when the source was
-    scanned; the manifest records exactly those values, so a file that
-    changes afterwards fails validation instead of being recorded with its
-    new content. Raises OSError if ``tag_dir`` cannot be written.
+    their SHA-256, or none yet: an empty one is written as 64 zeros, as
+    long as a hash, so every tag file already has its final size. The
+    manifest records exactly the values given. ``placeholders`` writes each
+    tag file as zeros (a sparse file) of that exact size instead of its
+    bytes: for an image laid out before its payload is hashed, whose tag
+    files are then rendered with :func:`tag_file_parts` and the same
+    ``Bag.info`` (daemon.jobs.pack). Raises OSError if ``tag_dir`` cannot
+    be written.
     """
     if isinstance(disc, str):
         disc = DiscInfo(disc, disc)
     tag_dir.mkdir(parents=True, exist_ok=True)
     info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
     entries: list[tuple[str, Path]] = []
-    for name, data in tag_files(items, info, key).items():
-        (tag_dir / name).write_bytes(data)
+    for name, parts in tag_file_parts(items, info, key):
+        with open(tag_dir / name, "wb") as f:
+            if placeholders:
+                f.truncate(sum(len(part) for part in parts))
+            else:
+                for part in parts:
+                    f.write(part)
         entries.append((name, tag_dir / name))
     entries.extend(("data/" + i.path, source / i.path) for i in items)
     return Bag(entries=entries, info=info, tag_dir=tag_dir)

@@ -61,8 +61,9 @@ class Item:
     """One payload file and its archival description.
 
     ``path`` is the file's POSIX path relative to the source root (and, under
-    ``data/``, on the disc). ``size`` is in bytes; ``sha256`` is hex;
-    ``mtime_ns`` is the modification time seen when it was hashed.
+    ``data/``, on the disc). ``size`` is in bytes; ``sha256`` is hex (empty
+    until hashed: an archive run hashes most files as it writes the image);
+    ``mtime_ns`` is the modification time the scan saw.
     ``is_record`` is False for files that are not records (the source's own
     catalog, a README): they are archived too, but carry no archival code.
     """
@@ -586,8 +587,10 @@ def _explain_unicode_twins(problems: list[Problem]) -> None:
 
 def scan(source: Path, retention_map: dict[str, str] | None = None,
          progress: Progress | None = None, warnings: list[str] | None = None,
-         problems: list[Problem] | None = None, hashing: bool = True,
-         max_file_bytes: int | None = None, medium: str = "the medium") -> list[Item]:
+         problems: list[Problem] | None = None,
+         hashing: bool | Callable[[str, int], bool] = True,
+         max_file_bytes: int | None = None, medium: str = "the medium",
+         check_readable: bool = False) -> list[Item]:
     """Describe and hash every file of ``source``, reading it only.
 
     Returns items sorted by path. ``progress(done_bytes, total_bytes)`` is
@@ -596,6 +599,12 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     the files in a year folder without a row (see :class:`Problem`);
     without it a row without a file is a ScanError. ``hashing=False``
     only stats the files (for planning): ``sha256`` is then empty.
+    ``hashing`` may also be ``f(path, size_in_bytes) -> bool``: only the
+    files it picks are hashed, the others' ``sha256`` is empty (an
+    archive run hashes the rest as it writes the image: see
+    daemon.incremental.hashed_first). ``check_readable`` opens every
+    file not hashed (reading nothing), so a file that cannot be read is
+    refused here, before anything is written.
     ``max_file_bytes`` is the largest file one ``medium`` can hold
     (:func:`mastering.iso.max_file_bytes`): larger files are refused, all
     at once, before a byte is hashed. Raises ScanError for a missing or
@@ -637,11 +646,25 @@ def scan(source: Path, retention_map: dict[str, str] | None = None,
     items = []
     # (path, SHA-256 or "", (size, mtime_ns)) a file
     described: Iterator[tuple[str, str, tuple[int, int]]]
-    if hashing:
+    if hashing is True:
         hashed = _hash_files(root, paths, [stats[rel][0] for rel in paths], tick)
         described = ((rel, digest, (size, stats[rel][1]))
                      for rel, (digest, size) in zip(paths, hashed))
+    elif hashing:
+        picked = [rel for rel in paths if hashing(rel, stats[rel][0])]
+        some = dict(zip(picked, _hash_files(root, picked, [stats[rel][0] for rel in picked],
+                                            tick)))
+        if check_readable:
+            _open_files(root, [rel for rel in paths if rel not in some])
+
+        def described_some() -> Iterator[tuple[str, str, tuple[int, int]]]:
+            for rel in paths:
+                got = some.get(rel)
+                yield (rel, got[0], (got[1], stats[rel][1])) if got else (rel, "", stats[rel])
+        described = described_some()
     else:
+        if check_readable:
+            _open_files(root, paths)
         described = zip(paths, repeat(""), map(stats.__getitem__, paths))
     get_row = rows_by_path.get
     for rel, digest, (size, mtime) in described:
@@ -687,14 +710,38 @@ def _hash_batch(root: str, rels: list[str]) -> list[tuple[str, int]]:
     return [hash_file(os.path.join(root, rel)) for rel in rels]
 
 
+def _open_batch(root: str, rels: list[str]) -> list[tuple[str, int]]:
+    """Open (and close) each file, reading nothing: ("", 0) each. Raises ScanError."""
+    for rel in rels:
+        path = os.path.join(root, rel)
+        try:
+            open(path, "rb", buffering=0).close()
+        except OSError as exc:
+            raise ScanError(f"cannot read {path}: {exc.strerror}; fix its permissions "
+                            "and run again") from None
+    return [("", 0)] * len(rels)
+
+
+def _open_files(root: str, paths: list[str]) -> None:
+    """Open every file of ``paths`` (relative to ``root``) once, threaded as hashing is.
+
+    Raises ScanError naming the first that cannot be opened.
+    """
+    for _ in _hash_files(root, paths, [0] * len(paths), lambda n: None, _open_batch):
+        pass
+
+
 def _hash_files(root: str, paths: list[str], sizes: list[int],
-                tick: Callable[[int], None]) -> Iterator[tuple[str, int]]:
+                tick: Callable[[int], None],
+                work: Callable[[str, list[str]], list[tuple[str, int]]] = _hash_batch
+                ) -> Iterator[tuple[str, int]]:
     """(SHA-256, size) of each file of ``paths`` (relative to ``root``), in order.
 
     Hashed by up to 4 threads (no more than the CPUs), in batches of up to
     256 files or 8 MiB: hashlib and file reads release the GIL, so the
     hashing of a scan takes all the cores. At most two batches a thread are
-    in flight. ``tick(bytes)`` is called per file, in order. Raises
+    in flight. ``tick(bytes)`` is called per file, in order. ``work`` does
+    one batch (:func:`_open_batch` only opens the files). Raises
     ScanError as :func:`hash_file` does.
     """
     workers = min(4, os.cpu_count() or 1)
@@ -709,14 +756,14 @@ def _hash_files(root: str, paths: list[str], sizes: list[int],
         batches.append(batch)
     if workers < 2:
         for b in batches:
-            for result in _hash_batch(root, b):
+            for result in work(root, b):
                 tick(result[1])
                 yield result
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="scan-sha256") as pool:
         window: deque = deque()
         for b in batches:
-            window.append(pool.submit(_hash_batch, root, b))
+            window.append(pool.submit(work, root, b))
             while len(window) > 2 * workers or (window and window[0].done()):
                 for result in window.popleft().result():
                     tick(result[1])

@@ -34,18 +34,22 @@ import functools
 import hashlib
 import os
 import re
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable, Iterable
 
 import pycdlib
-from pycdlib import pycdlibexception, rockridge, utils
+from pycdlib import inode, pycdlibexception, rockridge, utils
 
 SECTOR = 2048
 JOLIET_MAX = 64
 NAME_MAX_BYTES = 255          # Rock Ridge NM and most POSIX file systems
 MAX_EXTENT = 0xFFFFF800       # the largest ISO 9660 extent a directory record gives
 WRITE_BLOCK = 1 << 20   # bytes pycdlib copies at a time (its default, 32 KiB, costs a call per 32 KiB)
+COPY_BLOCK = 1 << 20    # bytes of a file read, hashed and written at a time by Layout.write
 _JOLIET_FORBIDDEN = re.compile(r"[\x00-\x1f*/:;?\\]")
 _D_CHARS = re.compile(r"[^A-Z0-9_]")
 
@@ -65,7 +69,9 @@ class Image:
     check has read the image (see verification.onepass); ``extents`` maps
     each file's path in the bag to the sector where its data starts (its
     bytes are contiguous: ISO 9660 single extent, or level 3 multi-extent
-    laid out back to back).
+    laid out back to back); ``digests`` maps each file's path to the
+    SHA-256 (hex) of the bytes :meth:`Layout.write` put into the image for
+    it, measured as they were written.
     """
 
     path: Path
@@ -73,6 +79,7 @@ class Image:
     sectors: int
     sha256: str | None = None
     extents: dict[str, int] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def _utf16_units(text: str) -> int:
@@ -184,6 +191,17 @@ class _PyCdlib(pycdlib.PyCdlib):
     # room: the same areas, at most a few bytes a block less tightly packed.
     _CE_TRIED = 4
 
+    # While Layout.write runs, pycdlib writes every byte but the files' data:
+    # each file's inode is listed here instead, in the order pycdlib would
+    # copy it, and _copy_files copies (and hashes) the data at its place.
+    _data_later: list | None = None
+
+    def _output_file_data(self, outfp, blocksize, ino):
+        if self._data_later is None:
+            return super()._output_file_data(outfp, blocksize, ino)
+        self._data_later.append(ino)
+        return ()
+
     def _update_rr_ce_entry(self, rec):
         rr = rec.rock_ridge
         if rr is None or rr.dr_entries.ce_record is None:
@@ -253,17 +271,20 @@ class _Sequential:
 
     pycdlib seeks before every record it writes, and a buffered file
     flushes on every seek: a system call per record (680,000 for 100,000
-    files). Here the position is only counted; the file is sought when a
-    write lands away from where it stands, and a gap of up to 64 KiB past
-    the end of what is written is filled with the zeros it would read as.
-    The bytes of the image are the same.
+    files). Here the position is only counted and the bytes gather in a
+    run of up to 1 MiB, written with one os.pwrite when a write lands away
+    from the run's end (or it is full); a gap of up to 64 KiB past the end
+    of all that is written is filled with the zeros it would read as. The
+    bytes of the image are the same. Call :meth:`flush` at the end.
     """
 
     mode = "wb"
+    _RUN = 1 << 20
 
-    def __init__(self, f: BinaryIO):
-        self._f = f
-        self._pos = self._at = self._end = 0   # asked for, where the file is, end of the data
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._run = bytearray()
+        self._start = self._pos = self._end = 0   # the run's offset, asked for, end of the data
 
     def tell(self) -> int:
         return self._pos
@@ -277,16 +298,203 @@ class _Sequential:
         return offset
 
     def write(self, data) -> int:
-        gap = self._pos - self._at
-        if gap and self._at == self._end and 0 < gap <= 1 << 16:
-            self._f.write(bytes(gap))
-        elif gap:
-            self._f.seek(self._pos)
-        n = self._f.write(data)
+        at = self._start + len(self._run)
+        if self._pos != at:
+            gap = self._pos - at
+            if 0 < gap <= 1 << 16 and at == self._end:
+                self._run += bytes(gap)
+            else:
+                self.flush()
+                self._start = self._pos
+        self._run += data
+        n = len(data)
         self._pos += n
-        self._at = self._pos
-        self._end = max(self._end, self._at)
+        self._end = max(self._end, self._pos)
+        if len(self._run) >= self._RUN:
+            self.flush()
         return n
+
+    def flush(self) -> None:
+        """Write the gathered run. Raises OSError."""
+        view = memoryview(self._run)
+        at = self._start
+        while view.nbytes:
+            k = os.pwrite(self._fd, view, at)
+            at, view = at + k, view[k:]
+        view.release()
+        self._start = at
+        self._run.clear()
+
+
+_EMPTY_SHA256 = hashlib.sha256().hexdigest()
+_BATCH_BYTES = 8 << 20       # a thread copies files in batches of at most this many bytes
+_BATCH_FILES = 256           # or files
+_FLUSH_BYTES = 256 << 20     # written bytes that start the image's write-back (see _Flusher)
+_buffers = threading.local()
+
+
+def _copy_one(out: int, ino, buf: memoryview) -> tuple[str, int]:
+    """Copy one file's data to its place in the image, hashing it on the way.
+
+    ``out`` is the image's descriptor; ``ino`` the pycdlib inode (its
+    extent, length and source: a host file name, or an open file object).
+    The bytes are read into ``buf``, hashed and written with os.pwrite at
+    the file's extent, so the digest is of exactly the bytes in the image.
+    A source shorter than laid out (it shrank since it was added) leaves
+    zeros in the image, as pycdlib's copy does, and the digest covers them.
+    Returns (SHA-256 hex, bytes written). Raises OSError.
+    """
+    at, left = ino.extent_location() * SECTOR, ino.get_data_length()
+    h, written = hashlib.sha256(), 0
+    if ino.manage_fp:
+        fd = os.open(ino.data_fp, os.O_RDONLY)
+        read = lambda view: os.readv(fd, [view])
+    else:       # an open file object (pycdlib's add_fp): not used by Layout, kept correct
+        opened = inode.InodeOpenData(ino, SECTOR)
+        src, _ = opened.__enter__()
+        read = src.readinto
+    try:
+        while left:
+            view = buf[:min(left, len(buf))]
+            n = read(view)
+            if not n:                 # shorter than laid out: the image keeps zeros there
+                while left:
+                    n = min(left, len(buf))
+                    h.update(bytes(n))
+                    left -= n
+                break
+            piece = view[:n]
+            h.update(piece)
+            while piece.nbytes:
+                k = os.pwrite(out, piece, at)
+                at, piece = at + k, piece[k:]
+            written, left = written + n, left - n
+    finally:
+        if ino.manage_fp:
+            os.close(fd)
+        else:
+            opened.__exit__(None, None, None)
+    return h.hexdigest(), written
+
+
+def _copy_batch(out: int, batch: list, flusher: "_Flusher") -> list[tuple[str, int]]:
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(COPY_BLOCK))
+    done = [_copy_one(out, ino, buf) for _, ino in batch]
+    flusher.wrote(sum(n for _, n in done))
+    return done
+
+
+def _write_parts(out: int, path: str, parts: Iterable[bytes], at: int, length: int) -> str:
+    """Write ``parts`` one after the other from byte ``at`` of ``out``; their SHA-256 (hex).
+
+    Raises MasteringError (a bug) unless they are exactly ``length`` bytes.
+    """
+    h, n = hashlib.sha256(), 0
+    for data in parts:
+        n += len(data)
+        if n > length:
+            break
+        h.update(data)
+        view = memoryview(data)
+        while view.nbytes:
+            k = os.pwrite(out, view, at)
+            at, view = at + k, view[k:]
+    if n != length:
+        raise MasteringError(f"{path}: {'more than ' if n > length else ''}{n} bytes to write "
+                             f"where {length} were laid out; report this as a bug")
+    return h.hexdigest()
+
+
+class _Flusher:
+    """Starts the image's write-back while the copy goes on (one thread, fdatasync).
+
+    The kernel writes dirty pages back only once a large share of memory
+    is dirty, so the final fsync would wait for gigabytes with nothing
+    else to do. Each time the copying threads have written
+    ``_FLUSH_BYTES`` more, this thread calls fdatasync: the disk works
+    while the CPUs hash, and the final fsync has little left.
+    """
+
+    def __init__(self, fd: int):
+        self.fd, self.pending = fd, 0
+        self.lock, self.wake, self.stop = threading.Lock(), threading.Event(), False
+        self.thread = threading.Thread(target=self._run, name="image-writeback", daemon=True)
+        self.thread.start()
+
+    def wrote(self, n: int) -> None:
+        with self.lock:
+            self.pending += n
+            if self.pending >= _FLUSH_BYTES:
+                self.pending = 0
+                self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stop:
+                return
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                return               # the final fsync reports it
+
+    def close(self) -> None:
+        self.stop = True
+        self.wake.set()
+        self.thread.join()
+
+
+def _copy_files(out: int, copies: list[tuple[str | None, object]],
+                tick: Callable[[int], None]) -> dict[str | None, str]:
+    """Copy and hash every file's data into the image ``out`` (a descriptor).
+
+    ``copies`` lists (path in the bag, pycdlib inode) in the order pycdlib
+    would write them. Files are copied in batches of up to 256 files or
+    8 MiB by up to 4 threads (no more than the CPUs): reads, hashlib and
+    os.pwrite release the GIL, so hashing takes all the cores while the
+    disk writes. ``tick(bytes)`` is called per batch, in order, from this
+    thread. Returns {path: SHA-256 hex}. Raises OSError.
+    """
+    batches, batch, room = [], [], _BATCH_BYTES
+    for path, ino in copies:
+        batch.append((path, ino))
+        room -= ino.get_data_length()
+        if room <= 0 or len(batch) >= _BATCH_FILES:
+            batches.append(batch)
+            batch, room = [], _BATCH_BYTES
+    if batch:
+        batches.append(batch)
+    digests: dict[str | None, str] = {}
+    workers = min(4, os.cpu_count() or 1)
+    flusher = _Flusher(out)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="image-copy") as pool:
+            window: deque = deque()
+
+            def settle() -> None:
+                b, future = window.popleft()
+                done = future.result()
+                for (path, _), (digest, _) in zip(b, done):
+                    digests[path] = digest
+                tick(sum(n for _, n in done))
+
+            try:
+                for b in batches:
+                    window.append((b, pool.submit(_copy_batch, out, b, flusher)))
+                    while len(window) > 2 * workers or (window and window[0][1].done()):
+                        settle()
+                while window:
+                    settle()
+            except BaseException:
+                for _, future in window:
+                    future.cancel()
+                raise
+    finally:
+        flusher.close()
+    return digests
 
 
 class Layout:
@@ -365,29 +573,80 @@ class Layout:
                 raise MasteringError(f"{path}: its {tree} extents hold {at - lba * SECTOR} of "
                                      f"{size} bytes; report this as a bug")
 
-    def write(self, out: Path, progress: Progress | None = None) -> Image:
+    def write(self, out: Path, progress: Progress | None = None,
+              finish: Callable[[dict[str, str]], Iterable[tuple[str, Iterable[bytes]]]]
+              | None = None) -> Image:
         """Write the image to ``out`` (via ``out.part``, fsynced, then renamed).
 
-        Raises MasteringError if a payload file cannot be read while writing.
+        pycdlib writes the volume descriptors and the four trees; each file's
+        data is then read once, hashed and written at its place by
+        :func:`_copy_files` (``Image.digests``: the SHA-256 of exactly the
+        bytes in the image). The bytes are those pycdlib's own ``write_fp``
+        writes. ``finish(digests)``, when given, is called once every file
+        is in the image, with ``{path: SHA-256 hex}``; it returns (path,
+        pieces of bytes) pairs for files to write again in place, each
+        exactly as long as the file laid out: the tag files, laid out with
+        placeholders of their final size, whose contents come from the
+        payload's hashes. Each file's pieces are written in order before
+        the next file is asked for; their digests become those of the new
+        bytes. Only then is the image
+        fsynced and renamed, so a crash leaves at most ``out.part``.
+        ``progress(done, total)`` counts the image's bytes.
+
+        Raises MasteringError if a file cannot be read while writing, or if
+        a rewritten file's length is not the laid-out one (a bug).
         """
         part = out.with_name(out.name + ".part")
-        cb = (lambda done, total, _opaque: progress(done, total)) if progress else None
+        total = self.sectors * SECTOR
+        show = progress or (lambda done, total: None)
+        cb = lambda done, whole, _opaque: show(done, total) if done < whole else None
         try:
-            with open(part, "wb") as f:
-                self.iso.write_fp(_Sequential(f), blocksize=WRITE_BLOCK, progress_cb=cb)
-                f.flush()
+            with open(part, "wb", buffering=0) as f:
+                self.iso._data_later = later = []
+                try:       # everything but the files' data (see _PyCdlib._output_file_data)
+                    meta = _Sequential(f.fileno())
+                    self.iso.write_fp(meta, blocksize=WRITE_BLOCK, progress_cb=cb)
+                    meta.flush()
+                finally:
+                    self.iso._data_later = None
+                extents, lengths, owner = {}, {}, {}
+                for path, iso in self._files.items():
+                    record = self.iso.get_record(iso_path=iso)
+                    extents[path] = record.extent_location()
+                    lengths[path] = record.get_data_length()
+                    if record.inode is not None:
+                        owner[id(record.inode)] = path
+                    if record.data_continuation is not None:      # multi-extent (> MAX_EXTENT)
+                        self._check_contiguous(path, iso, extents[path])
+                done = total - sum(ino.get_data_length() for ino in later)
+
+                def tick(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    show(done, total)
+
+                digests = _copy_files(f.fileno(), [(owner.get(id(ino)), ino) for ino in later],
+                                      tick)
+                digests.pop(None, None)          # data pycdlib writes that is no bag file
+                for path, length in lengths.items():
+                    if path not in digests:
+                        if length:
+                            raise MasteringError(f"{path}: its data was not written; report "
+                                                 "this as a bug")
+                        digests[path] = _EMPTY_SHA256
+                for path, parts in (finish(dict(digests)) if finish else ()):
+                    digests[path] = _write_parts(f.fileno(), path, parts,
+                                                 extents[path] * SECTOR, lengths[path])
                 os.fsync(f.fileno())
-            extents = {}
-            for path, iso in self._files.items():
-                record = self.iso.get_record(iso_path=iso)
-                extents[path] = record.extent_location()
-                if record.data_continuation is not None:      # multi-extent (> MAX_EXTENT)
-                    self._check_contiguous(path, iso, extents[path])
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise MasteringError(f"cannot write the image: {exc}") from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
         finally:
             self.iso.close()
         os.replace(part, out)
         size = out.stat().st_size
-        return Image(path=out, size=size, sectors=-(-size // SECTOR), extents=extents)
+        return Image(path=out, size=size, sectors=-(-size // SECTOR), extents=extents,
+                     digests=digests)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 
 import pytest
@@ -102,3 +104,83 @@ def test_the_image_is_byte_for_byte_what_pycdlib_writes(tmp_path):
         layout.iso.write_fp(f)
     image = layout.write(tmp_path / "t.iso")
     assert image.path.read_bytes() == (tmp_path / "plain.iso").read_bytes()
+
+
+def _extent_bytes(image, path: str, size: int) -> bytes:
+    with open(image.path, "rb") as f:
+        f.seek(image.extents[path] * 2048)
+        return f.read(size)
+
+
+def test_write_hashes_every_file_as_it_writes_it(tmp_path):
+    """Image.digests: each file's SHA-256, of exactly the bytes in the image; large files
+    span several reads, one source may be added twice, an empty file has the empty hash."""
+    sizes = [0, 1, 2047, 2048, 2049, 5000, (3 << 20) + 17]
+    files = []
+    for n, size in enumerate(sizes):
+        p = tmp_path / f"f{n}.bin"
+        p.write_bytes(os.urandom(size))
+        files.append((f"data/d{n % 2}/{p.name}", p))
+    files.append(("data/again.bin", files[-1][1]))
+    image = Layout(files, "T").write(tmp_path / "t.iso")
+    assert sorted(image.digests) == sorted(path for path, _ in files)
+    for path, host in files:
+        data = host.read_bytes()
+        assert image.digests[path] == hashlib.sha256(data).hexdigest()
+        assert _extent_bytes(image, path, len(data)) == data
+
+
+def test_finish_writes_files_again_in_place_before_the_image_is_final(tmp_path):
+    """finish(digests) gets every file's hash and returns new bytes for some, in pieces,
+    written at their places (a tag manifest laid out with a placeholder of its size)."""
+    payload, tag = tmp_path / "p.bin", tmp_path / "tag.txt"
+    payload.write_bytes(b"payload " * 1000)
+    tag.write_bytes(bytes(71))
+    seen = {}
+
+    def finish(digests):
+        seen.update(digests)
+        line = f"{digests['data/p.bin']}  data/p.bin\n".encode()
+        return [("tag.txt", [line[:30], line[30:71]])]
+
+    image = Layout([("tag.txt", tag), ("data/p.bin", payload)], "T").write(tmp_path / "t.iso",
+                                                                            finish=finish)
+    want = hashlib.sha256(payload.read_bytes()).hexdigest()
+    assert seen["data/p.bin"] == want and seen["tag.txt"] == hashlib.sha256(bytes(71)).hexdigest()
+    written = _extent_bytes(image, "tag.txt", 71)
+    assert written == f"{want}  data/p.bin\n".encode()[:71]
+    assert image.digests["tag.txt"] == hashlib.sha256(written).hexdigest()
+    assert not (tmp_path / "t.iso.part").exists()
+
+
+@pytest.mark.parametrize("pieces", [[b"x" * 70], [b"x" * 70, b"yy"]])
+def test_finish_of_another_length_is_a_bug_and_leaves_no_image(tmp_path, pieces):
+    tag = tmp_path / "tag.txt"
+    tag.write_bytes(bytes(71))
+    layout = Layout([("tag.txt", tag)], "T")
+    with pytest.raises(MasteringError, match="71 were laid out; report this as a bug"):
+        layout.write(tmp_path / "t.iso", finish=lambda digests: [("tag.txt", pieces)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tag.txt"]
+
+
+def test_a_file_that_shrank_after_the_layout_is_written_as_pycdlib_writes_it(tmp_path):
+    """Zeros where the missing bytes were laid out, and the digest is of those bytes."""
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"a" * 5000)
+    layout = Layout([("data/f.bin", p)], "T")
+    p.write_bytes(b"b" * 3000)
+    with open(tmp_path / "plain.iso", "wb") as f:
+        layout.iso.write_fp(f)
+    image = layout.write(tmp_path / "t.iso")
+    assert image.path.read_bytes() == (tmp_path / "plain.iso").read_bytes()
+    assert image.digests["data/f.bin"] == hashlib.sha256(b"b" * 3000 + bytes(2000)).hexdigest()
+
+
+def test_a_file_gone_while_writing_is_one_error_and_no_image(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"a" * 5000)
+    layout = Layout([("data/f.bin", p)], "T")
+    p.unlink()
+    with pytest.raises(MasteringError, match="cannot write the image: .*f.bin"):
+        layout.write(tmp_path / "t.iso")
+    assert list(tmp_path.iterdir()) == []
