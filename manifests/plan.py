@@ -277,12 +277,13 @@ def _blocks(group: Group, capacity: int, media: str,
     A block fits when it fits an empty disc (see :func:`_alone`).
     """
     out: list[_Block] = []
+    empty = _Disc()
     units: dict[str, list[Item]] = {}
     for i in group.items:
         units.setdefault(i.unit_code or "", []).append(i)
     for unit in units.values():
         b = _block(unit)
-        if _alone(b, capacity, exact):
+        if _alone(b, capacity, exact, empty):
             out.append(b)
             continue
         cats: dict[str, list[Item]] = {}
@@ -290,12 +291,12 @@ def _blocks(group: Group, capacity: int, media: str,
             cats.setdefault(i.category or "", []).append(i)
         for cat in cats.values():
             b = _block(cat)
-            if _alone(b, capacity, exact):
+            if _alone(b, capacity, exact, empty):
                 out.append(b)
                 continue
             for i in cat:
                 b = _block([i])
-                if not _alone(b, capacity, exact):
+                if not _alone(b, capacity, exact, empty):
                     raise PlanError(f"{i.path} is {i.size} bytes, more than a {media} disc "
                                     f"holds ({capacity} sectors of 2048 bytes with the bag): "
                                     "use a larger medium (--media)")
@@ -303,12 +304,14 @@ def _blocks(group: Group, capacity: int, media: str,
     return out
 
 
-def _alone(b: _Block, capacity: int, exact: Callable[[list[Item]], int] | None) -> bool:
+def _alone(b: _Block, capacity: int, exact: Callable[[list[Item]], int] | None,
+           empty: _Disc) -> bool:
     """Whether block ``b`` fits an empty disc of ``capacity`` sectors: by the bound,
     else (when ``exact`` is given) by the exact image size of a disc holding only
     ``b``. The bound's margin for folders is large beside a small medium (a deep
-    tree on a test's ``custom:`` size), so it alone must not refuse a block."""
-    if _Disc().fits(b, capacity):
+    tree on a test's ``custom:`` size), so it alone must not refuse a block.
+    ``empty`` is an empty :class:`_Disc` (made once by the caller)."""
+    if empty.fits(b, capacity):
         return True
     return exact is not None and exact(b.items) <= capacity
 
@@ -351,7 +354,7 @@ def _pack(group: Group, others: list[Item], capacity: int, media: str,
         pending = rest
         discs.append(disc)
     if extra is not None:
-        if not _alone(extra, capacity, exact):
+        if not _alone(extra, capacity, exact, _Disc()):
             raise PlanError(f"the files that are not records ({len(others)}, "
                             f"{sum(i.size for i in others)} bytes) do not fit on a {media} "
                             "disc: move them out of the source")
