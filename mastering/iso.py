@@ -30,16 +30,22 @@ of 2048 bytes.
 
 from __future__ import annotations
 
+import array
+import bisect
 import functools
 import hashlib
+import math
 import os
 import re
+import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 import pycdlib
 from pycdlib import pycdlibexception, rockridge, utils
+from pycdlib import udf as udfmod
 
 SECTOR = 2048
 JOLIET_MAX = 64
@@ -129,6 +135,49 @@ def _iso9660_name(name: str, is_dir: bool, taken: set[str], counter: list[int]) 
     return cand if is_dir else f"{cand}.{e};1"
 
 
+class _Taken:
+    """The ISO 9660 names used in one folder, as :func:`_iso9660_name` asks (``in``, ``add``).
+
+    A set would hold a string a file; most names are generated
+    (``F0000123``) from one counter that only grows, so those are kept as
+    numbers in a sorted array (8 bytes a name) and the rest in a set. It
+    answers exactly as a set of the same names does.
+    """
+
+    __slots__ = ("_names", "_numbers")
+
+    def __init__(self):
+        self._names: set[str] = set()
+        self._numbers = array.array("q")   # 2 x counter + 1 for D, sorted
+
+    @staticmethod
+    def _number(name: str) -> int | None:
+        """The array key of a name as the counter writes it (D or F, 7 or more digits), else None."""
+        head, digits = name[:1], name[1:]
+        if head not in ("D", "F") or len(digits) < 7 or not digits.isdigit() or not digits.isascii():
+            return None
+        n = int(digits)
+        if f"{n:07d}" != digits:
+            return None
+        return 2 * n + (head == "D")
+
+    def __contains__(self, name: str) -> bool:
+        if name in self._names:
+            return True
+        key = self._number(name)
+        if key is None or not self._numbers:
+            return False
+        at = bisect.bisect_left(self._numbers, key)
+        return at < len(self._numbers) and self._numbers[at] == key
+
+    def add(self, name: str) -> None:
+        key = self._number(name)
+        if key is not None and (not self._numbers or key > self._numbers[-1]):
+            self._numbers.append(key)
+        elif name not in self:
+            self._names.add(name)
+
+
 def name_too_long(name: str) -> str | None:
     """Why Rock Ridge or UDF cannot hold ``name`` intact, or None.
 
@@ -157,6 +206,43 @@ def check_name(name: str, path: str) -> None:
         raise MasteringError(f"{path}: the name {why}; shorten it")
 
 
+class _PerSecondClock:
+    """The ``time`` module as pycdlib's date code sees it: each second's calendar fields made once.
+
+    pycdlib fills about ten dates a file (directory records, Rock Ridge TF,
+    UDF timestamps), each with ``time.localtime`` and ``time.gmtime`` of
+    the current time: two million calls for 100,000 files, about 2 s. Both
+    depend only on the whole second (the fractions are dropped), so the
+    result of each second is kept and reused; every other name is the
+    ``time`` module's own, and the fields written are the same.
+    """
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _local(second: int) -> time.struct_time:
+        return time.localtime(second)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _utc(second: int) -> time.struct_time:
+        return time.gmtime(second)
+
+    def localtime(self, secs=None):
+        return time.localtime() if secs is None else self._local(math.floor(secs))
+
+    def gmtime(self, secs=None):
+        return time.gmtime() if secs is None else self._utc(math.floor(secs))
+
+
+_CLOCK = _PerSecondClock()
+for _module in (pycdlib.dates, pycdlib.udf, pycdlib.utils):
+    if getattr(_module, "time", None) is time:
+        _module.time = _CLOCK
+
+
 class _PyCdlib(pycdlib.PyCdlib):
     """pycdlib, with Joliet's limit counted as the standard does.
 
@@ -164,6 +250,11 @@ class _PyCdlib(pycdlib.PyCdlib):
     which refuses Chinese names of 22 characters or more; the Joliet
     specification counts UCS-2 characters (64, i.e. 128 bytes).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._parts: dict = {}
+        self._shared_dirs: set[int] = set()
 
     def _joliet_name_and_parent_from_path(self, joliet_path):
         splitpath = utils.split_path(joliet_path)
@@ -210,6 +301,88 @@ class _PyCdlib(pycdlib.PyCdlib):
         rr.dr_entries.ce_record.update_offset(first.offset)
         rr.dr_entries.ce_record.update_len(first.length)
         return added
+
+    # What pycdlib keeps a file by: two directory records (ISO 9660, Joliet)
+    # with Rock Ridge entries on the first, a UDF file entry and identifier.
+    # Each record gets its own date objects (about 10 a file, all of the
+    # same second or two), its own empty lists for children and unused Rock
+    # Ridge entries, and its own copy of the UDF implementation identifier:
+    # about 2 KB of the 7 KB a file. Once a file is added, these are swapped
+    # for one shared object each, equal by the bytes written (so the image
+    # is the same); the empty containers become immutable ones, so a later
+    # change to them fails loudly instead of reaching every file. A folder's
+    # records get their dates shared when its first file is added.
+    _EMPTY_MAP = types.MappingProxyType({})
+    _TF_DATES = ("creation_time", "access_time", "modification_time", "attribute_change_time",
+                 "backup_time", "expiration_time", "effective_time")
+
+    def _add_fp(self, *args, **kwargs):
+        added = super()._add_fp(*args, **kwargs)
+        ino = self.inodes[-1] if self.inodes else None
+        if ino is not None:
+            for rec, _in_iso in ino.linked_records:
+                self._share(rec)
+        return added
+
+    def _shared(self, value):
+        """The one object of this image equal to ``value`` (a date, a constant UDF part)."""
+        return self._parts.setdefault((type(value), value.record()), value)
+
+    def _share_dates(self, rec) -> None:
+        """Share the dates of a directory record (and its Rock Ridge TF) or a UDF file entry."""
+        shared = self._shared
+        if isinstance(rec, udfmod.UDFFileEntry):
+            rec.access_time = shared(rec.access_time)
+            rec.mod_time = shared(rec.mod_time)
+            rec.attr_time = shared(rec.attr_time)
+            rec.impl_ident = shared(rec.impl_ident)
+            rec.extended_attr_icb = shared(rec.extended_attr_icb)
+            return
+        rec.date = shared(rec.date)
+        tf = rec.rock_ridge.dr_entries.tf_record if rec.rock_ridge is not None else None
+        if tf is not None:
+            for name in self._TF_DATES:
+                value = getattr(tf, name, None)
+                if value is not None:
+                    setattr(tf, name, shared(value))
+
+    def _share(self, rec) -> None:
+        """Share the parts of a file's record that every file has alike (see above)."""
+        self._share_dates(rec)
+        parent = rec.parent
+        if parent is not None and id(parent) not in self._shared_dirs:
+            self._shared_dirs.add(id(parent))
+            self._share_dates(parent)
+            if not isinstance(parent, udfmod.UDFFileEntry):
+                self._freeze_empty(parent, children=False)     # files are still to come
+                for dot in parent.children[:2]:      # the folder's "." and ".."
+                    if dot.is_dot() or dot.is_dotdot():
+                        self._share_dates(dot)
+                        self._freeze_empty(dot, children=True)
+        if isinstance(rec, udfmod.UDFFileEntry):
+            if not rec.fi_descs:
+                rec.fi_descs = self._EMPTY_MAP
+            return
+        self._freeze_empty(rec, children=True)
+
+    @staticmethod
+    def _freeze_empty(rec, children: bool) -> None:
+        """Swap a directory record's empty lists (its children's too if ``children``) for ()."""
+        if children:
+            if not rec.children:
+                rec.children = ()
+            if not rec.rr_children:
+                rec.rr_children = ()
+            if not getattr(rec, "_subdir_children", True):
+                rec._subdir_children = ()
+        rr = rec.rock_ridge
+        if rr is not None:
+            if not rr.ce_areas:
+                rr.ce_areas = ()
+            entries = rr.dr_entries
+            for name in ("es_records", "sl_records", "pd_records", "al_records"):
+                if not getattr(entries, name):
+                    setattr(entries, name, ())
 
 
 @functools.lru_cache(maxsize=1)
@@ -289,6 +462,27 @@ class _Sequential:
         return n
 
 
+class _HostFile:
+    """A payload file's host path as a shared root and the tail of its bag path.
+
+    ``data/2023/x.pdf`` from ``/src/2023/x.pdf`` is ``/src/`` + the bag
+    path after ``data/``: pycdlib opens it by :func:`os.fspath` when the
+    image is written, and the path is not held as a string of its own
+    (about 300 bytes a file with Chinese names).
+    """
+
+    __slots__ = ("_root", "_bag_path", "_cut")
+
+    def __init__(self, root: str, bag_path: str, cut: int):
+        self._root, self._bag_path, self._cut = root, bag_path, cut
+
+    def __fspath__(self) -> str:
+        return self._root + self._bag_path[self._cut:]
+
+    def __repr__(self) -> str:
+        return f"_HostFile({self.__fspath__()!r})"
+
+
 class Layout:
     """The bag's entries placed into the four directory trees, not yet written.
 
@@ -301,10 +495,14 @@ class Layout:
         self.iso.new(interchange_level=3, vol_ident=volume_id, joliet=3,
                      rock_ridge="1.09", udf="2.60", app_ident_str="discarchive")
         self._dirs: dict[str, tuple[str, str, str]] = {"": ("", "", "")}
-        self._taken: dict[str, set[str]] = {}
+        self._taken: dict[str, _Taken] = {}
+        # Per folder, the Joliet names that another name of it could also
+        # be given: every shortened one, and every kept one with a "~" (a
+        # shortened name always has one); two kept names never collide.
         self._joliet_taken: dict[str, dict[str, str]] = {}
         self._counter = [0]
         self._files: dict[str, str] = {}
+        self._roots: dict[str, str] = {}
         try:
             for disc_path, host_path in entries:
                 self._add(disc_path, host_path)
@@ -318,13 +516,17 @@ class Layout:
     def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str, str]:
         check_name(name, full)
         p_iso, p_jol, p_udf = self._dirs[parent]
-        iso = _iso9660_name(name, is_dir, self._taken.setdefault(parent, set()), self._counter)
+        taken = self._taken.get(parent)
+        if taken is None:
+            taken = self._taken[parent] = _Taken()
+        iso = _iso9660_name(name, is_dir, taken, self._counter)
         jol = joliet_name(name)
-        seen = self._joliet_taken.setdefault(parent, {})
-        if seen.get(jol, name) != name:
-            raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
-                                 f"{seen[jol]!r}; rename one of them")
-        seen[jol] = name
+        if jol != name or "~" in name:
+            seen = self._joliet_taken.setdefault(parent, {})
+            if seen.get(jol, name) != name:
+                raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
+                                     f"{seen[jol]!r}; rename one of them")
+            seen[jol] = name
         return f"{p_iso}/{iso}", f"{p_jol}/{jol}", f"{p_udf}/{name}"
 
     def _ensure_dir(self, path: str) -> None:
@@ -340,9 +542,18 @@ class Layout:
         parent, _, name = disc_path.rpartition("/")
         self._ensure_dir(parent)
         iso, jol, udf = self._names(parent, name, False, disc_path)
-        self.iso.add_file(str(host_path), iso, rr_name=name, joliet_path=jol, udf_path=udf,
-                          file_mode=0o100444)
+        self.iso.add_file(self._host_file(disc_path, os.fspath(host_path)), iso, rr_name=name,
+                          joliet_path=jol, udf_path=udf, file_mode=0o100444)
         self._files[disc_path] = iso
+
+    def _host_file(self, disc_path: str, host: str) -> str | _HostFile:
+        """What pycdlib keeps to open the file: a _HostFile when the host path ends as the bag path."""
+        cut = disc_path.find("/") + 1
+        tail = len(disc_path) - cut
+        if cut and tail and host.endswith(disc_path[cut:]) and host[-tail - 1:-tail] == "/":
+            root = host[:-tail]
+            return _HostFile(self._roots.setdefault(root, root), disc_path, cut)
+        return host
 
     def _check_contiguous(self, path: str, iso: str, lba: int) -> None:
         """Refuse a large file whose pieces do not lie back to back from ``lba``.
