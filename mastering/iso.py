@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import pycdlib
-from pycdlib import pycdlibexception, rockridge, utils
+from pycdlib import dr, inode, pycdlibexception, rockridge, utils
 from pycdlib import udf as udfmod
 
 SECTOR = 2048
@@ -324,6 +324,69 @@ class _PyCdlib(pycdlib.PyCdlib):
                 self._share(rec)
         return added
 
+    def folder_records(self, iso_path: str, joliet_path: str, udf_path: str) -> tuple:
+        """A folder's (ISO 9660 record, Joliet record, UDF file entry), by its paths.
+
+        pycdlib's lookups without ``get_record``, which first recomputes
+        every extent of the image (once a folder: quadratic).
+        """
+        iso = self._find_iso_record(utils.normpath(iso_path))
+        joliet = self._find_joliet_record(self._normalize_joliet_path(joliet_path))
+        return iso, joliet, self._find_udf_record(utils.normpath(udf_path))[1]
+
+    def add_file_in(self, parents: tuple, fp, length: int, iso_name: str, name: str,
+                    joliet: str) -> None:
+        """Add a file of at most MAX_EXTENT bytes into folders whose records the caller holds.
+
+        ``parents`` is the folder's (ISO 9660 record, Joliet record, UDF file
+        entry); ``iso_name`` its ISO 9660 name (``F0000001.PDF;1``), ``name``
+        the original (Rock Ridge and UDF), ``joliet`` its Joliet name, all
+        valid for their trees (Layout makes them so). The records are those
+        ``add_file(fp, parent_iso_path + "/" + iso_name, rr_name=name,
+        joliet_path=..., udf_path=..., file_mode=0o100444)`` makes, in the
+        same order: pycdlib's add_file finds each folder again from its path
+        (normalised, split and looked up in three trees), a third of its
+        time a file. Raises what pycdlib raises (a duplicate name).
+        """
+        iso_parent, joliet_parent, udf_parent = parents
+        block = self.logical_block_size
+        ino = inode.Inode()
+        ino.new(length, fp, True, 0)
+        added = length
+        rr_name = name.encode("utf-8")
+        for vd, parent, ident, rr, rr_ident, xa, in_iso in (
+                (self.pvd, iso_parent, iso_name.encode("utf-8"), self.rock_ridge, rr_name,
+                 self.xa, True),
+                (self.joliet_vd, joliet_parent, joliet.encode("utf-16_be"), "", b"", False,
+                 False)):
+            rec = dr.DirectoryRecord()
+            rec.new_file(vd, length, ident, parent, vd.sequence_number(), rr, rr_ident, xa,
+                         0o100444, time.time(), None)
+            added += self._add_child_to_dr(rec)
+            added += self._update_rr_ce_entry(rec)
+            ino.linked_records.append((rec, in_iso))
+            rec.inode = ino
+        file_ident = udfmod.UDFFileIdentifierDescriptor()
+        file_ident.new(False, False, rr_name, udf_parent)
+        added += udf_parent.add_file_ident_desc(file_ident, block) * block
+        entry = self._new_udf_file_entry(udf_parent, None)
+        if isinstance(entry, udfmod.UDFExtendedFileEntry):
+            entry.new(length, "file", udf_parent, block, None)
+        else:
+            entry.new(length, "file", udf_parent, block)
+        file_ident.file_entry = entry
+        entry.file_ident = file_ident
+        added += block
+        ino.num_udf += 1
+        ino.linked_records.append((entry, False))
+        entry.inode = ino
+        if self.udf_logical_volume_integrity is not None:
+            self.udf_logical_volume_integrity.logical_volume_impl_use.num_files += 1
+        self.inodes.append(ino)
+        for rec, _in_iso in ino.linked_records:
+            self._share(rec)
+        self._finish_add(0, added)
+
     def _shared(self, value):
         """The one object of this image equal to ``value`` (a date, a constant UDF part)."""
         return self._parts.setdefault((type(value), value.record()), value)
@@ -503,6 +566,9 @@ class Layout:
         self._counter = [0]
         self._files: dict[str, str] = {}
         self._roots: dict[str, str] = {}
+        self._parents: dict[str, tuple] = {"": (self.iso.pvd.root_dir_record,
+                                                self.iso.joliet_vd.root_dir_record,
+                                                self.iso.udf_root)}
         try:
             for disc_path, host_path in entries:
                 self._add(disc_path, host_path)
@@ -513,9 +579,9 @@ class Layout:
     def sectors(self) -> int:
         return self.iso.pvd.space_size
 
-    def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str, str]:
+    def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str]:
+        """The ISO 9660 and Joliet names of ``name`` in folder ``parent`` (MasteringError if refused)."""
         check_name(name, full)
-        p_iso, p_jol, p_udf = self._dirs[parent]
         taken = self._taken.get(parent)
         if taken is None:
             taken = self._taken[parent] = _Taken()
@@ -527,23 +593,33 @@ class Layout:
                 raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
                                      f"{seen[jol]!r}; rename one of them")
             seen[jol] = name
-        return f"{p_iso}/{iso}", f"{p_jol}/{jol}", f"{p_udf}/{name}"
+        return iso, jol
 
     def _ensure_dir(self, path: str) -> None:
         if path in self._dirs:
             return
         parent, _, name = path.rpartition("/")
         self._ensure_dir(parent)
-        iso, jol, udf = self._names(parent, name, True, path)
+        iso_name, jol_name = self._names(parent, name, True, path)
+        p_iso, p_jol, p_udf = self._dirs[parent]
+        iso, jol, udf = f"{p_iso}/{iso_name}", f"{p_jol}/{jol_name}", f"{p_udf}/{name}"
         self.iso.add_directory(iso, rr_name=name, joliet_path=jol, udf_path=udf)
         self._dirs[path] = (iso, jol, udf)
+        self._parents[path] = self.iso.folder_records(iso, jol, udf)
 
     def _add(self, disc_path: str, host_path: Path) -> None:
         parent, _, name = disc_path.rpartition("/")
         self._ensure_dir(parent)
-        iso, jol, udf = self._names(parent, name, False, disc_path)
-        self.iso.add_file(self._host_file(disc_path, os.fspath(host_path)), iso, rr_name=name,
-                          joliet_path=jol, udf_path=udf, file_mode=0o100444)
+        iso_name, jol_name = self._names(parent, name, False, disc_path)
+        p_iso, p_jol, p_udf = self._dirs[parent]
+        iso = f"{p_iso}/{iso_name}"
+        host = self._host_file(disc_path, os.fspath(host_path))
+        size = os.stat(host).st_size
+        if size <= MAX_EXTENT:
+            self.iso.add_file_in(self._parents[parent], host, size, iso_name, name, jol_name)
+        else:      # several ISO 9660 extents: pycdlib's own add_file lays them out
+            self.iso.add_file(host, iso, rr_name=name, joliet_path=f"{p_jol}/{jol_name}",
+                              udf_path=f"{p_udf}/{name}", file_mode=0o100444)
         self._files[disc_path] = iso
 
     def _host_file(self, disc_path: str, host: str) -> str | _HostFile:
