@@ -33,6 +33,7 @@ from __future__ import annotations
 import array
 import bisect
 import functools
+import gc
 import hashlib
 import math
 import os
@@ -569,11 +570,22 @@ class Layout:
         self._parents: dict[str, tuple] = {"": (self.iso.pvd.root_dir_record,
                                                 self.iso.joliet_vd.root_dir_record,
                                                 self.iso.udf_root)}
+        # pycdlib's records hold one another in cycles (a folder and its
+        # children, an inode and its records), all alive while the layout is
+        # built; each of Python's full collections walks every one of them,
+        # which was 40 % of the time for 100,000 files. The collector is
+        # paused meanwhile (the layout makes no garbage cycles) and resumed
+        # as it was.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for disc_path, host_path in entries:
                 self._add(disc_path, host_path)
         except pycdlibexception.PyCdlibException as exc:
             raise MasteringError(f"cannot lay out the image: {exc}") from None
+        finally:
+            if collecting:
+                gc.enable()
 
     @property
     def sectors(self) -> int:

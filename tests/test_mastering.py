@@ -234,3 +234,28 @@ def test_a_payload_file_is_kept_as_its_roots_and_bag_paths_tail(tmp_path):
     data = image.path.read_bytes()
     at = image.extents["data/2023/甲.pdf"] * 2048
     assert data[at:at + a.stat().st_size] == a.read_bytes()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was(tmp_path, enabled):
+    """Layout pauses Python's cyclic collector while it adds files; it is resumed, on errors too."""
+    import gc
+
+    src = tmp_path / "x.pdf"
+    src.write_bytes(b"%PDF-1.7\n")
+    seen = []
+
+    class Watch(Layout):
+        def _add(self, disc_path, host_path):
+            seen.append(gc.isenabled())
+            super()._add(disc_path, host_path)
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        Watch([("data/a.pdf", src)], "T").iso.close()
+        assert seen == [False] and gc.isenabled() is enabled
+        with pytest.raises(MasteringError):
+            Watch([("data/" + "x" * 300 + ".pdf", src)], "T")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
