@@ -256,6 +256,16 @@ class _PyCdlib(pycdlib.PyCdlib):
         super().__init__(*args, **kwargs)
         self._parts: dict = {}
         self._shared_dirs: set[int] = set()
+        self.frozen = False        # Layout froze the collector's objects (gc.freeze)
+
+    def close(self) -> None:
+        """Close as pycdlib does; give the collector back what the layout froze (see Layout)."""
+        try:
+            super().close()
+        finally:
+            if self.frozen:
+                self.frozen = False
+                gc.unfreeze()
 
     def _joliet_name_and_parent_from_path(self, joliet_path):
         splitpath = utils.split_path(joliet_path)
@@ -585,6 +595,11 @@ class Layout:
             raise MasteringError(f"cannot lay out the image: {exc}") from None
         finally:
             if collecting:
+                # Then moved out of the collector's sight until the image is
+                # closed (_PyCdlib.close): else the first full collection
+                # while it is written walks them all (2.5 s for 100,000 files).
+                gc.freeze()
+                self.iso.frozen = True
                 gc.enable()
 
     @property

@@ -259,3 +259,18 @@ def test_the_garbage_collector_is_left_as_it_was(tmp_path, enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_the_layouts_objects_are_frozen_until_the_image_is_closed(tmp_path):
+    """gc.freeze() after the layout is built (no full collection walks it while written); close() unfreezes."""
+    import gc
+
+    src = tmp_path / "x.pdf"
+    src.write_bytes(b"%PDF-1.7\n")
+    before = gc.get_freeze_count()
+    layout = Layout([(f"data/{n}.pdf", src) for n in range(50)], "T")
+    assert gc.get_freeze_count() > before
+    layout.write(tmp_path / "t.iso")
+    assert gc.get_freeze_count() == 0
+    Layout([("data/a.pdf", src)], "T").iso.close()
+    assert gc.get_freeze_count() == 0
