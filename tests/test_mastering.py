@@ -274,3 +274,6 @@ def test_the_layouts_objects_are_frozen_until_the_image_is_closed(tmp_path):
     assert gc.get_freeze_count() == 0
     Layout([("data/a.pdf", src)], "T").iso.close()
     assert gc.get_freeze_count() == 0
+    with pytest.raises(MasteringError):          # a layout that fails leaves nothing frozen
+        Layout([("data/a.pdf", src), ("data/" + "x" * 300 + ".pdf", src)], "T")
+    assert gc.get_freeze_count() == 0
