@@ -32,9 +32,9 @@ import datetime as dt
 import hashlib
 import io
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -81,16 +81,52 @@ def payload_oxum(items: list[Item]) -> str:
     return f"{sum(i.size for i in items)}.{len(items)}"
 
 
+class BagEntries(Sequence):
+    """The (path in the bag, host file) pairs of a bag: its tag files, then its payload.
+
+    The payload's pairs are made from the items each time they are read,
+    not kept: 100,000 ``Path`` objects would hold about 0.6 KB a file for
+    as long as the bag is mastered. Reads as a list of ``(str, Path)``.
+    """
+
+    __slots__ = ("_tags", "_source", "_items")
+
+    def __init__(self, tags: list[tuple[str, Path]], source: Path, items: list[Item]):
+        self._tags, self._source, self._items = tags, source, items
+
+    def __len__(self) -> int:
+        return len(self._tags) + len(self._items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("bag entry index out of range")
+        if index < len(self._tags):
+            return self._tags[index]
+        item = self._items[index - len(self._tags)]
+        return "data/" + item.path, self._source / item.path
+
+    def __iter__(self) -> Iterator[tuple[str, Path]]:
+        yield from self._tags
+        source = self._source
+        for item in self._items:
+            yield "data/" + item.path, source / item.path
+
+
 @dataclass
 class Bag:
     """A bag ready to be mastered.
 
     ``entries`` maps each path in the bag (POSIX, relative to the bag root)
     to the host file holding its bytes: tag files from ``tag_dir``, payload
-    files from the read-only source. ``info`` is the bag-info.txt fields.
+    files from the read-only source (a :class:`BagEntries`, read as a list).
+    ``info`` is the bag-info.txt fields.
     """
 
-    entries: list[tuple[str, Path]]
+    entries: Sequence[tuple[str, Path]]
     info: dict[str, str]
     tag_dir: Path
 
@@ -351,7 +387,7 @@ def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscIn
         disc = DiscInfo(disc, disc)
     tag_dir.mkdir(parents=True, exist_ok=True)
     info = bag_info(items, disc, source_organization, fonds, bagging_date, side)
-    entries: list[tuple[str, Path]] = []
+    tags: list[tuple[str, Path]] = []
     for name, parts in tag_file_parts(items, info, key):
         with open(tag_dir / name, "wb") as f:
             if placeholders:
@@ -359,6 +395,5 @@ def write_tag_files(tag_dir: Path, source: Path, items: list[Item], disc: DiscIn
             else:
                 for part in parts:
                     f.write(part)
-        entries.append((name, tag_dir / name))
-    entries.extend(("data/" + i.path, source / i.path) for i in items)
-    return Bag(entries=entries, info=info, tag_dir=tag_dir)
+        tags.append((name, tag_dir / name))
+    return Bag(entries=BagEntries(tags, source, items), info=info, tag_dir=tag_dir)

@@ -30,11 +30,17 @@ of 2048 bytes.
 
 from __future__ import annotations
 
+import array
+import bisect
 import functools
+import gc
 import hashlib
+import math
 import os
 import re
 import threading
+import time
+import types
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,7 +48,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import pycdlib
-from pycdlib import inode, pycdlibexception, rockridge, utils
+from pycdlib import dr, inode, pycdlibexception, rockridge, utils
+from pycdlib import udf as udfmod
 
 SECTOR = 2048
 JOLIET_MAX = 64
@@ -136,6 +143,49 @@ def _iso9660_name(name: str, is_dir: bool, taken: set[str], counter: list[int]) 
     return cand if is_dir else f"{cand}.{e};1"
 
 
+class _Taken:
+    """The ISO 9660 names used in one folder, as :func:`_iso9660_name` asks (``in``, ``add``).
+
+    A set would hold a string a file; most names are generated
+    (``F0000123``) from one counter that only grows, so those are kept as
+    numbers in a sorted array (8 bytes a name) and the rest in a set. It
+    answers exactly as a set of the same names does.
+    """
+
+    __slots__ = ("_names", "_numbers")
+
+    def __init__(self):
+        self._names: set[str] = set()
+        self._numbers = array.array("q")   # 2 x counter + 1 for D, sorted
+
+    @staticmethod
+    def _number(name: str) -> int | None:
+        """The array key of a name as the counter writes it (D or F, 7 or more digits), else None."""
+        head, digits = name[:1], name[1:]
+        if head not in ("D", "F") or len(digits) < 7 or not digits.isdigit() or not digits.isascii():
+            return None
+        n = int(digits)
+        if f"{n:07d}" != digits:
+            return None
+        return 2 * n + (head == "D")
+
+    def __contains__(self, name: str) -> bool:
+        if name in self._names:
+            return True
+        key = self._number(name)
+        if key is None or not self._numbers:
+            return False
+        at = bisect.bisect_left(self._numbers, key)
+        return at < len(self._numbers) and self._numbers[at] == key
+
+    def add(self, name: str) -> None:
+        key = self._number(name)
+        if key is not None and (not self._numbers or key > self._numbers[-1]):
+            self._numbers.append(key)
+        elif name not in self:
+            self._names.add(name)
+
+
 def name_too_long(name: str) -> str | None:
     """Why Rock Ridge or UDF cannot hold ``name`` intact, or None.
 
@@ -164,13 +214,71 @@ def check_name(name: str, path: str) -> None:
         raise MasteringError(f"{path}: the name {why}; shorten it")
 
 
+class _PerSecondClock:
+    """The ``time`` module as pycdlib's date code sees it: each second's calendar fields made once.
+
+    pycdlib fills about ten dates a file (directory records, Rock Ridge TF,
+    UDF timestamps), each with ``time.localtime`` and ``time.gmtime`` of
+    the current time: two million calls for 100,000 files, about 2 s. Both
+    depend only on the whole second (the fractions are dropped), so the
+    result of each second is kept and reused; every other name is the
+    ``time`` module's own, and the fields written are the same.
+    """
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _local(second: int) -> time.struct_time:
+        return time.localtime(second)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _utc(second: int) -> time.struct_time:
+        return time.gmtime(second)
+
+    def localtime(self, secs=None):
+        return time.localtime() if secs is None else self._local(math.floor(secs))
+
+    def gmtime(self, secs=None):
+        return time.gmtime() if secs is None else self._utc(math.floor(secs))
+
+
+_CLOCK = _PerSecondClock()
+for _module in (pycdlib.dates, pycdlib.udf, pycdlib.utils):
+    if getattr(_module, "time", None) is time:
+        _module.time = _CLOCK
+
+
 class _PyCdlib(pycdlib.PyCdlib):
-    """pycdlib, with Joliet's limit counted as the standard does.
+    """pycdlib, with Joliet's limit counted as the standard does, and leaner for many files.
+
+    Besides the Joliet limit below: Rock Ridge continuation areas placed
+    among the last few blocks (``_update_rr_ce_entry``), files added under
+    folder records the caller holds (``add_file_in``), and the parts every
+    file has alike shared (``_share``); the image's bytes are those pycdlib
+    itself writes. ``close`` gives back what :class:`Layout` froze.
 
     pycdlib 1.x checks a Joliet name's 64-character limit on its UTF-8 bytes,
     which refuses Chinese names of 22 characters or more; the Joliet
     specification counts UCS-2 characters (64, i.e. 128 bytes).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._parts: dict = {}
+        self._shared_dirs: set[int] = set()
+        self.frozen = False        # Layout froze the collector's objects (gc.freeze)
+
+    def close(self) -> None:
+        """Close as pycdlib does; give the collector back what the layout froze (see Layout)."""
+        try:
+            super().close()
+        finally:
+            if self.frozen:
+                self.frozen = False
+                gc.unfreeze()
 
     def _joliet_name_and_parent_from_path(self, joliet_path):
         splitpath = utils.split_path(joliet_path)
@@ -228,6 +336,151 @@ class _PyCdlib(pycdlib.PyCdlib):
         rr.dr_entries.ce_record.update_offset(first.offset)
         rr.dr_entries.ce_record.update_len(first.length)
         return added
+
+    # What pycdlib keeps a file by: two directory records (ISO 9660, Joliet)
+    # with Rock Ridge entries on the first, a UDF file entry and identifier.
+    # Each record gets its own date objects (about 10 a file, all of the
+    # same second or two), its own empty lists for children and unused Rock
+    # Ridge entries, and its own copy of the UDF implementation identifier:
+    # about 2 KB of the 7 KB a file. Once a file is added, these are swapped
+    # for one shared object each, equal by the bytes written (so the image
+    # is the same); the empty containers become immutable ones, so a later
+    # change to them fails loudly instead of reaching every file. A folder's
+    # records get their dates shared when its first file is added.
+    _EMPTY_MAP = types.MappingProxyType({})
+    _TF_DATES = ("creation_time", "access_time", "modification_time", "attribute_change_time",
+                 "backup_time", "expiration_time", "effective_time")
+
+    def _add_fp(self, *args, **kwargs):
+        added = super()._add_fp(*args, **kwargs)
+        ino = self.inodes[-1] if self.inodes else None
+        if ino is not None:
+            for rec, _in_iso in ino.linked_records:
+                self._share(rec)
+        return added
+
+    def folder_records(self, iso_path: str, joliet_path: str, udf_path: str) -> tuple:
+        """A folder's (ISO 9660 record, Joliet record, UDF file entry), by its paths.
+
+        pycdlib's lookups without ``get_record``, which first recomputes
+        every extent of the image (once a folder: quadratic).
+        """
+        iso = self._find_iso_record(utils.normpath(iso_path))
+        joliet = self._find_joliet_record(self._normalize_joliet_path(joliet_path))
+        return iso, joliet, self._find_udf_record(utils.normpath(udf_path))[1]
+
+    def add_file_in(self, parents: tuple, fp, length: int, iso_name: str, name: str,
+                    joliet: str) -> None:
+        """Add a file of at most MAX_EXTENT bytes into folders whose records the caller holds.
+
+        ``parents`` is the folder's (ISO 9660 record, Joliet record, UDF file
+        entry); ``iso_name`` its ISO 9660 name (``F0000001.PDF;1``), ``name``
+        the original (Rock Ridge and UDF), ``joliet`` its Joliet name, all
+        valid for their trees (Layout makes them so). The records are those
+        ``add_file(fp, parent_iso_path + "/" + iso_name, rr_name=name,
+        joliet_path=..., udf_path=..., file_mode=0o100444)`` makes, in the
+        same order: pycdlib's add_file finds each folder again from its path
+        (normalised, split and looked up in three trees), a third of its
+        time a file. Raises what pycdlib raises (a duplicate name).
+        """
+        iso_parent, joliet_parent, udf_parent = parents
+        block = self.logical_block_size
+        ino = inode.Inode()
+        ino.new(length, fp, True, 0)
+        added = length
+        rr_name = name.encode("utf-8")
+        for vd, parent, ident, rr, rr_ident, xa, in_iso in (
+                (self.pvd, iso_parent, iso_name.encode("utf-8"), self.rock_ridge, rr_name,
+                 self.xa, True),
+                (self.joliet_vd, joliet_parent, joliet.encode("utf-16_be"), "", b"", False,
+                 False)):
+            rec = dr.DirectoryRecord()
+            rec.new_file(vd, length, ident, parent, vd.sequence_number(), rr, rr_ident, xa,
+                         0o100444, time.time(), None)
+            added += self._add_child_to_dr(rec)
+            added += self._update_rr_ce_entry(rec)
+            ino.linked_records.append((rec, in_iso))
+            rec.inode = ino
+        file_ident = udfmod.UDFFileIdentifierDescriptor()
+        file_ident.new(False, False, rr_name, udf_parent)
+        added += udf_parent.add_file_ident_desc(file_ident, block) * block
+        entry = self._new_udf_file_entry(udf_parent, None)
+        if isinstance(entry, udfmod.UDFExtendedFileEntry):
+            entry.new(length, "file", udf_parent, block, None)
+        else:
+            entry.new(length, "file", udf_parent, block)
+        file_ident.file_entry = entry
+        entry.file_ident = file_ident
+        added += block
+        ino.num_udf += 1
+        ino.linked_records.append((entry, False))
+        entry.inode = ino
+        if self.udf_logical_volume_integrity is not None:
+            self.udf_logical_volume_integrity.logical_volume_impl_use.num_files += 1
+        self.inodes.append(ino)
+        for rec, _in_iso in ino.linked_records:
+            self._share(rec)
+        self._finish_add(0, added)
+
+    def _shared(self, value):
+        """The one object of this image equal to ``value`` (a date, a constant UDF part)."""
+        return self._parts.setdefault((type(value), value.record()), value)
+
+    def _share_dates(self, rec) -> None:
+        """Share the dates of a directory record (and its Rock Ridge TF) or a UDF file entry."""
+        shared = self._shared
+        if isinstance(rec, udfmod.UDFFileEntry):
+            rec.access_time = shared(rec.access_time)
+            rec.mod_time = shared(rec.mod_time)
+            rec.attr_time = shared(rec.attr_time)
+            rec.impl_ident = shared(rec.impl_ident)
+            rec.extended_attr_icb = shared(rec.extended_attr_icb)
+            return
+        rec.date = shared(rec.date)
+        tf = rec.rock_ridge.dr_entries.tf_record if rec.rock_ridge is not None else None
+        if tf is not None:
+            for name in self._TF_DATES:
+                value = getattr(tf, name, None)
+                if value is not None:
+                    setattr(tf, name, shared(value))
+
+    def _share(self, rec) -> None:
+        """Share the parts of a file's record that every file has alike (see above)."""
+        self._share_dates(rec)
+        parent = rec.parent
+        if parent is not None and id(parent) not in self._shared_dirs:
+            self._shared_dirs.add(id(parent))
+            self._share_dates(parent)
+            if not isinstance(parent, udfmod.UDFFileEntry):
+                self._freeze_empty(parent, children=False)     # files are still to come
+                for dot in parent.children[:2]:      # the folder's "." and ".."
+                    if dot.is_dot() or dot.is_dotdot():
+                        self._share_dates(dot)
+                        self._freeze_empty(dot, children=True)
+        if isinstance(rec, udfmod.UDFFileEntry):
+            if not rec.fi_descs:
+                rec.fi_descs = self._EMPTY_MAP
+            return
+        self._freeze_empty(rec, children=True)
+
+    @staticmethod
+    def _freeze_empty(rec, children: bool) -> None:
+        """Swap a directory record's empty lists (its children's too if ``children``) for ()."""
+        if children:
+            if not rec.children:
+                rec.children = ()
+            if not rec.rr_children:
+                rec.rr_children = ()
+            if not getattr(rec, "_subdir_children", True):
+                rec._subdir_children = ()
+        rr = rec.rock_ridge
+        if rr is not None:
+            if not rr.ce_areas:
+                rr.ce_areas = ()
+            entries = rr.dr_entries
+            for name in ("es_records", "sl_records", "pd_records", "al_records"):
+                if not getattr(entries, name):
+                    setattr(entries, name, ())
 
 
 @functools.lru_cache(maxsize=1)
@@ -497,11 +750,36 @@ def _copy_files(out: int, copies: list[tuple[str | None, object]],
     return digests
 
 
+class _HostFile:
+    """A payload file's host path as a shared root and the tail of its bag path.
+
+    ``data/2023/x.pdf`` from ``/src/2023/x.pdf`` is ``/src/`` + the bag
+    path after ``data/``: pycdlib opens it by :func:`os.fspath` when the
+    image is written, and the path is not held as a string of its own
+    (about 300 bytes a file with Chinese names).
+    """
+
+    __slots__ = ("_root", "_bag_path", "_cut")
+
+    def __init__(self, root: str, bag_path: str, cut: int):
+        self._root, self._bag_path, self._cut = root, bag_path, cut
+
+    def __fspath__(self) -> str:
+        return self._root + self._bag_path[self._cut:]
+
+    def __repr__(self) -> str:
+        return f"_HostFile({self.__fspath__()!r})"
+
+
 class Layout:
     """The bag's entries placed into the four directory trees, not yet written.
 
     ``sectors`` is the image's exact size in 2048-byte sectors, known before
     a byte is written, so a medium that is too small is found first.
+
+    The layout's objects are kept out of Python's cyclic collector
+    (``gc.freeze``) until :meth:`write` closes the image; a layout that is
+    not written is closed with ``layout.iso.close()``.
     """
 
     def __init__(self, entries: list[tuple[str, Path]], volume_id: str):
@@ -509,48 +787,96 @@ class Layout:
         self.iso.new(interchange_level=3, vol_ident=volume_id, joliet=3,
                      rock_ridge="1.09", udf="2.60", app_ident_str="discarchive")
         self._dirs: dict[str, tuple[str, str, str]] = {"": ("", "", "")}
-        self._taken: dict[str, set[str]] = {}
+        self._taken: dict[str, _Taken] = {}
+        # Per folder, the Joliet names that another name of it could also
+        # be given: every shortened one, and every kept one with a "~" (a
+        # shortened name always has one); two kept names never collide.
         self._joliet_taken: dict[str, dict[str, str]] = {}
         self._counter = [0]
         self._files: dict[str, str] = {}
+        self._roots: dict[str, str] = {}
+        self._parents: dict[str, tuple] = {"": (self.iso.pvd.root_dir_record,
+                                                self.iso.joliet_vd.root_dir_record,
+                                                self.iso.udf_root)}
+        # pycdlib's records hold one another in cycles (a folder and its
+        # children, an inode and its records), all alive while the layout is
+        # built; each of Python's full collections walks every one of them,
+        # which was 40 % of the time for 100,000 files. The collector is
+        # paused meanwhile (the layout makes no garbage cycles) and resumed
+        # as it was.
+        collecting, built = gc.isenabled(), False
+        gc.disable()
         try:
             for disc_path, host_path in entries:
                 self._add(disc_path, host_path)
+            built = True
         except pycdlibexception.PyCdlibException as exc:
             raise MasteringError(f"cannot lay out the image: {exc}") from None
+        finally:
+            if collecting:
+                if built:
+                    # Then moved out of the collector's sight until the image
+                    # is closed (_PyCdlib.close): else the first full collection
+                    # while it is written walks them all (2.5 s for 100,000 files).
+                    gc.freeze()
+                    self.iso.frozen = True
+                gc.enable()
 
     @property
     def sectors(self) -> int:
         return self.iso.pvd.space_size
 
-    def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str, str]:
+    def _names(self, parent: str, name: str, is_dir: bool, full: str) -> tuple[str, str]:
+        """The ISO 9660 and Joliet names of ``name`` in folder ``parent`` (MasteringError if refused)."""
         check_name(name, full)
-        p_iso, p_jol, p_udf = self._dirs[parent]
-        iso = _iso9660_name(name, is_dir, self._taken.setdefault(parent, set()), self._counter)
+        taken = self._taken.get(parent)
+        if taken is None:
+            taken = self._taken[parent] = _Taken()
+        iso = _iso9660_name(name, is_dir, taken, self._counter)
         jol = joliet_name(name)
-        seen = self._joliet_taken.setdefault(parent, {})
-        if seen.get(jol, name) != name:
-            raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
-                                 f"{seen[jol]!r}; rename one of them")
-        seen[jol] = name
-        return f"{p_iso}/{iso}", f"{p_jol}/{jol}", f"{p_udf}/{name}"
+        if jol != name or "~" in name:
+            seen = self._joliet_taken.setdefault(parent, {})
+            if seen.get(jol, name) != name:
+                raise MasteringError(f"{full}: its Joliet name {jol!r} collides with "
+                                     f"{seen[jol]!r}; rename one of them")
+            seen[jol] = name
+        return iso, jol
 
     def _ensure_dir(self, path: str) -> None:
         if path in self._dirs:
             return
         parent, _, name = path.rpartition("/")
         self._ensure_dir(parent)
-        iso, jol, udf = self._names(parent, name, True, path)
+        iso_name, jol_name = self._names(parent, name, True, path)
+        p_iso, p_jol, p_udf = self._dirs[parent]
+        iso, jol, udf = f"{p_iso}/{iso_name}", f"{p_jol}/{jol_name}", f"{p_udf}/{name}"
         self.iso.add_directory(iso, rr_name=name, joliet_path=jol, udf_path=udf)
         self._dirs[path] = (iso, jol, udf)
+        self._parents[path] = self.iso.folder_records(iso, jol, udf)
 
     def _add(self, disc_path: str, host_path: Path) -> None:
         parent, _, name = disc_path.rpartition("/")
         self._ensure_dir(parent)
-        iso, jol, udf = self._names(parent, name, False, disc_path)
-        self.iso.add_file(str(host_path), iso, rr_name=name, joliet_path=jol, udf_path=udf,
-                          file_mode=0o100444)
+        iso_name, jol_name = self._names(parent, name, False, disc_path)
+        p_iso, p_jol, p_udf = self._dirs[parent]
+        iso = f"{p_iso}/{iso_name}"
+        host = self._host_file(disc_path, os.fspath(host_path))
+        size = os.stat(host).st_size
+        if size <= MAX_EXTENT:
+            self.iso.add_file_in(self._parents[parent], host, size, iso_name, name, jol_name)
+        else:      # several ISO 9660 extents: pycdlib's own add_file lays them out
+            self.iso.add_file(host, iso, rr_name=name, joliet_path=f"{p_jol}/{jol_name}",
+                              udf_path=f"{p_udf}/{name}", file_mode=0o100444)
         self._files[disc_path] = iso
+
+    def _host_file(self, disc_path: str, host: str) -> str | _HostFile:
+        """What pycdlib keeps to open the file: a _HostFile when the host path ends as the bag path."""
+        cut = disc_path.find("/") + 1
+        tail = len(disc_path) - cut
+        if cut and tail and host.endswith(disc_path[cut:]) and host[-tail - 1:-tail] == "/":
+            root = host[:-tail]
+            return _HostFile(self._roots.setdefault(root, root), disc_path, cut)
+        return host
 
     def _check_contiguous(self, path: str, iso: str, lba: int) -> None:
         """Refuse a large file whose pieces do not lie back to back from ``lba``.
