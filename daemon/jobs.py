@@ -48,9 +48,9 @@ from manifests.bag import DiscInfo, item_range, tag_file_parts, write_tag_files
 from manifests.catalog import CATALOG_NAME, Item, scan
 from manifests.plan import DiscPlan, Plan, PlanError, SetPlan, gc_paused, make_plan
 from manifests.validate import validate_bag
-from mastering.iso import Image, Layout, max_file_bytes
+from mastering.iso import SECTOR, Image, Layout, max_file_bytes
 from verification.onepass import Extent, file_chunks
-from verification.readback import Expected, Report, verify
+from verification.readback import Expected, LazyFileTable, Report, verify
 
 from . import incremental
 from .incremental import only
@@ -172,12 +172,26 @@ def _second_reader(cfg: Config, index: int):
 
 
 def expected_of(inv: Inventory, set_id: str) -> Expected:
-    """What the inventory says a set's image holds: its length, hash and files' places."""
+    """What the inventory says a set's image holds: its length, hash and files' places.
+
+    The files' rows are read when the table is first used: :func:`verify`
+    starts reading and hashing the image first, up to the first file's
+    sector (``first_byte``, from the index on items (set_id, extent_lba)),
+    so that loading 100,000 rows overlaps hashing the file system
+    structures.
+    """
     s = inv.disc_set(set_id)
-    rows = inv.db.execute("SELECT disc_path, extent_lba, size, sha256 FROM items "
-                          "WHERE set_id = ?", [set_id])
-    return Expected.of_rows(s["image_bytes"], s["image_sha256"],
-                            itertools.chain(json.loads(s["tag_files"]), rows))
+    tags = json.loads(s["tag_files"])
+    first = inv.db.execute("SELECT min(extent_lba) FROM items WHERE set_id = ?",
+                           [set_id]).fetchone()[0]
+    lbas = [t[1] for t in tags] + ([first] if first is not None else [])
+
+    def rows():
+        return itertools.chain(tags, inv.db.execute(
+            "SELECT disc_path, extent_lba, size, sha256 FROM items WHERE set_id = ? "
+            "ORDER BY id", [set_id]))     # the manifest's order (the bag's), as recorded
+    return Expected(s["image_bytes"], s["image_sha256"], LazyFileTable(rows),
+                    min(lbas, default=0) * SECTOR)
 
 
 def drive_report(cfg: Config) -> list[dict]:

@@ -213,6 +213,7 @@ class Inventory:
             inv._add_daemon_tables()
         inv._add_group_columns()
         inv._add_item_versions()
+        inv._add_extent_index()
         if "items_text" not in tables:
             inv._add_text_index()
         if ("checkpoints" not in tables
@@ -262,9 +263,20 @@ class Inventory:
             db["items"].create_index(["sha256"])
             db["events"].create_index(["disc_id"])
         self._add_burns_table()
+        self._add_extent_index()
         self._add_lifecycle()
         self._add_daemon_tables()
         self._add_text_index()
+
+    def _add_extent_index(self) -> None:
+        """The index on items (set_id, extent_lba): an image's first file without reading
+        its items (daemon.jobs.expected_of). Made once; idempotent."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' "
+                           "AND name = 'items_set_extent'").fetchone():
+            return
+        with self._write():
+            self.db.conn.execute("CREATE INDEX IF NOT EXISTS items_set_extent "
+                                 "ON items (set_id, extent_lba)")
 
     def _add_lifecycle(self) -> None:
         """The lifecycle's discs columns, tables and indexes, in one transaction.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from verification.onepass import SECTOR, Extent
 from verification.readback import Expected, verify
@@ -118,3 +119,67 @@ def test_the_recorded_manifest_digest_is_that_of_the_lines_as_written():
     assert _RecordedManifest(paths, wants, is_data).hexdigest() == \
         hashlib.sha256(lines.encode()).hexdigest()
     assert _RecordedManifest(paths, wants[:2] + [None] + wants[3:], is_data).hexdigest() is None
+
+
+def test_the_inventory_table_loads_while_the_image_is_read_and_keeps_the_bags_order(
+        home, run, one_set_archive, monkeypatch):
+    """expected_of gives the first file's byte at once and the rows on first use, in the
+    recorded (manifest) order; verify starts reading before it loads them, and reports what
+    a table loaded beforehand gives, the manifest known as written without a line-by-line
+    rebuild."""
+    import config
+    import verification.readback as rb
+    from config import INVENTORY_NAME
+    from daemon.jobs import expected_of
+    from inventory.store import Inventory
+    from manifests import signing
+    from verification.onepass import file_chunks
+
+    assert run("archive", str(one_set_archive), "--copies", "1").exit_code == 0
+    inv = Inventory.open(home / INVENTORY_NAME)
+    (s,) = inv.db.execute("SELECT set_id, image_path FROM disc_sets").fetchall()
+    rows = list(inv.db.execute("SELECT disc_path, extent_lba, size, sha256 FROM items "
+                               "WHERE set_id = ? ORDER BY id", [s[0]]))
+    cfg = config.load(home)
+    _, pem = signing.load_keypair(cfg.key_path, cfg.public_key_path)
+    lazy = expected_of(inv, s[0])
+    assert isinstance(lazy.files, rb.LazyFileTable) and not lazy.files.loaded
+    assert lazy.first_byte == min(lazy.files.lbas) * SECTOR > 0
+    assert [p for p in lazy.files.paths if p.startswith("data/")] == [r[0] for r in rows]
+
+    order = []
+    real_reader = rb._ImageReader
+    monkeypatch.setattr(rb, "_ImageReader", lambda *a, **k: order.append("reader") or
+                        real_reader(*a, **k))
+    real_of_rows = rb.FileTable.of_rows
+    monkeypatch.setattr(rb.FileTable, "of_rows", classmethod(
+        lambda cls, r: order.append("rows") or real_of_rows.__func__(cls, r)))
+    calls = []
+    monkeypatch.setattr(rb, "_manifest_as_written", lambda *a: calls.append(1))
+    fresh = expected_of(inv, s[0])
+    image = Path(s[1])
+    early = verify(file_chunks(image, fresh.length), fresh, pem)
+    assert order == ["reader", "rows"]
+    plain = verify(file_chunks(image, fresh.length),
+                   Expected.of_rows(fresh.length, fresh.sha256, list(zip(
+                       fresh.files.paths, fresh.files.lbas, fresh.files.sizes,
+                       fresh.files.sha256))), pem)
+    assert early.passed and plain.passed and calls == []
+    assert early.image_sha256 == plain.image_sha256
+    assert dict(early.file_sha256) == dict(plain.file_sha256)
+    inv.close()
+
+
+def test_a_file_before_the_first_byte_given_is_refused_as_a_bug(tmp_path):
+    """A record whose first file lies before first_byte would lose that file's bytes to the
+    image hash only: the pass stops with ValueError instead of reporting it damaged."""
+    import pytest
+
+    from verification.readback import LazyFileTable
+
+    data = bytes(range(256)) * 64                       # 16 KiB: files at sectors 2 and 4
+    rows = [("data/a", 2, 100, hashlib.sha256(data[4096:4196]).hexdigest()),
+            ("data/b", 4, 100, hashlib.sha256(data[8192:8292]).hexdigest())]
+    wrong = Expected(len(data), None, LazyFileTable(lambda: rows), first_byte=4 * SECTOR)
+    with pytest.raises(ValueError, match="before the 8192 bytes read for the image only"):
+        verify([data], wrong, b"")

@@ -237,7 +237,8 @@ _hexdigest = type(hashlib.sha256()).hexdigest
 
 def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence[int],
                  capture: Collection[int] = (), progress: Callable[[int, int], None] | None = None,
-                 length: int = 0, idle: Callable[[], bool] | None = None) -> Measured:
+                 length: int = 0, idle: Callable[[], bool] | None = None,
+                 reader: "_ImageReader | None" = None) -> Measured:
     """Hash a stream of image bytes and the files in it, in one pass.
 
     File ``k`` is ``sizes[k]`` bytes from byte ``starts[k]`` (files may come
@@ -252,12 +253,26 @@ def hash_extents(chunks: Iterable[bytes], starts: Sequence[int], sizes: Sequence
     bytes, at most 16 chunks; never a whole chunk list. The files wholly
     inside a chunk are hashed together, the loop over them running in C
     (``map``), so that many small files cost little more than their bytes.
+
+    ``reader``: an :class:`_ImageReader` of ``chunks`` the caller started
+    earlier (with its ``skip``), taken over and closed here. Raises
+    ValueError, reading nothing more, when a file begins before its
+    ``skip``: those bytes went to the image's hash only.
     """
     n = len(starts)
     has_bytes = list(map(gt, sizes, repeat(0)))
     # The reading and the image's hash start at once: the bytes before the
     # first file (an image's file system structures) need no table.
-    image = _ImageReader(chunks, skip=min(compress(starts, has_bytes), default=0), idle=idle)
+    skip = min(compress(starts, has_bytes), default=0)
+    if reader is not None:
+        image = reader
+        image._idle = idle
+        if image._skip > skip:
+            image.close()
+            raise ValueError(f"a file begins at byte {skip}, before the {image._skip} bytes "
+                             "read for the image only: the record's first file is wrong")
+    else:
+        image = _ImageReader(chunks, skip=skip, idle=idle)
     try:
         digests: list[str | None] = [None] * n
         captured: dict[int, bytes] = {}

@@ -36,7 +36,7 @@ from manifests import signing
 from manifests.bag import PUBLIC_KEY_NAME, SIGNATURE_NAME, decode_manifest_path, encode_manifest_path
 from manifests.catalog import CATALOG_NAME
 
-from .onepass import SECTOR, Extent, files_hit, hash_extents, ranges
+from .onepass import SECTOR, Extent, _ImageReader, files_hit, hash_extents, ranges
 
 Progress = Callable[[int, int], None]
 
@@ -126,6 +126,33 @@ class FileTable:
             yield Extent(path, lba, size), sha256
 
 
+class LazyFileTable(FileTable):
+    """A :class:`FileTable` whose rows are read on first use, from ``load()``'s rows.
+
+    For :func:`verify`, which starts reading the image before it needs the
+    table (see :attr:`Expected.first_byte`).
+    """
+
+    __slots__ = ("_load",)
+
+    def __init__(self, load: Callable[[], Iterable[tuple[str, int, int, str | None]]]):
+        self._load = load
+
+    def __getattr__(self, name: str):
+        if name not in FileTable.__slots__ or self._load is None:
+            raise AttributeError(name)
+        t = FileTable.of_rows(self._load())
+        self._load = None
+        for slot in FileTable.__slots__:
+            setattr(self, slot, getattr(t, slot))
+        return getattr(self, name)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the rows were read."""
+        return self._load is None
+
+
 @dataclass(frozen=True)
 class Expected:
     """What the inventory says an image holds.
@@ -139,6 +166,9 @@ class Expected:
     length: int
     sha256: str | None
     files: FileTable
+    first_byte: int = 0
+    """No file begins before this byte: the image's bytes before it (its file
+    system structures) need no table (0: unknown)."""
 
     def __post_init__(self):
         if not isinstance(self.files, FileTable):
@@ -217,17 +247,28 @@ def verify(chunks: Iterable[bytes], expected: Expected, public_key_pem: bytes,
     :class:`Report`. Memory: about 300 bytes a file besides its path.
     """
     report = Report()
-    table = expected.files
-    paths, wants = table.paths, table.sha256
-    n = len(paths)
-    # Whole-table work is done in C (map, compress): for 100,000 files a
-    # loop in Python would cost as much as hashing a tenth of the image.
-    is_data = list(map(str.startswith, paths, repeat("data/")))
-    tag_index = list(compress(range(n), map(not_, is_data)))
-    tags = {k for k in tag_index if keep_catalog or paths[k] != CATALOG_NAME}  # the catalog can be large
-    recorded = _RecordedManifest(paths, wants, is_data)
-    m = hash_extents(chunks, list(map(mul, table.lbas, repeat(SECTOR))), table.sizes, tags,
-                     progress, expected.length, idle=recorded.step)
+    early = None
+    if expected.first_byte and isinstance(expected.files, LazyFileTable) \
+            and not expected.files.loaded:
+        # read and hash the structures before the first file while the table is loaded
+        early = _ImageReader(chunks, skip=expected.first_byte)
+    try:
+        table = expected.files
+        paths, wants = table.paths, table.sha256
+        n = len(paths)
+        # Whole-table work is done in C (map, compress): for 100,000 files a
+        # loop in Python would cost as much as hashing a tenth of the image.
+        is_data = list(map(str.startswith, paths, repeat("data/")))
+        tag_index = list(compress(range(n), map(not_, is_data)))
+        tags = {k for k in tag_index if keep_catalog or paths[k] != CATALOG_NAME}  # the catalog can be large
+        recorded = _RecordedManifest(paths, wants, is_data)
+        starts = list(map(mul, table.lbas, repeat(SECTOR)))
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    m = hash_extents(chunks, starts, table.sizes, tags,
+                     progress, expected.length, idle=recorded.step, reader=early)
     got = m.digests
     report.image_sha256 = m.image_sha256
     report.file_sha256 = FileDigests(paths, got)
