@@ -141,12 +141,13 @@ def image_inventory(image: Path) -> Path:
     The set's row (image length, SHA-256, tag files' places) and one items
     row per payload file (path, size, SHA-256, first sector), from the
     ``.items`` file the master run wrote; made once, outside any timing,
-    and reused until the image is deleted.
+    and reused while it is newer than the image (an image mastered again
+    has other dates in its descriptors, so another SHA-256).
     """
     from inventory.store import ITEM_COLUMNS, Inventory
 
     path = Path(str(image) + ".db")
-    if path.is_file():
+    if path.is_file() and path.stat().st_mtime_ns > image.stat().st_mtime_ns:
         return path
     part = Path(str(image) + ".db.part")
     for old in image.parent.glob(part.name + "*"):
