@@ -550,6 +550,7 @@ def pack(tag_dir: Path, out: Path, source: Path, items: list[Item], disc: DiscIn
                           placeholders=True)
     layout = Layout(bag.entries, disc.disc_id)
     if layout.sectors > capacity:
+        layout.iso.close()        # gives its records back to the collector (Layout: gc.freeze)
         raise JobError(
             f"disc {disc.disc_id} would need {layout.sectors} sectors but a {media} medium holds "
             f"{capacity} (the plan predicted {predicted}): report this as a bug, and "

@@ -168,3 +168,19 @@ def test_scan_hashes_only_the_files_asked_for_and_can_prove_the_rest_readable(
         scan(source, hashing=lambda path, size: path in picked, check_readable=True)
     with pytest.raises(ScanError, match="Permission denied"):
         scan(source, hashing=False, check_readable=True)
+
+
+def test_an_image_too_big_for_the_medium_leaves_nothing_frozen(source, tmp_path):
+    """The capacity check fails after the layout froze its records out of the collector's
+    sight: pack closes the layout before it raises, so nothing stays frozen."""
+    import gc
+
+    from manifests import signing
+    key, _ = signing.load_keypair(*_keys(tmp_path))
+    items = scan(source, hashing=False)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(jobs.JobError, match="would need .* sectors but a custom:300 medium"):
+        jobs.pack(tmp_path / "tags", tmp_path / "x.iso", source, items, DiscInfo("G", "G-01"),
+                  "局", "160", "", key, 300, "custom:300", 300)
+    assert gc.get_freeze_count() == 0
+    assert not (tmp_path / "x.iso").exists()
