@@ -75,17 +75,28 @@ def defaults_text() -> str:
     return resources.files(__package__).joinpath("defaults.toml").read_text(encoding="utf-8")
 
 
+MAX_CUSTOM_SECTORS = 2**32 - 1
+"""The largest ``custom:`` medium, in 2048-byte sectors (ISO 9660's volume space size)."""
+
+
 def media_sectors(name: str) -> int:
     """Capacity in 2048-byte sectors of a medium profile.
 
     ``name`` is a profile from :data:`MEDIA_SECTORS` or ``custom:SECTORS``
-    (a made-up medium, for tests and odd media). Raises ConfigError.
+    (a made-up medium, for tests and odd media), at most 2^32 - 1 sectors:
+    the most an ISO 9660 volume counts (ECMA-119 8.4.8, a 32-bit field).
+    Raises ConfigError.
     """
     key = name.strip().lower()
     if key in MEDIA_SECTORS:
         return MEDIA_SECTORS[key]
-    if key.startswith("custom:") and key[7:].isdigit() and int(key[7:]) > 0:
-        return int(key[7:])
+    digits = key[7:]
+    if key.startswith("custom:") and digits.isascii() and digits.isdigit():
+        if 0 < int(digits) <= MAX_CUSTOM_SECTORS:
+            return int(digits)
+        if int(digits) > MAX_CUSTOM_SECTORS:
+            raise ConfigError(f"medium {name!r} has more sectors than an ISO 9660 image can "
+                              f"count: give at most custom:{MAX_CUSTOM_SECTORS}")
     raise ConfigError(
         f"unknown medium {name!r}: use one of {', '.join(MEDIA_SECTORS)} or custom:SECTORS")
 

@@ -588,6 +588,17 @@ def _master(cfg: Config, source: Path, sp: SetPlan, dp: DiscPlan, media: str, ca
                   DiscInfo(sp.group_id, set_id, dp.volume, len(sp.discs)),
                   cfg.source_organization, sp.group.fonds, sp.group.side, key, capacity, media,
                   dp.sectors, ui.progress("master"))
+    try:
+        return _check_made(source, sp, dp, items, packed, public_pem, ui)
+    except BaseException:            # an interrupt too: an image is kept only once recorded
+        packed.image.path.unlink(missing_ok=True)
+        raise
+
+
+def _check_made(source: Path, sp: SetPlan, dp: DiscPlan, items: list[Item], packed: Packed,
+                public_pem: bytes, ui: Reporter) -> _Made:
+    """The image check of :func:`_master` (see there). Raises JobError."""
+    set_id = dp.disc_id
     image, tag_files = packed.image, packed.tag_files
     expected = Expected(image.size, None, tuple(
         [(Extent(name, lba, size), sha) for name, lba, size, sha in tag_files]

@@ -538,3 +538,22 @@ def test_a_medium_smaller_than_the_image_is_a_recorded_failed_burn(home, run, de
         assert d["medium_path"] is None and d["burned_at"] is None
     assert list((home / "media").iterdir()) == [] or all(
         p.stat().st_size == 0 for p in (home / "media").iterdir())
+
+
+def test_an_interrupt_during_the_image_check_leaves_no_image(home, run, one_set_archive,
+                                                             monkeypatch):
+    """Ctrl-C while a new image is checked: the image, not yet recorded, is removed (a later
+    run would otherwise count it when numbering sets)."""
+    from daemon import jobs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "verify", interrupted)
+    res = run("archive", str(one_set_archive), "--copies", "1")
+    assert res.exit_code != 0
+    assert list((home / "images").glob("*.iso*")) == []
+    monkeypatch.undo()
+    again = run("archive", str(one_set_archive), "--copies", "1")
+    assert again.exit_code == 0, again.stderr
+    assert [p.name for p in (home / "images").glob("*.iso")] == ["160-2024-S01-01.iso"]

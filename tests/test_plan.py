@@ -492,3 +492,16 @@ def test_a_deep_trees_size_is_called_an_upper_bound(home, run, tmp_path):
     assert archived.exit_code == 0, archived.stderr
     (image,) = (home / "images").glob("*.iso")
     assert image.stat().st_size <= disc["sectors"] * 2048
+
+
+def test_a_custom_medium_beyond_iso9660s_count_is_refused(home, run, source_copy):
+    """ISO 9660 counts a volume's sectors in 32 bits: a larger custom medium is bad input
+    (exit 2, one line), for plan and archive alike, and nothing is written."""
+    for cmd in ("plan", "archive"):
+        res = run(cmd, str(source_copy), "--media", "custom:99999999999999999999")
+        assert res.exit_code == 2, (cmd, res.output)
+        assert "give at most custom:4294967295" in res.stderr and res.stderr.count("\n") == 1
+    assert list(home.glob("images/*")) == []
+    assert config.media_sectors("custom:4294967295") == 2**32 - 1
+    with pytest.raises(config.ConfigError):
+        config.media_sectors("custom:١٢٣")        # Arabic-Indic digits are not a number here
