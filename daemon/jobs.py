@@ -610,8 +610,7 @@ def _check_made(source: Path, sp: SetPlan, dp: DiscPlan, items: list[Item], pack
     image = replace(image, sha256=check.image_sha256)
     expected = replace(expected, sha256=image.sha256)
     changed += [p[len("data/"):] for p, _ in check.damaged if p.startswith("data/")]
-    if changed or not check.passed:
-        image.path.unlink(missing_ok=True)
+    if changed or not check.passed:           # _master removes the image
         if changed:
             raise JobError(f"{sorted(set(changed))[0]} changed while it was packed"
                            f"{f' (and {len(set(changed)) - 1} more)' if len(set(changed)) > 1 else ''}: "

@@ -504,21 +504,6 @@ def max_file_bytes(capacity: int) -> int:
     return max(0, capacity - _empty_image_sectors()) * SECTOR
 
 
-def sha256_file(path: Path, length: int | None = None) -> str:
-    """SHA-256 (hex) of a file's first ``length`` bytes (all of it when None)."""
-    h = hashlib.sha256()
-    left = length
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            chunk = f.read(1 << 20 if left is None else min(1 << 20, left))
-            if not chunk:
-                break
-            h.update(chunk)
-            if left is not None:
-                left -= len(chunk)
-    return h.hexdigest()
-
-
 class _Sequential:
     """The image file as pycdlib writes it: a seek that goes nowhere costs nothing.
 
